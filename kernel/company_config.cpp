@@ -1,0 +1,295 @@
+#include "company_config.hpp"
+
+#include <cstdlib>
+#include <fstream>
+#include <regex>
+#include <set>
+#include <sstream>
+
+#include <yaml-cpp/yaml.h>
+
+#include "synthorg/host/plugin_file.hpp"
+
+namespace synthorg::kernel {
+namespace {
+
+using nlohmann::json;
+
+struct Converter {
+  ConfigDocument& document;
+  std::vector<ConfigIssue>& issues;
+
+  void remember(const std::string& path, const YAML::Mark& mark) {
+    if (!mark.is_null()) document.locations[path] = {mark.line + 1, mark.column + 1};
+  }
+
+  // ${VAR} and ${VAR:-default} (default also when VAR is empty, as in the shell); $$ is a
+  // literal dollar. Returns nullopt after recording an issue.
+  std::optional<std::string> expand(const std::string& raw, const std::string& path) {
+    std::string out;
+    out.reserve(raw.size());
+    for (std::size_t i = 0; i < raw.size(); ++i) {
+      if (raw[i] != '$' || i + 1 >= raw.size()) {
+        out += raw[i];
+        continue;
+      }
+      if (raw[i + 1] == '$') {
+        out += '$';
+        ++i;
+        continue;
+      }
+      if (raw[i + 1] != '{') {
+        out += raw[i];
+        continue;
+      }
+      auto close = raw.find('}', i + 2);
+      if (close == std::string::npos) {
+        issues.push_back({path, "unterminated \"${\" in " + json(raw).dump(), "close it with \"}\", or write \"$$\" for a literal dollar"});
+        return std::nullopt;
+      }
+      std::string inside = raw.substr(i + 2, close - i - 2);
+      std::optional<std::string> fallback;
+      if (auto sep = inside.find(":-"); sep != std::string::npos) {
+        fallback = inside.substr(sep + 2);
+        inside.resize(sep);
+      }
+      static const std::regex name_pattern("[A-Za-z_][A-Za-z0-9_]*");
+      if (!std::regex_match(inside, name_pattern)) {
+        issues.push_back({path, "\"${" + inside + "}\" is not a variable reference", "use ${NAME} or ${NAME:-default} with NAME made of letters, digits and _"});
+        return std::nullopt;
+      }
+      const char* value = std::getenv(inside.c_str());
+      if (value && (*value || !fallback)) {
+        out += value;
+      } else if (fallback) {
+        out += *fallback;
+      } else {
+        issues.push_back({path, "environment variable " + inside + " is not set",
+                          "set " + inside + ", or write ${" + inside + ":-default} to fall back to a default"});
+        return std::nullopt;
+      }
+      i = close;
+    }
+    return out;
+  }
+
+  static json typed_scalar(const std::string& text) {
+    static const std::regex integer("[-+]?[0-9]+");
+    static const std::regex decimal("[-+]?(([0-9]+\\.[0-9]*|\\.[0-9]+)([eE][-+]?[0-9]+)?|[0-9]+[eE][-+]?[0-9]+)");
+    if (text.empty() || text == "~" || text == "null" || text == "Null" || text == "NULL") return nullptr;
+    if (text == "true" || text == "True" || text == "TRUE") return true;
+    if (text == "false" || text == "False" || text == "FALSE") return false;
+    if (std::regex_match(text, integer)) {
+      try {
+        return std::stoll(text);
+      } catch (const std::out_of_range&) {
+        return text;
+      }
+    }
+    if (std::regex_match(text, decimal)) return std::stod(text);
+    return text;
+  }
+
+  json convert(const YAML::Node& node, const std::string& path) {
+    remember(path, node.Mark());
+    switch (node.Type()) {
+      case YAML::NodeType::Scalar: {
+        auto expanded = expand(node.Scalar(), path);
+        if (!expanded) return nullptr;
+        const auto& tag = node.Tag();
+        bool quoted = tag == "!" || (tag.size() >= 4 && tag.compare(tag.size() - 4, 4, ":str") == 0);
+        return quoted ? json(*expanded) : typed_scalar(*expanded);
+      }
+      case YAML::NodeType::Sequence: {
+        json out = json::array();
+        for (std::size_t i = 0; i < node.size(); ++i) out.push_back(convert(node[i], path + "[" + std::to_string(i) + "]"));
+        return out;
+      }
+      case YAML::NodeType::Map: {
+        json out = json::object();
+        for (const auto& item : node) {
+          if (!item.first.IsScalar()) {
+            issues.push_back({path, "a key is not a plain name", "write keys as plain words"});
+            continue;
+          }
+          const std::string key = item.first.Scalar();
+          const std::string child = path.empty() ? key : path + "." + key;
+          remember(child, item.first.Mark());
+          if (out.contains(key)) {
+            issues.push_back({child, "duplicate key \"" + key + "\"", "keep one of them"});
+            continue;
+          }
+          out[key] = convert(item.second, child);
+          if (item.second.Mark().is_null()) remember(child, item.first.Mark());
+        }
+        return out;
+      }
+      default:
+        return nullptr;
+    }
+  }
+};
+
+std::string parent_path(const std::string& path) {
+  auto cut = path.find_last_of(".[");
+  return cut == std::string::npos ? std::string() : path.substr(0, cut);
+}
+
+}  // namespace
+
+std::string ConfigDocument::where(const std::string& path) const {
+  for (std::string p = path;; p = parent_path(p)) {
+    if (auto it = locations.find(p); it != locations.end())
+      return file + ":" + std::to_string(it->second.first) + ":" + std::to_string(it->second.second);
+    if (p.empty()) return file;
+  }
+}
+
+ConfigFileError CompanyConfig::error(const std::vector<ConfigIssue>& issues) const {
+  std::string text;
+  for (const auto& issue : issues) {
+    if (!text.empty()) text += '\n';
+    text += document.where(issue.path) + ": ";
+    if (!issue.path.empty()) text += issue.path + ": ";
+    text += issue.message;
+    if (!issue.fix.empty()) text += " (fix: " + issue.fix + ")";
+  }
+  return ConfigFileError(text);
+}
+
+const ConfigMap& kernel_config_map() {
+  static const ConfigMap map = ConfigMap{}
+      .string_list("plugin_dirs", {}, "Directories searched for plugin files (*.so). Relative paths are relative to "
+                                      "this file. Empty: the plugin directory installed next to the synthorg binary.")
+      .integer("threads", 0, "I/O threads running the shared io_context; 0 means one per core.").range(0, 256)
+      .integer("blocking_threads", 4, "Threads of the bounded pool for blocking work (database, orchestrator calls).").range(1, 256)
+      .integer("blocking_queue", 1024, "Blocking tasks accepted beyond the running ones; more are refused as busy.").range(1, 1'000'000)
+      .duration("shutdown_timeout", "10s", "Time all plugins together get to stop on SIGTERM/SIGINT before the kernel gives up on them.")
+      .range(100, 600'000);
+  return map;
+}
+
+const ConfigMap& plugin_entry_config_map() {
+  static const ConfigMap map = ConfigMap{}
+      .boolean("enabled", true, "Load and start this plugin.")
+      .boolean("optional", false, "When the plugin cannot be loaded, configured or started, log it and carry on without it.")
+      .object("config", "The plugin's own settings; see its section of the configuration reference.");
+  return map;
+}
+
+CompanyConfig parse_company_config(std::string_view text, std::string file, std::filesystem::path base_dir,
+                                   const std::filesystem::path& default_plugin_dir) {
+  CompanyConfig config;
+  config.document.file = std::move(file);
+  config.document.base_dir = std::move(base_dir);
+  YAML::Node root;
+  try {
+    root = YAML::Load(std::string(text));
+  } catch (const YAML::ParserException& e) {
+    throw ConfigFileError(config.document.file + ":" + std::to_string(e.mark.line + 1) + ":" +
+                          std::to_string(e.mark.column + 1) + ": malformed YAML: " + e.msg +
+                          " (fix: check the indentation and quoting on this line and the one before)");
+  }
+  std::vector<ConfigIssue> issues;
+  Converter converter{config.document, issues};
+  config.document.root = converter.convert(root, "");  // its issues are reported with the rest
+  const json& doc = config.document.root;
+  if (!doc.is_object())
+    throw config.error({{"", doc.is_null() ? "the file is empty" : "the top level is not a map of keys",
+                         "start from config/company.yaml: company_name, kernel, select, plugins"}});
+
+  static const std::vector<std::string> top_keys{"company_name", "kernel", "select", "plugins"};
+  for (const auto& [key, value] : doc.items()) {
+    if (std::find(top_keys.begin(), top_keys.end(), key) != top_keys.end()) continue;
+    auto near = did_you_mean(key, top_keys);
+    issues.push_back({key, "unknown key \"" + key + "\"",
+                      near.empty() ? "remove it; the top-level keys are company_name, kernel, select, plugins"
+                                   : "did you mean \"" + near + "\"?"});
+  }
+
+  if (!doc.contains("company_name") || doc["company_name"].is_null()) {
+    issues.push_back({"", "required key \"company_name\" is missing", "add company_name: \"Your Company\""});
+  } else if (!doc["company_name"].is_string() || doc["company_name"].get<std::string>().empty()) {
+    issues.push_back({"company_name", "expected a non-empty string, got " + doc["company_name"].dump(), "write company_name: \"Your Company\""});
+  } else {
+    config.company_name = doc["company_name"].get<std::string>();
+  }
+
+  auto kernel = kernel_config_map().apply(doc.value("kernel", json()), "kernel", issues);
+  if (kernel.contains("threads")) config.kernel.threads = kernel["threads"].get<std::size_t>();
+  if (kernel.contains("blocking_threads")) config.kernel.blocking_threads = kernel["blocking_threads"].get<std::size_t>();
+  if (kernel.contains("blocking_queue")) config.kernel.blocking_queue = kernel["blocking_queue"].get<std::size_t>();
+  if (kernel.contains("shutdown_timeout")) config.kernel.shutdown_timeout = std::chrono::milliseconds(kernel["shutdown_timeout"].get<std::int64_t>());
+  for (const auto& dir : kernel.value("plugin_dirs", json::array())) {
+    std::filesystem::path path(dir.get<std::string>());
+    config.kernel.plugin_dirs.push_back(path.is_absolute() ? path : (config.document.base_dir / path).lexically_normal());
+  }
+  if (config.kernel.plugin_dirs.empty()) config.kernel.plugin_dirs.push_back(default_plugin_dir);
+
+  const json select = doc.value("select", json::object());
+  if (!select.is_object() && !select.is_null()) {
+    issues.push_back({"select", "expected a map of service to plugin, got " + select.dump(), "write e.g. select: {store: store-sqlite}"});
+  } else if (select.is_object()) {
+    for (const auto& [slot, chosen] : select.items()) {
+      if (!chosen.is_string() || !host::valid_plugin_name(chosen.get<std::string>())) {
+        issues.push_back({"select." + slot, "expected a plugin name, got " + chosen.dump(), "write the name of a plugin, e.g. store-sqlite"});
+        continue;
+      }
+      config.select[slot] = chosen.get<std::string>();
+    }
+  }
+
+  const json plugins = doc.value("plugins", json::object());
+  if (!plugins.is_object() && !plugins.is_null()) {
+    issues.push_back({"plugins", "expected a map of plugin names, got " + plugins.dump(), "write plugins: {name: {enabled: true, config: {...}}}"});
+  } else if (plugins.is_object()) {
+    for (const auto& [name, entry] : plugins.items()) {
+      const std::string path = "plugins." + name;
+      if (!host::valid_plugin_name(name)) {
+        issues.push_back({path, "\"" + name + "\" is not a plugin name", "use lower-case letters, digits and '-'"});
+        continue;
+      }
+      auto applied = plugin_entry_config_map().apply(entry, path, issues);
+      PluginEntry plugin;
+      plugin.enabled = applied.value("enabled", true);
+      plugin.optional = applied.value("optional", false);
+      plugin.config = applied.value("config", json::object());
+      config.plugins[name] = std::move(plugin);
+    }
+  }
+  if (!issues.empty()) throw config.error(issues);
+  return config;
+}
+
+CompanyConfig load_company_config(const std::optional<std::filesystem::path>& explicit_path,
+                                  const std::filesystem::path& default_plugin_dir) {
+  std::optional<std::filesystem::path> path = explicit_path;
+  std::string origin = "--config";
+  if (!path) {
+    if (const char* env = std::getenv("SYNTHORG_CONFIG_PATH"); env && *env) {
+      path = env;
+      origin = "SYNTHORG_CONFIG_PATH";
+    } else if (std::filesystem::exists("company.yaml")) {
+      path = "company.yaml";
+    }
+  }
+  CompanyConfig config;
+  if (path) {
+    std::ifstream in(*path);
+    if (!in)
+      throw ConfigFileError(path->string() + ": cannot read the configuration file (named by " + origin +
+                            "): " + (std::filesystem::exists(*path) ? "permission denied" : "no such file") +
+                            " (fix: correct the path, or unset it to use the embedded default)");
+    std::stringstream text;
+    text << in.rdbuf();
+    auto base = std::filesystem::absolute(*path).parent_path();
+    config = parse_company_config(text.str(), path->string(), base, default_plugin_dir);
+  } else {
+    config = parse_company_config(embedded_company_yaml(), "<embedded default>", std::filesystem::current_path(),
+                                  default_plugin_dir);
+  }
+  if (const char* url = std::getenv("SYNTHORG_DATABASE_URL"); url && *url) config.select["store"] = "store-postgres";
+  return config;
+}
+
+}  // namespace synthorg::kernel

@@ -1,0 +1,319 @@
+// synthorg: the kernel's command line. Exit codes: 0 ok, 1 error, 2 usage.
+#include <unistd.h>
+
+#include <csignal>
+#include <condition_variable>
+#include <cstdio>
+#include <iostream>
+#include <mutex>
+#include <thread>
+
+#include <CLI/CLI.hpp>
+
+#include "kernel.hpp"
+#include "synthorg/log.hpp"
+#include "synthorg/toolchain.hpp"
+
+namespace {
+
+using namespace synthorg;
+using namespace synthorg::kernel;
+using nlohmann::json;
+using Clock = std::chrono::steady_clock;
+
+constexpr int exit_ok = 0;
+constexpr int exit_error = 1;
+constexpr int exit_usage = 2;
+
+std::filesystem::path executable_dir() {
+  std::error_code ec;
+  auto self = std::filesystem::read_symlink("/proc/self/exe", ec);
+  return ec ? std::filesystem::current_path() : self.parent_path();
+}
+
+std::filesystem::path default_plugin_dir() {
+  return (executable_dir() / SYNTHORG_PLUGIN_DIR_FROM_BIN).lexically_normal();
+}
+
+// SIGINT/SIGTERM are blocked in every thread and taken by one thread with sigwait, so a
+// signal is never lost whatever phase the kernel is in. A second signal exits at once.
+class ShutdownSignal {
+ public:
+  ShutdownSignal() {
+    sigemptyset(&set_);
+    sigaddset(&set_, SIGINT);
+    sigaddset(&set_, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &set_, nullptr);
+    waiter_ = std::thread([this] {
+      for (int count = 1;; ++count) {
+        int signal = 0;
+        if (sigwait(&set_, &signal) != 0) continue;
+        if (count > 1) {
+          std::fputs("synthorg: second signal during shutdown; exiting now\n", stderr);
+          std::_Exit(exit_error);
+        }
+        {
+          std::lock_guard lock(mutex_);
+          name_ = signal == SIGTERM ? "SIGTERM" : "SIGINT";
+          requested_ = true;
+        }
+        changed_.notify_all();
+      }
+    });
+    waiter_.detach();
+  }
+  const std::atomic<bool>& requested() const { return requested_; }
+  std::string wait() {
+    std::unique_lock lock(mutex_);
+    changed_.wait(lock, [&] { return requested_.load(); });
+    return name_;
+  }
+
+ private:
+  sigset_t set_{};
+  std::thread waiter_;
+  std::mutex mutex_;
+  std::condition_variable changed_;
+  std::atomic<bool> requested_{false};
+  std::string name_;
+};
+
+void log_failure(const log::Logger& logger, std::string_view message, const std::string& detail) {
+  std::size_t start = 0;
+  while (start <= detail.size()) {
+    auto end = detail.find('\n', start);
+    if (end == std::string::npos) end = detail.size();
+    logger.error(message, {{"error", std::string_view(detail).substr(start, end - start)}});
+    start = end + 1;
+  }
+}
+
+int serve(const std::optional<std::filesystem::path>& config_path, bool exit_after_start) {
+  const auto began = Clock::now();
+  ShutdownSignal signal;
+  log::Logger logger("kernel");
+  try {
+    auto config = load_company_config(config_path, default_plugin_dir());
+    logger.info("Starting SynthOrg Kernel", {{"version", SYNTHORG_SDK_VERSION}, {"company", config.company_name},
+                                             {"config", config.document.file}, {"pid", static_cast<int>(getpid())}});
+    Kernel kernel(std::move(config));
+    kernel.discover();
+    kernel.prepare();
+    if (!kernel.start(&signal.requested())) {
+      logger.info("Shutdown complete", {{"during", "start-up"}});
+      return exit_ok;
+    }
+    auto took = std::chrono::duration<double, std::milli>(Clock::now() - began).count();
+    logger.info("All plugins started", {{"plugins", kernel.start_order().size()}, {"ms", took}});
+    std::string reason = exit_after_start ? std::string("--exit-after-start") : signal.wait();
+    logger.info("Shutting down", {{"reason", reason}});
+    bool clean = kernel.stop();
+    if (!clean) {
+      logger.error("Shutdown incomplete: a plugin did not stop in time");
+      std::fflush(nullptr);
+      std::_Exit(exit_error);  // its thread may still run; static destructors must not race it
+    }
+    logger.info("Shutdown complete");
+    return exit_ok;
+  } catch (const ConfigFileError& e) {
+    log_failure(logger, "Configuration error", e.what());
+  } catch (const KernelError& e) {
+    log_failure(logger, "Start-up failed", e.what());
+  } catch (const std::exception& e) {
+    log_failure(logger, "Start-up failed", e.what());
+  }
+  return exit_error;
+}
+
+std::string joined(const std::vector<std::string>& items) {
+  std::string out;
+  for (const auto& item : items) out += (out.empty() ? "" : ",") + item;
+  return out.empty() ? "-" : out;
+}
+
+json manifest_json(const PluginSummary& plugin) {
+  const auto& m = plugin.file.manifest;
+  json needs = json::array();
+  for (const auto& need : m.needs) needs.push_back({{"service", need.service}, {"required", need.required}});
+  return {{"name", m.name},
+          {"version", m.version},
+          {"description", m.description},
+          {"abi", std::to_string(plugin.file.descriptor->abi_major) + "." + std::to_string(plugin.file.descriptor->abi_minor)},
+          {"provides", m.provides},
+          {"needs", needs},
+          {"file", plugin.file.path.string()}};
+}
+
+int plugins_list(const std::optional<std::filesystem::path>& config_path, bool as_json) {
+  Kernel kernel(load_company_config(config_path, default_plugin_dir()));
+  kernel.discover();
+  auto plugins = kernel.plugins();
+  if (as_json) {
+    json out = {{"plugins", json::array()}, {"refused", json::array()}};
+    for (const auto& plugin : plugins) out["plugins"].push_back(manifest_json(plugin));
+    for (const auto& refusal : kernel.refusals())
+      out["refused"].push_back({{"file", refusal.file.string()}, {"reason", refusal.reason}});
+    std::cout << out.dump(2) << "\n";
+    return exit_ok;
+  }
+  std::printf("%-24s %-10s %-5s %-36s %-36s %s\n", "NAME", "VERSION", "ABI", "PROVIDES", "NEEDS", "FILE");
+  for (const auto& plugin : plugins) {
+    const auto& m = plugin.file.manifest;
+    std::vector<std::string> needs;
+    for (const auto& need : m.needs) needs.push_back(need.service + (need.required ? "" : "?"));
+    std::printf("%-24s %-10s %-5s %-36s %-36s %s\n", m.name.c_str(), m.version.c_str(),
+                manifest_json(plugin)["abi"].get<std::string>().c_str(), joined(m.provides).c_str(),
+                joined(needs).c_str(), plugin.file.path.c_str());
+  }
+  for (const auto& refusal : kernel.refusals()) std::printf("refused: %s\n", refusal.reason.c_str());
+  return exit_ok;
+}
+
+int config_validate(const std::optional<std::filesystem::path>& config_path) {
+  auto config = load_company_config(config_path, default_plugin_dir());
+  std::string file = config.document.file;
+  Kernel kernel(std::move(config));
+  kernel.discover();
+  kernel.prepare();
+  auto order = kernel.start_order();
+  std::printf("%s: valid; %zu plugin(s) would start in this order: %s\n", file.c_str(), order.size(),
+              order.empty() ? "(none)" : joined(order).c_str());
+  for (const auto& refusal : kernel.refusals()) std::printf("warning: refused %s\n", refusal.reason.c_str());
+  return exit_ok;
+}
+
+int config_schema(const std::optional<std::filesystem::path>& config_path, const std::string& only_plugin) {
+  Kernel kernel(load_company_config(config_path, default_plugin_dir()));
+  kernel.discover();
+  json plugin_properties = json::object();
+  for (const auto& plugin : kernel.plugins()) {
+    const auto& m = plugin.file.manifest;
+    if (!only_plugin.empty() && m.name != only_plugin) continue;
+    auto entry = plugin_entry_config_map().json_schema();
+    entry["properties"]["config"] = m.config.json_schema();
+    entry["description"] = m.description;
+    plugin_properties[m.name] = entry;
+  }
+  if (!only_plugin.empty()) {
+    if (plugin_properties.empty()) {
+      std::fprintf(stderr, "synthorg: no plugin named '%s' in the plugin directories\n", only_plugin.c_str());
+      return exit_error;
+    }
+    std::cout << plugin_properties[only_plugin]["properties"]["config"].dump(2) << "\n";
+    return exit_ok;
+  }
+  json schema = {
+      {"$schema", "https://json-schema.org/draft/2020-12/schema"},
+      {"title", "SynthOrg company.yaml"},
+      {"type", "object"},
+      {"required", {"company_name"}},
+      {"additionalProperties", false},
+      {"properties",
+       {{"company_name", {{"type", "string"}, {"minLength", 1}, {"description", "The organisation this install serves."}}},
+        {"kernel", kernel_config_map().json_schema()},
+        {"select", {{"type", "object"}, {"description", "The plugin chosen for each single-provider service, e.g. store: store-sqlite."},
+                    {"additionalProperties", {{"type", "string"}, {"pattern", "^[a-z][a-z0-9-]*$"}}}}},
+        {"plugins", {{"type", "object"}, {"properties", plugin_properties},
+                     {"additionalProperties", plugin_entry_config_map().json_schema()}}}}}};
+  std::cout << schema.dump(2) << "\n";
+  return exit_ok;
+}
+
+int version(bool as_json) {
+  if (as_json) {
+    std::cout << json{{"version", SYNTHORG_SDK_VERSION},
+                      {"abi", std::to_string(SYNTHORG_ABI_MAJOR) + "." + std::to_string(SYNTHORG_ABI_MINOR)},
+                      {"toolchain", host_toolchain_signature()}}
+                     .dump(2)
+              << "\n";
+  } else {
+    std::printf("synthorg %s (plugin ABI %d.%d; toolchain %s)\n", SYNTHORG_SDK_VERSION, SYNTHORG_ABI_MAJOR,
+                SYNTHORG_ABI_MINOR, host_toolchain_signature());
+  }
+  return exit_ok;
+}
+
+int plugins_check(const std::vector<std::string>& files, const std::string& kind, const std::string& config,
+                  const std::vector<std::string>& with) {
+  auto runner = executable_dir() / "synthorg-conformance";
+  if (access(runner.c_str(), X_OK) != 0) {
+    std::fprintf(stderr, "synthorg: the conformance runner %s is not installed (fix: install the SDK component)\n",
+                 runner.c_str());
+    return exit_error;
+  }
+  std::vector<std::string> args{runner.string(), "--kind", kind};
+  if (!config.empty()) args.insert(args.end(), {"--config", config});
+  for (const auto& provider : with) args.insert(args.end(), {"--with", provider});
+  for (const auto& file : files) args.insert(args.end(), {"--plugin", file});
+  std::vector<char*> argv;
+  for (auto& arg : args) argv.push_back(arg.data());
+  argv.push_back(nullptr);
+  execv(runner.c_str(), argv.data());
+  std::perror("synthorg: cannot run the conformance runner");
+  return exit_error;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"SynthOrg Kernel: loads the plugins company.yaml enables and runs them"};
+  app.require_subcommand(1);
+  std::optional<std::filesystem::path> config_path;
+  app.add_option("-c,--config", config_path,
+                 "company.yaml to use (default: $SYNTHORG_CONFIG_PATH, else ./company.yaml, else the embedded default)");
+
+  bool exit_after_start = false;
+  auto* serve_cmd = app.add_subcommand("serve", "Start every enabled plugin and run until SIGTERM or SIGINT");
+  serve_cmd->add_flag("--exit-after-start", exit_after_start, "Stop again as soon as everything has started (smoke tests, benchmarks)");
+
+  auto* plugins_cmd = app.add_subcommand("plugins", "Inspect and check plugin files");
+  plugins_cmd->require_subcommand(1);
+  bool list_json = false;
+  auto* list_cmd = plugins_cmd->add_subcommand("list", "List the plugins found in the plugin directories");
+  list_cmd->add_flag("--json", list_json, "Print JSON");
+  std::vector<std::string> check_files, check_with;
+  std::string check_kind = "generic", check_config;
+  auto* check_cmd = plugins_cmd->add_subcommand("check", "Run the conformance kit on plugin files");
+  check_cmd->add_option("files", check_files, "Plugin files (.so)")->required()->check(CLI::ExistingFile);
+  check_cmd->add_option("--kind", check_kind, "Which kit: generic")->check(CLI::IsMember({"generic"}));
+  check_cmd->add_option("--config", check_config, "The plugin's configuration as JSON");
+  check_cmd->add_option("--with", check_with, "Provider plugin files to load first")->check(CLI::ExistingFile);
+
+  auto* config_cmd = app.add_subcommand("config", "Check the configuration and print its schema");
+  config_cmd->require_subcommand(1);
+  auto* validate_cmd = config_cmd->add_subcommand("validate", "Check company.yaml and every enabled plugin's settings without starting anything");
+  std::string schema_plugin;
+  auto* schema_cmd = config_cmd->add_subcommand("schema", "Print the JSON Schema of company.yaml (or of one plugin's config)");
+  schema_cmd->add_option("--plugin", schema_plugin, "Only this plugin's config");
+
+  bool version_json = false;
+  auto* version_cmd = app.add_subcommand("version", "Print the version, plugin ABI and toolchain signature");
+  version_cmd->add_flag("--json", version_json, "Print JSON");
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    int code = app.exit(e);
+    return code == 0 ? exit_ok : exit_usage;
+  }
+
+  try {
+    log::configure(log::options_from_env());
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "synthorg: %s\n", e.what());
+    return exit_usage;
+  }
+
+  try {
+    if (serve_cmd->parsed()) return serve(config_path, exit_after_start);
+    if (list_cmd->parsed()) return plugins_list(config_path, list_json);
+    if (check_cmd->parsed()) return plugins_check(check_files, check_kind, check_config, check_with);
+    if (validate_cmd->parsed()) return config_validate(config_path);
+    if (schema_cmd->parsed()) return config_schema(config_path, schema_plugin);
+    if (version_cmd->parsed()) return version(version_json);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "%s\n", e.what());
+    return exit_error;
+  }
+  return exit_usage;
+}

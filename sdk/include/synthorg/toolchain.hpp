@@ -1,0 +1,41 @@
+// The toolchain signature: the facts that must be equal between host and plugin before a
+// C++ type may cross the plugin boundary (tier 1). It is a string so that a refusal can say
+// exactly what differs, as nginx does with its build signature.
+#pragma once
+
+#include <cstddef>  // defines _GLIBCXX_USE_CXX11_ABI
+
+#include <boost/version.hpp>
+#include <nlohmann/json_fwd.hpp>
+
+#include "synthorg/version.hpp"
+
+#define SYNTHORG_STRINGIFY_(x) #x
+#define SYNTHORG_STRINGIFY(x) SYNTHORG_STRINGIFY_(x)
+
+#if defined(__clang__)
+#define SYNTHORG_COMPILER_ID "clang-" SYNTHORG_STRINGIFY(__clang_major__)
+#elif defined(__GNUC__)
+#define SYNTHORG_COMPILER_ID "gcc-" SYNTHORG_STRINGIFY(__GNUC__)
+#else
+#error "SynthOrg plugins are built with GCC or Clang"
+#endif
+
+#if defined(JSON_DIAGNOSTICS) && JSON_DIAGNOSTICS
+#define SYNTHORG_JSON_DIAGNOSTICS "1"
+#else
+#define SYNTHORG_JSON_DIAGNOSTICS "0"
+#endif
+
+#define SYNTHORG_TOOLCHAIN_SIGNATURE                                          \
+  SYNTHORG_COMPILER_ID                                                        \
+  ";cxx11abi=" SYNTHORG_STRINGIFY(_GLIBCXX_USE_CXX11_ABI)                     \
+  ";sdk=" SYNTHORG_STRINGIFY(SYNTHORG_SDK_VERSION_MAJOR)                      \
+  ";boost=" SYNTHORG_STRINGIFY(BOOST_VERSION)                                 \
+  ";json=" SYNTHORG_STRINGIFY(NLOHMANN_JSON_VERSION_MAJOR) "." SYNTHORG_STRINGIFY( \
+      NLOHMANN_JSON_VERSION_MINOR) ";json_diag=" SYNTHORG_JSON_DIAGNOSTICS
+
+namespace synthorg {
+// The signature libsynthorg-sdk.so was built with: what the host compares plugins against.
+const char* host_toolchain_signature() noexcept;
+}  // namespace synthorg

@@ -1,0 +1,294 @@
+#include "synthorg/bus.hpp"
+
+#include <atomic>
+#include <charconv>
+#include <condition_variable>
+#include <mutex>
+#include <random>
+#include <stdexcept>
+#include <thread>
+#include <vector>
+
+#include "synthorg/log.hpp"
+
+namespace synthorg {
+namespace {
+
+bool valid_dotted(std::string_view text) {
+  if (text.empty() || !(text[0] >= 'a' && text[0] <= 'z')) return false;
+  bool after_dot = false;
+  for (char c : text) {
+    if (c == '.') {
+      if (after_dot) return false;
+      after_dot = true;
+    } else if ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_') {
+      after_dot = false;
+    } else {
+      return false;
+    }
+  }
+  return !after_dot;
+}
+
+constexpr std::string_view handler_error_topic = "bus.handler_error";
+
+}  // namespace
+
+bool valid_topic(std::string_view topic) noexcept { return valid_dotted(topic); }
+
+bool valid_pattern(std::string_view pattern) noexcept {
+  if (pattern == "*") return true;
+  if (pattern.size() > 2 && pattern.substr(pattern.size() - 2) == ".*")
+    return valid_dotted(pattern.substr(0, pattern.size() - 2));
+  return valid_dotted(pattern);
+}
+
+bool topic_matches(std::string_view pattern, std::string_view topic) noexcept {
+  if (pattern == "*") return true;
+  if (pattern.size() > 2 && pattern.substr(pattern.size() - 2) == ".*") {
+    auto prefix = pattern.substr(0, pattern.size() - 1);  // keeps the dot: "workload."
+    return topic.substr(0, prefix.size()) == prefix && topic.size() > prefix.size();
+  }
+  return pattern == topic;
+}
+
+nlohmann::json to_json(const Event& event) {
+  auto millis = std::chrono::duration_cast<std::chrono::milliseconds>(event.time.time_since_epoch()).count();
+  nlohmann::json out{{"id", event.id}, {"topic", event.topic}, {"time_ms", millis},
+                     {"source", event.source}, {"payload", event.payload}};
+  if (!event.trace_id.empty()) out["trace_id"] = event.trace_id;
+  return out;
+}
+
+namespace {
+
+struct Subscriber {
+  std::uint64_t id;
+  std::string pattern;
+  EventHandler handler;
+  SubscribeOptions options;
+  OwnerRef owner;
+  std::atomic<bool> active{true};
+  std::atomic<int> in_flight{0};
+
+  std::mutex mutex;  // guards queue and scheduled
+  std::condition_variable idle;
+  std::vector<std::shared_ptr<const Event>> queue;
+  std::vector<std::shared_ptr<const Event>> draining;  // touched only by the one drain task
+  bool scheduled = false;
+};
+
+// The subscribers whose handlers this thread is inside, innermost last: releasing one of
+// them from its own (possibly nested) handler must not wait for itself.
+thread_local std::vector<const Subscriber*> handlers_on_this_thread;
+
+}  // namespace
+
+struct EventBus::Core : std::enable_shared_from_this<EventBus::Core> {
+  using Subscribers = std::vector<std::shared_ptr<Subscriber>>;
+
+  Poster post;
+  std::string id_prefix;
+  std::atomic<std::uint64_t> next_sequence{1};
+  std::atomic<std::uint64_t> published{0}, delivered{0}, dropped{0}, handler_errors{0};
+  std::atomic<bool> closed{false};
+  log::Logger log{"bus"};
+
+  mutable std::mutex subscribers_mutex;
+  std::shared_ptr<const Subscribers> subscribers = std::make_shared<const Subscribers>();
+  std::uint64_t next_subscriber_id = 1;
+
+  std::shared_ptr<const Subscribers> snapshot() const {
+    std::lock_guard lock(subscribers_mutex);
+    return subscribers;
+  }
+
+  std::string next_event_id() {
+    char digits[17];
+    auto [end, ec] = std::to_chars(digits, digits + sizeof digits, next_sequence.fetch_add(1, std::memory_order_relaxed), 16);
+    (void)ec;
+    std::string id;
+    id.reserve(id_prefix.size() + 1 + static_cast<std::size_t>(end - digits));
+    id += id_prefix;
+    id += '-';
+    id.append(digits, end);
+    return id;
+  }
+
+  void call_handler(Subscriber& subscriber, const Event& event) {
+    handlers_on_this_thread.push_back(&subscriber);
+    try {
+      subscriber.handler(event);
+      delivered.fetch_add(1, std::memory_order_relaxed);
+    } catch (const std::exception& e) {
+      report_handler_error(subscriber, event, e.what());
+    } catch (...) {
+      report_handler_error(subscriber, event, "unknown exception");
+    }
+    handlers_on_this_thread.pop_back();
+  }
+
+  void report_handler_error(const Subscriber& subscriber, const Event& event, std::string_view what) {
+    handler_errors.fetch_add(1, std::memory_order_relaxed);
+    log.warn("Event handler failed", {{"topic", event.topic}, {"event_id", event.id},
+                                      {"subscriber", subscriber.owner->name}, {"pattern", subscriber.pattern},
+                                      {"error", what}});
+    if (event.topic == handler_error_topic) return;  // never report a report: no loops
+    publish(std::string(handler_error_topic),
+            {{"topic", event.topic}, {"event_id", event.id}, {"subscriber", subscriber.owner->name},
+             {"pattern", subscriber.pattern}, {"error", what}},
+            "kernel", event.trace_id);
+  }
+
+  void end_calls(Subscriber& subscriber) {
+    if (subscriber.in_flight.fetch_sub(1) == 1 && !subscriber.active.load()) {
+      std::lock_guard lock(subscriber.mutex);
+      subscriber.idle.notify_all();
+    }
+  }
+
+  void enqueue(const std::shared_ptr<Subscriber>& subscriber, const std::shared_ptr<const Event>& event) {
+    bool schedule = false;
+    {
+      std::lock_guard lock(subscriber->mutex);
+      if (subscriber->queue.size() >= subscriber->options.queue_capacity) {
+        dropped.fetch_add(1, std::memory_order_relaxed);
+        return;
+      }
+      subscriber->queue.push_back(event);
+      schedule = !std::exchange(subscriber->scheduled, true);
+    }
+    if (schedule) post([self = shared_from_this(), subscriber] { self->drain(subscriber); });
+  }
+
+  // One batch per task, then the task reposts itself, so that a busy subscriber takes turns
+  // with the rest of the executor's work.
+  void drain(const std::shared_ptr<Subscriber>& subscriber) {
+    auto& batch = subscriber->draining;
+    {
+      std::lock_guard lock(subscriber->mutex);
+      batch.swap(subscriber->queue);
+      if (batch.empty()) {
+        subscriber->scheduled = false;
+        return;
+      }
+    }
+    subscriber->in_flight.fetch_add(1);
+    for (const auto& event : batch) {
+      if (!subscriber->active.load(std::memory_order_relaxed) || closed.load(std::memory_order_relaxed)) break;
+      call_handler(*subscriber, *event);
+    }
+    batch.clear();
+    end_calls(*subscriber);
+    {
+      std::lock_guard lock(subscriber->mutex);
+      if (subscriber->queue.empty() || !subscriber->active.load()) {
+        subscriber->queue.clear();
+        subscriber->scheduled = false;
+        return;
+      }
+    }
+    post([self = shared_from_this(), subscriber] { self->drain(subscriber); });
+  }
+
+  void publish(std::string topic, nlohmann::json payload, std::string_view source, std::string trace_id) {
+    if (!valid_dotted(topic))
+      throw std::invalid_argument("invalid event topic \"" + topic +
+                                  "\": use lower-case dotted words, e.g. \"workload.spawned\"");
+    if (closed.load(std::memory_order_relaxed)) return;
+    auto event = std::make_shared<const Event>(Event{next_event_id(), std::move(topic), std::chrono::system_clock::now(),
+                                                     std::string(source), std::move(trace_id), std::move(payload)});
+    published.fetch_add(1, std::memory_order_relaxed);
+    auto current = snapshot();
+    for (const auto& subscriber : *current) {
+      if (!topic_matches(subscriber->pattern, event->topic) || !subscriber->active.load(std::memory_order_relaxed))
+        continue;
+      if (subscriber->options.delivery == Delivery::immediate) {
+        subscriber->in_flight.fetch_add(1);
+        if (subscriber->active.load()) call_handler(*subscriber, *event);
+        end_calls(*subscriber);
+      } else {
+        enqueue(subscriber, event);
+      }
+    }
+  }
+
+  void deactivate(const std::shared_ptr<Subscriber>& subscriber) {
+    subscriber->active.store(false);
+    bool inside_own_handler = false;
+    for (auto* running : handlers_on_this_thread) inside_own_handler |= running == subscriber.get();
+    std::unique_lock lock(subscriber->mutex);
+    subscriber->queue.clear();
+    if (!inside_own_handler) subscriber->idle.wait(lock, [&] { return subscriber->in_flight.load() == 0; });
+  }
+
+  std::size_t remove_where(const std::function<bool(const Subscriber&)>& doomed) {
+    std::vector<std::shared_ptr<Subscriber>> removed;
+    {
+      std::lock_guard lock(subscribers_mutex);
+      auto next = std::make_shared<Subscribers>();
+      for (const auto& subscriber : *subscribers) (doomed(*subscriber) ? removed : *next).push_back(subscriber);
+      if (!removed.empty()) subscribers = std::move(next);
+    }
+    for (const auto& subscriber : removed) deactivate(subscriber);
+    return removed.size();
+  }
+};
+
+EventBus::EventBus(Poster post) : core_(std::make_shared<Core>()) {
+  if (!post) throw std::invalid_argument("EventBus needs a poster for queued delivery");
+  core_->post = std::move(post);
+  std::random_device random;
+  char prefix[9];
+  std::snprintf(prefix, sizeof prefix, "%08x", static_cast<unsigned>(random()));
+  core_->id_prefix = prefix;
+}
+
+EventBus::~EventBus() { shutdown(); }
+
+Subscription EventBus::subscribe(std::string pattern, EventHandler handler, SubscribeOptions options, OwnerRef owner) {
+  if (!valid_pattern(pattern))
+    throw std::invalid_argument("invalid subscription pattern \"" + pattern +
+                                "\": use a topic (\"workload.spawned\"), a prefix with a trailing wildcard "
+                                "(\"workload.*\") or \"*\"");
+  if (!handler) throw std::invalid_argument("subscription to \"" + pattern + "\" has no handler");
+  if (options.queue_capacity == 0) throw std::invalid_argument("subscription queue_capacity must be at least 1");
+  auto subscriber = std::make_shared<Subscriber>();
+  subscriber->pattern = std::move(pattern);
+  subscriber->handler = std::move(handler);
+  subscriber->options = options;
+  subscriber->owner = owner ? std::move(owner) : kernel_owner();
+  {
+    std::lock_guard lock(core_->subscribers_mutex);
+    subscriber->id = core_->next_subscriber_id++;
+    auto next = std::make_shared<Core::Subscribers>(*core_->subscribers);
+    next->push_back(subscriber);
+    core_->subscribers = std::move(next);
+  }
+  return Subscription([weak = std::weak_ptr<Core>(core_), id = subscriber->id] {
+    if (auto core = weak.lock()) core->remove_where([id](const Subscriber& s) { return s.id == id; });
+  });
+}
+
+void EventBus::publish(std::string topic, nlohmann::json payload, std::string_view source, std::string trace_id) {
+  core_->publish(std::move(topic), std::move(payload), source, std::move(trace_id));
+}
+
+BusStats EventBus::stats() const {
+  return {core_->published.load(), core_->delivered.load(), core_->dropped.load(), core_->handler_errors.load(),
+          core_->snapshot()->size()};
+}
+
+std::size_t EventBus::sweep(std::uint64_t owner_id) {
+  return core_->remove_where([owner_id](const Subscriber& s) { return s.owner->id == owner_id; });
+}
+
+std::size_t EventBus::count_owned(std::uint64_t owner_id) const {
+  auto current = core_->snapshot();
+  return static_cast<std::size_t>(std::count_if(current->begin(), current->end(),
+                                                 [&](const auto& s) { return s->owner->id == owner_id; }));
+}
+
+void EventBus::shutdown() { core_->closed.store(true); }
+
+}  // namespace synthorg

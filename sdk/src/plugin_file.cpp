@@ -1,0 +1,162 @@
+#include "synthorg/host/plugin_file.hpp"
+
+#include <cstddef>
+
+#include <boost/dll/shared_library.hpp>
+
+namespace synthorg::host {
+namespace {
+
+// The bytes of the ABI 1.0 descriptor: a plugin's struct may be longer (a newer minor) but
+// never shorter.
+constexpr std::size_t abi_1_0_size = offsetof(synthorg_plugin_descriptor, last_error) + sizeof(void*);
+
+std::string dlerror_text(const std::exception& e) {
+  std::string what = e.what();
+  auto marker = what.find("dlerror system message: ");
+  if (marker == std::string::npos) return what;
+  auto text = what.substr(marker + 24);
+  if (!text.empty() && text.back() == ')') text.pop_back();
+  return text;
+}
+
+std::string text_or_empty(const char* text) { return text ? text : ""; }
+
+}  // namespace
+
+bool valid_plugin_name(std::string_view name) noexcept {
+  if (name.empty() || name.size() > 64 || !(name[0] >= 'a' && name[0] <= 'z')) return false;
+  for (char c : name)
+    if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-')) return false;
+  return true;
+}
+
+bool valid_semver(std::string_view version) noexcept {
+  // MAJOR.MINOR.PATCH with optional -prerelease and +build, numbers without leading zeros.
+  std::size_t i = 0;
+  for (int part = 0; part < 3; ++part) {
+    std::size_t start = i;
+    while (i < version.size() && version[i] >= '0' && version[i] <= '9') ++i;
+    if (i == start || (i - start > 1 && version[start] == '0')) return false;
+    if (part < 2) {
+      if (i >= version.size() || version[i] != '.') return false;
+      ++i;
+    }
+  }
+  if (i == version.size()) return true;
+  if (version[i] != '-' && version[i] != '+') return false;
+  for (std::size_t j = i + 1; j < version.size(); ++j) {
+    char c = version[j];
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '-' || c == '+')) return false;
+  }
+  return i + 1 < version.size();
+}
+
+PluginFile load_plugin_file(const std::filesystem::path& given) {
+  const auto path = std::filesystem::absolute(given);  // never let dlopen search the library path
+  auto refuse = [&](const std::string& reason) -> void { throw PluginRefused(path.string() + ": " + reason); };
+  std::error_code ec;
+  if (!std::filesystem::exists(path, ec)) refuse("no such file");
+  if (!std::filesystem::is_regular_file(path, ec)) refuse("not a regular file");
+
+  // Deliberately leaked: a loaded plugin is never unloaded (see ARCHITECTURE.md).
+  auto* library = new boost::dll::shared_library();
+  try {
+    library->load(path, boost::dll::load_mode::rtld_now | boost::dll::load_mode::rtld_local);
+  } catch (const std::exception& e) {
+    delete library;  // nothing was mapped
+    refuse("not a loadable shared object: " + dlerror_text(e));
+  }
+  if (!library->has(SYNTHORG_PLUGIN_ENTRY))
+    refuse("missing the entry symbol " SYNTHORG_PLUGIN_ENTRY "; build the plugin with SYNTHORG_PLUGIN(Class)");
+  auto& entry = library->get_alias<const synthorg_plugin_descriptor*()>(SYNTHORG_PLUGIN_ENTRY);
+  const synthorg_plugin_descriptor* d = entry();
+  if (!d) refuse("its entry returned no descriptor (the plugin's manifest() threw)");
+
+  if (d->struct_size < abi_1_0_size)
+    refuse("descriptor struct_size " + std::to_string(d->struct_size) + " is smaller than the " +
+           std::to_string(abi_1_0_size) + " bytes of ABI 1.0; the file is damaged or not built with the SDK");
+  if (d->abi_major != SYNTHORG_ABI_MAJOR)
+    refuse("built for plugin ABI " + std::to_string(d->abi_major) + ".x but this host speaks " +
+           std::to_string(SYNTHORG_ABI_MAJOR) + ".x; rebuild it against SDK " + std::to_string(SYNTHORG_SDK_VERSION_MAJOR) + ".x");
+  if (d->abi_minor > SYNTHORG_ABI_MINOR)
+    refuse("built for plugin ABI " + std::to_string(d->abi_major) + "." + std::to_string(d->abi_minor) +
+           " but this host speaks only " + std::to_string(SYNTHORG_ABI_MAJOR) + "." + std::to_string(SYNTHORG_ABI_MINOR) +
+           "; upgrade SynthOrg or rebuild the plugin against this SDK");
+  const std::string toolchain = text_or_empty(d->toolchain);
+  if (toolchain != host_toolchain_signature())
+    refuse("toolchain signature \"" + toolchain + "\" differs from the host's \"" + host_toolchain_signature() +
+           "\"; rebuild the plugin with the same compiler, standard library and SDK as the host");
+  const std::string name = text_or_empty(d->name);
+  if (!valid_plugin_name(name))
+    refuse("plugin name \"" + name + "\" is invalid; use lower-case letters, digits and '-', starting with a letter");
+
+  auto refuse_named = [&](const std::string& reason) { refuse("plugin '" + name + "': " + reason); };
+  PluginFile file{path, d, {}};
+  file.manifest.name = name;
+  file.manifest.version = text_or_empty(d->version);
+  file.manifest.description = text_or_empty(d->description);
+  if (!valid_semver(file.manifest.version))
+    refuse_named("version \"" + file.manifest.version + "\" is not a semantic version such as 1.2.3");
+  if (!d->create || !d->configure || !d->start || !d->stop || !d->destroy || !d->last_error)
+    refuse_named("its descriptor lacks a lifecycle function");
+  for (std::uint32_t i = 0; i < d->provides_count; ++i) {
+    std::string service = text_or_empty(d->provides[i]);
+    if (!valid_service_id(service)) refuse_named("provides an invalid service id \"" + service + "\"");
+    file.manifest.provides.push_back(std::move(service));
+  }
+  for (std::uint32_t i = 0; i < d->dependency_count; ++i) {
+    std::string service = text_or_empty(d->dependencies[i].service);
+    if (!valid_service_id(service)) refuse_named("needs an invalid service id \"" + service + "\"");
+    file.manifest.needs.push_back({std::move(service), d->dependencies[i].required != 0});
+  }
+  try {
+    file.manifest.config = ConfigMap::from_json(nlohmann::json::parse(text_or_empty(d->config_map_json)));
+  } catch (const std::exception& e) {
+    refuse_named(std::string("its config map is unreadable: ") + e.what());
+  }
+  return file;
+}
+
+PluginInstance::PluginInstance(const PluginFile& file, std::shared_ptr<PluginContext> context)
+    : file_(file), context_(std::move(context)) {
+  instance_ = file_.descriptor->create(context_.get());
+  if (!instance_)
+    throw PluginFailed("plugin '" + name() + "' (" + file_.path.string() +
+                       "): create failed: " + text_or_empty(file_.descriptor->last_error(nullptr)));
+}
+
+PluginInstance::~PluginInstance() {
+  if (started_) {
+    file_.descriptor->stop(instance_);
+    context_->sweep();
+  }
+  file_.descriptor->destroy(instance_);
+}
+
+void PluginInstance::fail(std::string_view call) const {
+  std::string reason = text_or_empty(file_.descriptor->last_error(instance_));
+  if (reason.empty()) reason = "no reason given";
+  throw PluginFailed("plugin '" + name() + "': " + std::string(call) + " failed: " + reason);
+}
+
+void PluginInstance::configure(const nlohmann::json& config) {
+  if (file_.descriptor->configure(instance_, config.dump().c_str()) != SYNTHORG_OK) fail("configure");
+}
+
+void PluginInstance::start() {
+  if (started_) return;
+  if (file_.descriptor->start(instance_) != SYNTHORG_OK) {
+    context_->sweep();  // a failed start leaves nothing registered or subscribed
+    fail("start");
+  }
+  started_ = true;
+}
+
+void PluginInstance::stop() {
+  if (!started_) return;
+  started_ = false;
+  if (file_.descriptor->stop(instance_) != SYNTHORG_OK) fail("stop");
+}
+
+}  // namespace synthorg::host
