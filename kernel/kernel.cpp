@@ -314,13 +314,14 @@ void Kernel::prepare() {
   }
 
   // Check every configuration first, so that one run reports every mistake.
-  std::map<Loaded*, nlohmann::json> applied;
+  std::map<Loaded*, nlohmann::json> given_config;
   for (auto* plugin : order_) {
     plugin->optional = is_optional(plugin->name());
     auto entry = config_.plugins.find(plugin->name());
     nlohmann::json given = entry != config_.plugins.end() ? entry->second.config : nlohmann::json::object();
     std::vector<ConfigIssue> plugin_issues;
-    applied[plugin] = plugin->file.manifest.config.apply(given, "plugins." + plugin->name() + ".config", plugin_issues);
+    plugin->file.manifest.config.apply(given, "plugins." + plugin->name() + ".config", plugin_issues);
+    given_config[plugin] = given;
     if (!plugin_issues.empty() && plugin->optional) {
       plugin->state = PluginState::failed;
       plugin->note = config_.error(plugin_issues).what();
@@ -338,7 +339,7 @@ void Kernel::prepare() {
     try {
       plugin->context = std::make_shared<PluginContext>(plugin->name(), registry_, bus_);
       plugin->instance = std::make_unique<host::PluginInstance>(plugin->file, plugin->context);
-      plugin->instance->configure(applied[plugin]);
+      plugin->instance->configure(given_config[plugin]);
       plugin->state = PluginState::configured;
     } catch (const host::PluginFailed& e) {
       bus_.publish(events::PluginFailed{plugin->name(), "configure", e.what()});
@@ -410,6 +411,11 @@ bool Kernel::start(const std::atomic<bool>* stop_requested) {
     for (const auto& service : plugin->file.manifest.provides)
       if (!registry_.has(service))
         logger().warn("Plugin declared a service it did not register", {{"plugin", plugin->name()}, {"service", service}});
+  }
+  if (stop_requested && stop_requested->load()) {
+    logger().info("Shutdown requested during start-up; stopping what started");
+    rollback();
+    return false;
   }
   return true;
 }

@@ -74,6 +74,7 @@ class EventBus {
                std::string trace_id = {});
   // Typed events declare `static constexpr std::string_view topic` and to_json().
   template <class E>
+    requires requires { E::topic; }
   void publish(const E& event, std::string_view source = "kernel", std::string trace_id = {}) {
     publish(std::string(E::topic), nlohmann::json(event), source, std::move(trace_id));
   }

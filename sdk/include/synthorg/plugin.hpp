@@ -75,6 +75,7 @@ class ScopedBus {
   Subscription subscribe(std::string pattern, EventHandler handler, SubscribeOptions options = {});
   void publish(std::string topic, nlohmann::json payload, std::string trace_id = {});
   template <class E>
+    requires requires { E::topic; }
   void publish(const E& event, std::string trace_id = {}) {
     publish(std::string(E::topic), nlohmann::json(event), std::move(trace_id));
   }

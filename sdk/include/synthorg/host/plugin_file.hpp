@@ -52,7 +52,9 @@ class PluginInstance {
   PluginInstance(const PluginInstance&) = delete;
   PluginInstance& operator=(const PluginInstance&) = delete;
 
-  void configure(const nlohmann::json& config);  // throws PluginFailed
+  // `config` as the operator wrote it: the plugin applies its own config map (defaults,
+  // durations to milliseconds) exactly once. Throws PluginFailed.
+  void configure(const nlohmann::json& config);
   void start();                                  // throws PluginFailed, after sweeping
   void stop();                                   // throws PluginFailed
   bool started() const noexcept { return started_; }

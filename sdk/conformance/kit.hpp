@@ -1,0 +1,50 @@
+// The conformance kit's shared pieces: what to test, and a small host that gives a plugin what
+// the kernel would (Executor, registry, bus, and provider plugins for its required services).
+#pragma once
+
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "synthorg/bus.hpp"
+#include "synthorg/host/plugin_file.hpp"
+#include "synthorg/host/thread_pool_executor.hpp"
+#include "synthorg/registry.hpp"
+
+namespace synthorg::conformance {
+
+struct Options {
+  std::vector<std::filesystem::path> plugins;  // files under test
+  nlohmann::json config = nlohmann::json::object();
+  std::vector<std::filesystem::path> providers;  // loaded and started first (--with)
+};
+// Set by the runner before GoogleTest registers the parameterised suites.
+Options& options();
+
+// Plugin files are loaded once per process and never unloaded, like the kernel does.
+const host::PluginFile& load(const std::filesystem::path& path);
+
+class KitHost {
+ public:
+  KitHost();
+  ~KitHost();
+  // Loads, configures and starts each --with provider (with its defaults).
+  void start_providers();
+  std::shared_ptr<PluginContext> context_for(const host::PluginFile& file);
+  ServiceRegistry& registry() noexcept { return registry_; }
+  EventBus& bus() noexcept { return bus_; }
+  // Required services of `file` that nothing here provides.
+  std::vector<std::string> unmet_needs(const host::PluginFile& file) const;
+
+ private:
+  std::shared_ptr<host::ThreadPoolExecutor> executor_;
+  ServiceRegistry registry_;
+  EventBus bus_;
+  Registration executor_registration_;
+  std::vector<std::unique_ptr<host::PluginInstance>> providers_;
+};
+
+}  // namespace synthorg::conformance

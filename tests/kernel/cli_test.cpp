@@ -1,0 +1,134 @@
+// The synthorg binary as an operator meets it: exit codes, signals, messages.
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <nlohmann/json.hpp>
+
+#include "test_support.hpp"
+
+namespace synthorg::testing {
+namespace {
+
+using namespace std::chrono_literals;
+
+std::string config_for(const TempDir& dir, const std::vector<std::string>& fixtures, const std::string& plugins) {
+  auto plugin_dir = dir.plugins(fixtures);
+  return dir.write("company.yaml", "company_name: Test\nkernel:\n  plugin_dirs: [" + plugin_dir.string() + "]\nplugins:\n" + plugins).string();
+}
+
+TEST(Cli, VersionAndUsage) {
+  auto version = run_synthorg({"version"});
+  EXPECT_EQ(version.exit_code, 0);
+  EXPECT_NE(version.output.find("plugin ABI 1.0"), std::string::npos) << version.output;
+  EXPECT_EQ(run_synthorg({}).exit_code, 2) << "no command is a usage error";
+  EXPECT_EQ(run_synthorg({"serve", "--no-such-flag"}).exit_code, 2);
+  EXPECT_EQ(run_synthorg({"frobnicate"}).exit_code, 2);
+  EXPECT_EQ(run_synthorg({"version"}, {{"SYNTHORG_LOG_LEVEL", "loud"}}).exit_code, 2);
+}
+
+TEST(Cli, ServesTheEmbeddedDefaultAndStopsCleanly) {
+  auto result = run_synthorg({"serve", "--exit-after-start"});
+  EXPECT_EQ(result.exit_code, 0) << result.output;
+  EXPECT_NE(result.output.find("config=\"<embedded default>\""), std::string::npos) << result.output;
+  EXPECT_NE(result.output.find("msg=\"All plugins started\""), std::string::npos) << result.output;
+  EXPECT_NE(result.output.find("msg=\"Shutdown complete\""), std::string::npos) << result.output;
+}
+
+TEST(Cli, ServesTheShippedConfigFile) {
+  auto result = run_synthorg({"--config", SYNTHORG_SOURCE_DIR "/config/company.yaml", "serve", "--exit-after-start"});
+  EXPECT_EQ(result.exit_code, 0) << result.output;
+}
+
+TEST(Cli, SigtermWhileServingStopsInReverseAndExitsZero) {
+  TempDir dir;
+  Process kernel({"-c", config_for(dir, {"greeter", "greeter-client"}, "  greeter-client: {}\n"), "serve"});
+  ASSERT_TRUE(kernel.wait_for_output("All plugins started", 10s)) << kernel.output();
+  kernel.signal(SIGTERM);
+  EXPECT_EQ(kernel.wait(10s), 0) << kernel.output();
+  auto out = kernel.output();
+  EXPECT_NE(out.find("msg=\"Shutting down\" reason=SIGTERM"), std::string::npos) << out;
+  EXPECT_LT(out.find("msg=\"Plugin stopped\" plugin=greeter-client"), out.find("msg=\"Plugin stopped\" plugin=greeter\n")) << out;
+}
+
+TEST(Cli, SigtermDuringStartUpStopsWhatStartedAndExitsZero) {
+  TempDir dir;
+  Process kernel({"-c", config_for(dir, {"slow", "greeter"}, "  greeter: {}\n  slow: {config: {start_delay: 1500ms}}\n"), "serve"});
+  ASSERT_TRUE(kernel.wait_for_output("plugin=greeter", 10s)) << kernel.output();  // greeter is up, slow is starting
+  kernel.signal(SIGTERM);
+  EXPECT_EQ(kernel.wait(10s), 0) << kernel.output();
+  auto out = kernel.output();
+  EXPECT_NE(out.find("Shutdown requested during start-up"), std::string::npos) << out;
+  EXPECT_EQ(out.find("All plugins started"), std::string::npos) << out;
+  EXPECT_NE(out.find("msg=\"Plugin stopped\" plugin=greeter"), std::string::npos) << out;
+}
+
+TEST(Cli, StartFailureExitsOneWithTheReason) {
+  TempDir dir;
+  auto result = run_synthorg({"-c", config_for(dir, {"greeter", "throwing-start"}, "  greeter: {}\n  throwing-start: {}\n"), "serve"});
+  EXPECT_EQ(result.exit_code, 1);
+  EXPECT_NE(result.output.find("msg=\"Start-up failed\" error=\"plugin 'throwing-start': start failed: database unreachable"),
+            std::string::npos) << result.output;
+  EXPECT_NE(result.output.find("msg=\"Plugin stopped\" plugin=greeter"), std::string::npos) << "rolled back: " << result.output;
+}
+
+TEST(Cli, ConfigurationErrorsExitOneWithPositions) {
+  TempDir dir;
+  auto bad = dir.write("bad.yaml", "company_name: x\nkernel:\n  threads: [1\n");
+  auto result = run_synthorg({"-c", bad.string(), "serve"});
+  EXPECT_EQ(result.exit_code, 1);
+  EXPECT_NE(result.output.find(bad.string() + ":4:1: malformed YAML"), std::string::npos) << result.output;
+  result = run_synthorg({"serve"}, {{"SYNTHORG_CONFIG_PATH", (dir / "absent.yaml").string()}});
+  EXPECT_EQ(result.exit_code, 1);
+  EXPECT_NE(result.output.find("no such file"), std::string::npos) << result.output;
+}
+
+TEST(Cli, ConfigValidateChecksPluginSettingsWithoutStarting) {
+  TempDir dir;
+  auto good = run_synthorg({"-c", config_for(dir, {"greeter", "greeter-client"}, "  greeter-client: {}\n"), "config", "validate"});
+  EXPECT_EQ(good.exit_code, 0) << good.output;
+  EXPECT_NE(good.output.find("valid; 2 plugin(s) would start in this order: greeter,greeter-client"), std::string::npos) << good.output;
+  EXPECT_EQ(good.output.find("Plugin started"), std::string::npos);
+  TempDir other;
+  auto bad = run_synthorg({"-c", config_for(other, {"greeter"}, "  greeter: {config: {repeat: 0}}\n"), "config", "validate"});
+  EXPECT_EQ(bad.exit_code, 1);
+  EXPECT_NE(bad.output.find(":5:31: plugins.greeter.config.repeat: 0 is out of range"), std::string::npos) << bad.output;
+}
+
+TEST(Cli, PluginsListShowsManifestsAndRefusals) {
+  TempDir dir;
+  auto config = config_for(dir, {"greeter", "bad-toolchain", "not-a-plugin"}, "  greeter: {}\n");
+  auto table = run_synthorg({"-c", config, "plugins", "list"});
+  EXPECT_EQ(table.exit_code, 0) << table.output;
+  EXPECT_NE(table.output.find("greeter"), std::string::npos);
+  EXPECT_NE(table.output.find("test.Greeter/1"), std::string::npos);
+  EXPECT_NE(table.output.find("refused: " + (dir.path() / "plugins" / "bad-toolchain.so").string() + ": toolchain signature"),
+            std::string::npos) << table.output;
+  auto json = run_synthorg({"-c", config, "plugins", "list", "--json"});
+  ASSERT_EQ(json.exit_code, 0);
+  auto parsed = nlohmann::json::parse(json.output.substr(json.output.find('{')));
+  EXPECT_EQ(parsed["plugins"][0]["name"], "greeter");
+  EXPECT_EQ(parsed["plugins"][0]["abi"], "1.0");
+  EXPECT_EQ(parsed["refused"].size(), 2u);
+}
+
+TEST(Cli, ConfigSchemaIncludesEveryPluginsMap) {
+  TempDir dir;
+  auto result = run_synthorg({"-c", config_for(dir, {"greeter"}, "  greeter: {}\n"), "config", "schema"});
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  auto schema = nlohmann::json::parse(result.output.substr(result.output.find('{')));
+  EXPECT_EQ(schema["properties"]["plugins"]["properties"]["greeter"]["properties"]["config"]["properties"]["repeat"]["maximum"], 10);
+  EXPECT_EQ(schema["properties"]["kernel"]["properties"]["shutdown_timeout"]["default"], "10s");
+}
+
+TEST(Cli, PluginsCheckRunsTheKit) {
+  auto good = run_synthorg({"plugins", "check", fixture("greeter").string()}, {}, 60s);
+  EXPECT_EQ(good.exit_code, 0) << good.output;
+  EXPECT_NE(good.output.find("[  PASSED  ] 5 tests"), std::string::npos) << good.output;
+  auto bad = run_synthorg({"plugins", "check", fixture("leaky").string()}, {}, 60s);
+  EXPECT_NE(bad.exit_code, 0);
+  EXPECT_NE(bad.output.find("release their tokens in stop()"), std::string::npos) << bad.output;
+  EXPECT_EQ(run_synthorg({"plugins", "check", "/no/such/file.so"}).exit_code, 2);
+}
+
+}  // namespace
+}  // namespace synthorg::testing

@@ -1,0 +1,122 @@
+#include "test_support.hpp"
+
+#include <signal.h>
+#include <stdlib.h>
+
+#include <condition_variable>
+#include <fstream>
+#include <thread>
+
+#include <Poco/Pipe.h>
+#include <Poco/PipeStream.h>
+#include <Poco/Process.h>
+
+namespace synthorg::testing {
+
+std::filesystem::path fixture(const std::string& name) {
+  return std::filesystem::path(SYNTHORG_FIXTURE_DIR) / (name + ".so");
+}
+
+TempDir::TempDir() {
+  std::string pattern = (std::filesystem::temp_directory_path() / "synthorg-test-XXXXXX").string();
+  if (!mkdtemp(pattern.data())) throw std::runtime_error("mkdtemp failed");
+  path_ = pattern;
+}
+
+TempDir::~TempDir() {
+  std::error_code ec;
+  std::filesystem::remove_all(path_, ec);
+}
+
+std::filesystem::path TempDir::plugins(const std::vector<std::string>& fixtures) const {
+  auto dir = path_ / "plugins";
+  std::filesystem::create_directories(dir);
+  for (const auto& name : fixtures) std::filesystem::create_symlink(fixture(name), dir / (name + ".so"));
+  return dir;
+}
+
+std::filesystem::path TempDir::write(const std::string& name, const std::string& text) const {
+  auto file = path_ / name;
+  std::ofstream(file) << text;
+  return file;
+}
+
+struct Process::State {
+  Poco::Pipe out;
+  std::unique_ptr<Poco::ProcessHandle> handle;
+  std::thread reader;
+  mutable std::mutex mutex;
+  std::condition_variable changed;
+  std::string output;
+  bool closed = false;
+  int exit_code = -2;
+};
+
+Process::Process(const std::vector<std::string>& args, const std::map<std::string, std::string>& env)
+    : state_(std::make_unique<State>()) {
+  Poco::Process::Env environment(env.begin(), env.end());
+  // Tests own the environment they depend on: no inherited configuration leaks in.
+  for (const char* name : {"SYNTHORG_CONFIG_PATH", "SYNTHORG_DATABASE_URL", "SYNTHORG_LOG_DIR", "SYNTHORG_LOG_FORMAT"})
+    if (!environment.count(name) && getenv(name)) environment[name] = "";
+  state_->handle = std::make_unique<Poco::ProcessHandle>(
+      Poco::Process::launch(SYNTHORG_BIN, args, std::filesystem::temp_directory_path().string(), nullptr,
+                            &state_->out, &state_->out, environment));
+  state_->out.close(Poco::Pipe::CLOSE_WRITE);
+  state_->reader = std::thread([state = state_.get()] {
+    Poco::PipeInputStream stream(state->out);
+    char buffer[4096];
+    while (stream.read(buffer, sizeof buffer) || stream.gcount() > 0) {
+      std::lock_guard lock(state->mutex);
+      state->output.append(buffer, static_cast<std::size_t>(stream.gcount()));
+      state->changed.notify_all();
+    }
+    std::lock_guard lock(state->mutex);
+    state->closed = true;
+    state->changed.notify_all();
+  });
+}
+
+Process::~Process() {
+  if (Poco::Process::isRunning(*state_->handle)) Poco::Process::kill(*state_->handle);
+  if (state_->exit_code == -2) state_->handle->wait();
+  state_->reader.join();
+}
+
+bool Process::wait_for_output(const std::string& text, std::chrono::milliseconds timeout) {
+  std::unique_lock lock(state_->mutex);
+  return state_->changed.wait_for(lock, timeout, [&] { return state_->output.find(text) != std::string::npos || state_->closed; }) &&
+         state_->output.find(text) != std::string::npos;
+}
+
+void Process::signal(int signal_number) { ::kill(state_->handle->id(), signal_number); }
+
+int Process::wait(std::chrono::milliseconds timeout) {
+  if (state_->exit_code != -2) return state_->exit_code;
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (Poco::Process::isRunning(*state_->handle) && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  if (Poco::Process::isRunning(*state_->handle)) {
+    Poco::Process::kill(*state_->handle);
+    state_->handle->wait();
+    state_->exit_code = -1;
+  } else {
+    state_->exit_code = state_->handle->wait();
+  }
+  std::unique_lock lock(state_->mutex);
+  state_->changed.wait_for(lock, std::chrono::seconds(5), [&] { return state_->closed; });
+  return state_->exit_code;
+}
+
+std::string Process::output() const {
+  std::lock_guard lock(state_->mutex);
+  return state_->output;
+}
+
+Result run_synthorg(const std::vector<std::string>& args, const std::map<std::string, std::string>& env,
+                    std::chrono::milliseconds timeout) {
+  Process process(args, env);
+  int code = process.wait(timeout);
+  return {code, process.output()};
+}
+
+}  // namespace synthorg::testing

@@ -1,0 +1,145 @@
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+
+#include "company_config.hpp"
+#include "test_support.hpp"
+
+namespace synthorg::kernel {
+namespace {
+
+CompanyConfig parse(const std::string& yaml) { return parse_company_config(yaml, "company.yaml", "/etc/synthorg", "/default/plugins"); }
+
+std::string error_of(const std::string& yaml) {
+  try {
+    parse(yaml);
+  } catch (const ConfigFileError& e) {
+    return e.what();
+  }
+  ADD_FAILURE() << "accepted:\n" << yaml;
+  return {};
+}
+
+TEST(CompanyConfig, EmbeddedDefaultIsValid) {
+  auto config = parse_company_config(embedded_company_yaml(), "<embedded default>", "/", "/default/plugins");
+  EXPECT_FALSE(config.company_name.empty());
+  EXPECT_EQ(config.kernel.plugin_dirs, std::vector<std::filesystem::path>{"/default/plugins"});
+  EXPECT_EQ(config.kernel.shutdown_timeout, std::chrono::seconds(10));
+}
+
+TEST(CompanyConfig, ReadsEverySection) {
+  auto config = parse(R"(company_name: Acme
+kernel:
+  plugin_dirs: [plugins, /opt/more]
+  threads: 3
+  shutdown_timeout: 2s
+select:
+  store: store-sqlite
+plugins:
+  hello: {config: {greeting: Hi}}
+  quiet: {enabled: false, optional: true}
+  bare:
+)");
+  EXPECT_EQ(config.company_name, "Acme");
+  EXPECT_EQ(config.kernel.plugin_dirs, (std::vector<std::filesystem::path>{"/etc/synthorg/plugins", "/opt/more"}));
+  EXPECT_EQ(config.kernel.threads, 3u);
+  EXPECT_EQ(config.kernel.shutdown_timeout, std::chrono::seconds(2));
+  EXPECT_EQ(config.select.at("store"), "store-sqlite");
+  EXPECT_TRUE(config.plugins.at("hello").enabled);
+  EXPECT_EQ(config.plugins.at("hello").config["greeting"], "Hi");
+  EXPECT_FALSE(config.plugins.at("quiet").enabled);
+  EXPECT_TRUE(config.plugins.at("quiet").optional);
+  EXPECT_TRUE(config.plugins.at("bare").enabled) << "a listed plugin with no settings is enabled";
+}
+
+TEST(CompanyConfig, MalformedYamlNamesFileLineAndColumn) {
+  auto error = error_of("company_name: x\nkernel:\n  threads: [1\n");
+  EXPECT_EQ(error.rfind("company.yaml:", 0), 0u) << error;
+  EXPECT_NE(error.find("malformed YAML"), std::string::npos) << error;
+  EXPECT_NE(error.find("fix:"), std::string::npos) << error;
+}
+
+TEST(CompanyConfig, UnknownKeysSuggestTheIntendedOne) {
+  auto error = error_of("company_name: x\nkernal:\n  threads: 1\n");
+  EXPECT_NE(error.find("company.yaml:2:1: kernal: unknown key \"kernal\" (fix: did you mean \"kernel\"?)"), std::string::npos) << error;
+  error = error_of("company_name: x\nplugins:\n  web:\n    enabeld: true\n");
+  EXPECT_NE(error.find("company.yaml:4:5: plugins.web.enabeld: unknown key"), std::string::npos) << error;
+  EXPECT_NE(error.find("did you mean \"enabled\"?"), std::string::npos) << error;
+}
+
+TEST(CompanyConfig, WrongTypesQuoteTheValueAndTheFix) {
+  auto error = error_of("company_name: x\nkernel:\n  threads: many\n  shutdown_timeout: 10\n");
+  EXPECT_NE(error.find("company.yaml:3:12: kernel.threads: expected a whole number, got \"many\""), std::string::npos) << error;
+  EXPECT_NE(error.find("kernel.shutdown_timeout: expected a duration with a unit, got 10 (fix: write a duration"), std::string::npos) << error;
+  error = error_of("company_name: x\nplugins: [a, b]\n");
+  EXPECT_NE(error.find("plugins: expected a map of plugin names"), std::string::npos) << error;
+  error = error_of("company_name: x\nplugins:\n  Bad_Name: {}\n");
+  EXPECT_NE(error.find("\"Bad_Name\" is not a plugin name"), std::string::npos) << error;
+}
+
+TEST(CompanyConfig, MissingOrEmptyRequiredValues) {
+  EXPECT_NE(error_of("kernel: {}\n").find("required key \"company_name\" is missing"), std::string::npos);
+  EXPECT_NE(error_of("company_name: \"\"\n").find("expected a non-empty string"), std::string::npos);
+  EXPECT_NE(error_of("").find("the file is empty"), std::string::npos);
+  EXPECT_NE(error_of("- a\n- b\n").find("the top level is not a map"), std::string::npos);
+  EXPECT_NE(error_of("company_name: x\ncompany_name: y\n").find("duplicate key"), std::string::npos);
+}
+
+TEST(CompanyConfig, ExpandsEnvironmentVariables) {
+  setenv("SYNTHORG_TEST_THREADS", "7", 1);
+  setenv("SYNTHORG_TEST_EMPTY", "", 1);
+  unsetenv("SYNTHORG_TEST_UNSET");
+  auto config = parse(R"(company_name: "${SYNTHORG_TEST_UNSET:-Acme} $$5"
+kernel:
+  threads: ${SYNTHORG_TEST_THREADS}
+  blocking_threads: ${SYNTHORG_TEST_EMPTY:-2}
+)");
+  EXPECT_EQ(config.company_name, "Acme $5");
+  EXPECT_EQ(config.kernel.threads, 7u) << "an expanded plain scalar is typed after expansion";
+  EXPECT_EQ(config.kernel.blocking_threads, 2u) << ":- also applies to an empty variable, as in the shell";
+  unsetenv("SYNTHORG_TEST_THREADS");
+  unsetenv("SYNTHORG_TEST_EMPTY");
+}
+
+TEST(CompanyConfig, UnsetVariableIsAnErrorWithItsPosition) {
+  unsetenv("SYNTHORG_TEST_UNSET");
+  auto error = error_of("company_name: x\nplugins:\n  db:\n    config: {url: \"${SYNTHORG_TEST_UNSET}\"}\n");
+  EXPECT_NE(error.find("company.yaml:4:"), std::string::npos) << error;
+  EXPECT_NE(error.find("plugins.db.config.url: environment variable SYNTHORG_TEST_UNSET is not set"), std::string::npos) << error;
+  EXPECT_NE(error.find("${SYNTHORG_TEST_UNSET:-default}"), std::string::npos) << error;
+  EXPECT_NE(error_of("company_name: \"${UNCLOSED\"\n").find("unterminated"), std::string::npos);
+  EXPECT_NE(error_of("company_name: \"${1BAD}\"\n").find("is not a variable reference"), std::string::npos);
+}
+
+TEST(CompanyConfig, ReportsEveryMistakeAtOnce) {
+  unsetenv("SYNTHORG_TEST_UNSET");
+  auto error = error_of("company_name: ${SYNTHORG_TEST_UNSET}\nkernal: {}\nkernel: {threads: -1}\n");
+  EXPECT_NE(error.find("SYNTHORG_TEST_UNSET is not set"), std::string::npos) << error;
+  EXPECT_NE(error.find("unknown key \"kernal\""), std::string::npos) << error;
+  EXPECT_NE(error.find("kernel.threads: -1 is out of range"), std::string::npos) << error;
+}
+
+TEST(CompanyConfig, FileChoiceAndDatabaseUrlOverride) {
+  synthorg::testing::TempDir dir;
+  auto file = dir.write("c.yaml", "company_name: FromFile\nselect: {store: store-sqlite}\n");
+  setenv("SYNTHORG_CONFIG_PATH", file.c_str(), 1);
+  setenv("SYNTHORG_DATABASE_URL", "postgres://u:p@127.0.0.1/db", 1);
+  auto config = load_company_config(std::nullopt, "/p");
+  EXPECT_EQ(config.company_name, "FromFile");
+  EXPECT_EQ(config.document.file, file.string());
+  EXPECT_EQ(config.select.at("store"), "store-postgres") << "SYNTHORG_DATABASE_URL selects the PostgreSQL store";
+  unsetenv("SYNTHORG_DATABASE_URL");
+  setenv("SYNTHORG_CONFIG_PATH", (dir / "missing.yaml").c_str(), 1);
+  try {
+    load_company_config(std::nullopt, "/p");
+    ADD_FAILURE() << "accepted a missing file";
+  } catch (const ConfigFileError& e) {
+    EXPECT_NE(std::string(e.what()).find("missing.yaml: cannot read the configuration file (named by SYNTHORG_CONFIG_PATH): no such file"),
+              std::string::npos)
+        << e.what();
+  }
+  unsetenv("SYNTHORG_CONFIG_PATH");
+}
+
+}  // namespace
+}  // namespace synthorg::kernel
