@@ -20,7 +20,8 @@ struct Converter {
   std::vector<ConfigIssue>& issues;
 
   void remember(const std::string& path, const YAML::Mark& mark) {
-    if (!mark.is_null()) document.locations[path] = {mark.line + 1, mark.column + 1};
+    // The first position recorded wins: for a map entry that is its key, where a reader looks.
+    if (!mark.is_null()) document.locations.try_emplace(path, mark.line + 1, mark.column + 1);
   }
 
   // ${VAR} and ${VAR:-default} (default also when VAR is empty, as in the shell); $$ is a
@@ -120,7 +121,6 @@ struct Converter {
             continue;
           }
           out[key] = convert(item.second, child);
-          if (item.second.Mark().is_null()) remember(child, item.first.Mark());
         }
         return out;
       }

@@ -234,6 +234,7 @@ void Kernel::prepare() {
         std::vector<std::string> candidates;
         for (auto& other : discovered_)
           if (other->provides(need.service) && !excluded.count(other->name())) candidates.push_back(other->name());
+        std::sort(candidates.begin(), candidates.end());
         if (candidates.size() == 1) {
           logger().info("Loading a plugin another needs", {{"plugin", candidates[0]}, {"needed_by", name}, {"service", need.service}});
           wanted.insert(candidates[0]);

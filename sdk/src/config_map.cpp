@@ -20,6 +20,12 @@ std::string show(const json& value) {
   return text;
 }
 
+// 10 rather than 10.0: bounds are written as the operator would write them.
+std::string number_text(double value) {
+  if (std::floor(value) == value && std::fabs(value) < 1e15) return std::to_string(static_cast<std::int64_t>(value));
+  return json(value).dump();
+}
+
 std::size_t edit_distance(std::string_view a, std::string_view b) {
   std::vector<std::size_t> row(b.size() + 1);
   for (std::size_t j = 0; j <= b.size(); ++j) row[j] = j;
@@ -214,9 +220,9 @@ json apply_field(const ConfigField& field, const json& value, const std::string&
   auto check_range = [&](double number) -> bool {
     if ((field.minimum && number < *field.minimum) || (field.maximum && number > *field.maximum)) {
       std::string bounds;
-      if (field.minimum && field.maximum) bounds = "between " + json(*field.minimum).dump() + " and " + json(*field.maximum).dump();
-      else if (field.minimum) bounds = "at least " + json(*field.minimum).dump();
-      else bounds = "at most " + json(*field.maximum).dump();
+      if (field.minimum && field.maximum) bounds = "between " + number_text(*field.minimum) + " and " + number_text(*field.maximum);
+      else if (field.minimum) bounds = "at least " + number_text(*field.minimum);
+      else bounds = "at most " + number_text(*field.maximum);
       wrong(show(value) + " is out of range", "use a value " + bounds);
       return false;
     }

@@ -91,7 +91,7 @@ TEST(Cli, ConfigValidateChecksPluginSettingsWithoutStarting) {
   TempDir other;
   auto bad = run_synthorg({"-c", config_for(other, {"greeter"}, "  greeter: {config: {repeat: 0}}\n"), "config", "validate"});
   EXPECT_EQ(bad.exit_code, 1);
-  EXPECT_NE(bad.output.find(":5:31: plugins.greeter.config.repeat: 0 is out of range"), std::string::npos) << bad.output;
+  EXPECT_NE(bad.output.find(":5:22: plugins.greeter.config.repeat: 0 is out of range"), std::string::npos) << bad.output;
 }
 
 TEST(Cli, PluginsListShowsManifestsAndRefusals) {

@@ -21,7 +21,7 @@ class KernelTest : public ::testing::Test {
     auto kernel = std::make_unique<Kernel>(load_company_config(file, "/unused"));
     events = kernel->bus().subscribe("*", [this](const Event& e) {
       std::lock_guard lock(mutex);
-      seen.push_back(e.topic + ":" + e.payload.value("plugin", e.payload.value("service", std::string())));
+      seen.push_back(e.topic + ":" + e.payload.value(e.payload.contains("service") ? "service" : "plugin", std::string()));
     }, {.delivery = Delivery::immediate});
     return kernel;
   }
@@ -102,9 +102,9 @@ TEST_F(KernelTest, SelectChoosesBetweenProvidersAndAmbiguityIsAnError) {
 TEST_F(KernelTest, PluginConfigErrorsPointIntoTheFile) {
   auto kernel = make({"greeter"}, "plugins:\n  greeter:\n    config:\n      repeat: 99\n      greting: Hi\n");
   auto error = failure(*kernel);
-  EXPECT_NE(error.find("company.yaml:10:15: plugins.greeter.config.repeat: 99 is out of range (fix: use a value between 1 and 10)"),
+  EXPECT_NE(error.find("company.yaml:8:7: plugins.greeter.config.repeat: 99 is out of range (fix: use a value between 1 and 10)"),
             std::string::npos) << error;
-  EXPECT_NE(error.find("company.yaml:11:7: plugins.greeter.config.greting: unknown key \"greting\" (fix: did you mean \"greeting\"?)"),
+  EXPECT_NE(error.find("company.yaml:9:7: plugins.greeter.config.greting: unknown key \"greting\" (fix: did you mean \"greeting\"?)"),
             std::string::npos) << error;
 }
 

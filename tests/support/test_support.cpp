@@ -8,7 +8,6 @@
 #include <thread>
 
 #include <Poco/Pipe.h>
-#include <Poco/PipeStream.h>
 #include <Poco/Process.h>
 
 namespace synthorg::testing {
@@ -63,11 +62,10 @@ Process::Process(const std::vector<std::string>& args, const std::map<std::strin
                             &state_->out, &state_->out, environment));
   state_->out.close(Poco::Pipe::CLOSE_WRITE);
   state_->reader = std::thread([state = state_.get()] {
-    Poco::PipeInputStream stream(state->out);
     char buffer[4096];
-    while (stream.read(buffer, sizeof buffer) || stream.gcount() > 0) {
+    for (int n; (n = state->out.readBytes(buffer, sizeof buffer)) > 0;) {  // returns what is there, not 4 KiB
       std::lock_guard lock(state->mutex);
-      state->output.append(buffer, static_cast<std::size_t>(stream.gcount()));
+      state->output.append(buffer, static_cast<std::size_t>(n));
       state->changed.notify_all();
     }
     std::lock_guard lock(state->mutex);
@@ -77,8 +75,10 @@ Process::Process(const std::vector<std::string>& args, const std::map<std::strin
 }
 
 Process::~Process() {
-  if (Poco::Process::isRunning(*state_->handle)) Poco::Process::kill(*state_->handle);
-  if (state_->exit_code == -2) state_->handle->wait();
+  if (state_->exit_code == -2 && state_->handle->tryWait() == -1) {
+    Poco::Process::kill(*state_->handle);
+    state_->handle->wait();
+  }
   state_->reader.join();
 }
 
@@ -92,16 +92,18 @@ void Process::signal(int signal_number) { ::kill(state_->handle->id(), signal_nu
 
 int Process::wait(std::chrono::milliseconds timeout) {
   if (state_->exit_code != -2) return state_->exit_code;
+  // tryWait reaps: isRunning would call an exited, unreaped child (a zombie) running.
   auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (Poco::Process::isRunning(*state_->handle) && std::chrono::steady_clock::now() < deadline)
+  int code = state_->handle->tryWait();
+  while (code == -1 && std::chrono::steady_clock::now() < deadline) {
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  if (Poco::Process::isRunning(*state_->handle)) {
+    code = state_->handle->tryWait();
+  }
+  if (code == -1) {
     Poco::Process::kill(*state_->handle);
     state_->handle->wait();
-    state_->exit_code = -1;
-  } else {
-    state_->exit_code = state_->handle->wait();
   }
+  state_->exit_code = code;
   std::unique_lock lock(state_->mutex);
   state_->changed.wait_for(lock, std::chrono::seconds(5), [&] { return state_->closed; });
   return state_->exit_code;

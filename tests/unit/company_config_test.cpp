@@ -69,7 +69,7 @@ TEST(CompanyConfig, UnknownKeysSuggestTheIntendedOne) {
 
 TEST(CompanyConfig, WrongTypesQuoteTheValueAndTheFix) {
   auto error = error_of("company_name: x\nkernel:\n  threads: many\n  shutdown_timeout: 10\n");
-  EXPECT_NE(error.find("company.yaml:3:12: kernel.threads: expected a whole number, got \"many\""), std::string::npos) << error;
+  EXPECT_NE(error.find("company.yaml:3:3: kernel.threads: expected a whole number, got \"many\""), std::string::npos) << error;
   EXPECT_NE(error.find("kernel.shutdown_timeout: expected a duration with a unit, got 10 (fix: write a duration"), std::string::npos) << error;
   error = error_of("company_name: x\nplugins: [a, b]\n");
   EXPECT_NE(error.find("plugins: expected a map of plugin names"), std::string::npos) << error;
