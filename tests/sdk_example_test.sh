@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs the SDK from this build into a temporary prefix, builds sdk/examples/hello-plugin
+# against the *installed* SDK, runs the conformance kit on it, and loads it in the installed
+# kernel. Usage: sdk_example_test.sh BUILD_DIR SOURCE_DIR
+set -euo pipefail
+build_dir=$1
+source_dir=$2
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+cmake --install "$build_dir" --prefix "$work/prefix" >/dev/null
+launcher=()
+command -v ccache >/dev/null && launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
+cmake -S "$source_dir/sdk/examples/hello-plugin" -B "$work/example" -G Ninja \
+  -DCMAKE_PREFIX_PATH="$work/prefix" -DCMAKE_BUILD_TYPE=RelWithDebInfo "${launcher[@]}" >/dev/null
+cmake --build "$work/example"
+ctest --test-dir "$work/example" --output-on-failure
+
+cat > "$work/company.yaml" <<YAML
+company_name: Example
+kernel:
+  plugin_dirs: [example]
+plugins:
+  hello:
+    config: {greeting: Bonjour}
+YAML
+output=$("$work/prefix/bin/synthorg" -c "$work/company.yaml" serve --exit-after-start 2>&1)
+echo "$output"
+grep -q 'msg="Plugin started" plugin=hello' <<<"$output"
+grep -q 'msg="Hello started" greeting=Bonjour' <<<"$output"
+"$work/prefix/bin/synthorg" -c "$work/company.yaml" plugins check "$work/example/hello.so"
+echo "sdk example: installed SDK builds, checks and loads the out-of-tree plugin"
