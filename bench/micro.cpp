@@ -71,4 +71,20 @@ BENCHMARK(BusQueuedLatency)->Arg(1)->Arg(8)->Unit(benchmark::kMicrosecond)->UseR
 
 }  // namespace
 
+
+
+namespace {
+// The publisher's own cost: with no subscriber, and with one called inline.
+void BusPublishCost(benchmark::State& state) {
+  synthorg::host::ThreadPoolExecutor executor({1, 1, 16});
+  synthorg::EventBus bus([&](std::function<void()> task) { executor.post(std::move(task)); });
+  std::int64_t seen = 0;
+  synthorg::Subscription sub;
+  if (state.range(0))
+    sub = bus.subscribe("bench.tick", [&](const synthorg::Event&) { ++seen; }, {.delivery = synthorg::Delivery::immediate});
+  for (auto _ : state) bus.publish("bench.tick", nlohmann::json());
+  benchmark::DoNotOptimize(seen);
+}
+BENCHMARK(BusPublishCost)->Arg(0)->Arg(1);
+}  // namespace
 BENCHMARK_MAIN();

@@ -32,6 +32,14 @@ bool valid_dotted(std::string_view text) {
 
 constexpr std::string_view handler_error_topic = "bus.handler_error";
 
+// A counter on its own cache line: the publisher and the draining threads write different
+// counters, and sharing a line would make every event bounce it between cores.
+struct alignas(64) Counter {
+  std::atomic<std::uint64_t> value{0};
+  void add(std::uint64_t n = 1) noexcept { value.fetch_add(n, std::memory_order_relaxed); }
+  std::uint64_t get() const noexcept { return value.load(std::memory_order_relaxed); }
+};
+
 }  // namespace
 
 bool valid_topic(std::string_view topic) noexcept { return valid_dotted(topic); }
@@ -62,6 +70,25 @@ nlohmann::json to_json(const Event& event) {
 
 namespace {
 
+// Guards a subscriber's queue, whose critical sections are a push_back or a swap. A mutex
+// that sleeps made the publisher and the drainer wake each other through futex calls on
+// nearly every event; spinning briefly, then yielding, keeps both on their cores.
+class QueueLock {
+ public:
+  void lock() noexcept {
+    for (int spins = 0; locked_.exchange(true, std::memory_order_acquire); ++spins) {
+      while (locked_.load(std::memory_order_relaxed)) {
+        if (++spins > 64) std::this_thread::yield();
+      }
+    }
+  }
+  bool try_lock() noexcept { return !locked_.exchange(true, std::memory_order_acquire); }
+  void unlock() noexcept { locked_.store(false, std::memory_order_release); }
+
+ private:
+  std::atomic<bool> locked_{false};
+};
+
 struct Subscriber {
   std::uint64_t id;
   std::string pattern;
@@ -71,8 +98,8 @@ struct Subscriber {
   std::atomic<bool> active{true};
   std::atomic<int> in_flight{0};
 
-  std::mutex mutex;  // guards queue and scheduled
-  std::condition_variable idle;
+  QueueLock mutex;  // guards queue and scheduled
+  std::condition_variable_any idle;
   std::vector<std::shared_ptr<const Event>> queue;
   std::vector<std::shared_ptr<const Event>> draining;  // touched only by the one drain task
   bool scheduled = false;
@@ -89,10 +116,35 @@ struct EventBus::Core : std::enable_shared_from_this<EventBus::Core> {
 
   Poster post;
   std::string id_prefix;
-  std::atomic<std::uint64_t> next_sequence{1};
-  std::atomic<std::uint64_t> published{0}, delivered{0}, dropped{0}, handler_errors{0};
+  Counter next_sequence, published, delivered, dropped, handler_errors;
   std::atomic<bool> closed{false};
   log::Logger log{"bus"};
+
+  // Spent events are released by the next publisher, not by the draining thread: an event
+  // allocated on one thread and freed on another makes both fight over glibc's arena lock,
+  // which cost more than everything else the bus does per event (see docs/performance.md).
+  static constexpr std::size_t max_spent = 1 << 16;
+  std::mutex spent_mutex;
+  std::vector<std::shared_ptr<const Event>> spent;
+
+  void retire(std::vector<std::shared_ptr<const Event>>& batch) {
+    {
+      std::lock_guard lock(spent_mutex);
+      if (spent.size() + batch.size() <= max_spent) {
+        spent.insert(spent.end(), std::make_move_iterator(batch.begin()), std::make_move_iterator(batch.end()));
+      }
+    }
+    batch.clear();  // what did not fit (rare) is released here
+  }
+
+  void release_spent() {
+    std::vector<std::shared_ptr<const Event>> released;
+    {
+      std::unique_lock lock(spent_mutex, std::try_to_lock);
+      if (!lock || spent.empty()) return;
+      released.swap(spent);
+    }
+  }
 
   mutable std::mutex subscribers_mutex;
   std::shared_ptr<const Subscribers> subscribers = std::make_shared<const Subscribers>();
@@ -105,7 +157,7 @@ struct EventBus::Core : std::enable_shared_from_this<EventBus::Core> {
 
   std::string next_event_id() {
     char digits[17];
-    auto [end, ec] = std::to_chars(digits, digits + sizeof digits, next_sequence.fetch_add(1, std::memory_order_relaxed), 16);
+    auto [end, ec] = std::to_chars(digits, digits + sizeof digits, next_sequence.value.fetch_add(1, std::memory_order_relaxed) + 1, 16);
     (void)ec;
     std::string id;
     id.reserve(id_prefix.size() + 1 + static_cast<std::size_t>(end - digits));
@@ -115,21 +167,21 @@ struct EventBus::Core : std::enable_shared_from_this<EventBus::Core> {
     return id;
   }
 
-  void call_handler(Subscriber& subscriber, const Event& event) {
-    handlers_on_this_thread.push_back(&subscriber);
+  // The caller has put `subscriber` on handlers_on_this_thread. True when the handler returned.
+  bool call_handler(Subscriber& subscriber, const Event& event) {
     try {
       subscriber.handler(event);
-      delivered.fetch_add(1, std::memory_order_relaxed);
+      return true;
     } catch (const std::exception& e) {
       report_handler_error(subscriber, event, e.what());
     } catch (...) {
       report_handler_error(subscriber, event, "unknown exception");
     }
-    handlers_on_this_thread.pop_back();
+    return false;
   }
 
   void report_handler_error(const Subscriber& subscriber, const Event& event, std::string_view what) {
-    handler_errors.fetch_add(1, std::memory_order_relaxed);
+    handler_errors.add();
     log.warn("Event handler failed", {{"topic", event.topic}, {"event_id", event.id},
                                       {"subscriber", subscriber.owner->name}, {"pattern", subscriber.pattern},
                                       {"error", what}});
@@ -152,7 +204,7 @@ struct EventBus::Core : std::enable_shared_from_this<EventBus::Core> {
     {
       std::lock_guard lock(subscriber->mutex);
       if (subscriber->queue.size() >= subscriber->options.queue_capacity) {
-        dropped.fetch_add(1, std::memory_order_relaxed);
+        dropped.add();
         return;
       }
       subscriber->queue.push_back(event);
@@ -161,28 +213,49 @@ struct EventBus::Core : std::enable_shared_from_this<EventBus::Core> {
     if (schedule) post([self = shared_from_this(), subscriber] { self->drain(subscriber); });
   }
 
-  // One batch per task, then the task reposts itself, so that a busy subscriber takes turns
-  // with the rest of the executor's work.
+  // Takes everything queued; false (and marks the subscriber idle) when there was nothing.
+  bool take_batch(Subscriber& subscriber, bool may_go_idle) {
+    std::lock_guard lock(subscriber.mutex);
+    subscriber.draining.swap(subscriber.queue);
+    if (!subscriber.draining.empty()) return true;
+    if (may_go_idle || !subscriber.active.load()) subscriber.scheduled = false;
+    return false;
+  }
+
+  // Drains in batches while events keep coming. Going idle costs the next publisher a post
+  // and a thread wake-up (a futex round-trip, far more than an event), so before going idle
+  // the task yields a few times to let a busy publisher refill the queue. After
+  // `batches_per_task` it reposts itself, so that a busy subscriber takes turns with the
+  // rest of the executor's work.
   void drain(const std::shared_ptr<Subscriber>& subscriber) {
+    constexpr int batches_per_task = 64;
+    constexpr int idle_checks = 2;
     auto& batch = subscriber->draining;
-    {
-      std::lock_guard lock(subscriber->mutex);
-      batch.swap(subscriber->queue);
-      if (batch.empty()) {
+    for (int round = 0; round < batches_per_task; ++round) {
+      bool got = take_batch(*subscriber, false);
+      for (int check = 0; !got && check < idle_checks && subscriber->active.load(); ++check) {
+        std::this_thread::yield();
+        got = take_batch(*subscriber, check + 1 == idle_checks);
+      }
+      if (!got) {
+        if (subscriber->active.load()) return;  // take_batch marked it idle
+        std::lock_guard lock(subscriber->mutex);
         subscriber->scheduled = false;
         return;
       }
-    }
-    subscriber->in_flight.fetch_add(1);
-    for (const auto& event : batch) {
-      if (!subscriber->active.load(std::memory_order_relaxed) || closed.load(std::memory_order_relaxed)) break;
-      call_handler(*subscriber, *event);
-    }
-    batch.clear();
-    end_calls(*subscriber);
-    {
-      std::lock_guard lock(subscriber->mutex);
-      if (subscriber->queue.empty() || !subscriber->active.load()) {
+      subscriber->in_flight.fetch_add(1);
+      handlers_on_this_thread.push_back(subscriber.get());
+      std::uint64_t succeeded = 0;
+      for (const auto& event : batch) {
+        if (!subscriber->active.load(std::memory_order_relaxed) || closed.load(std::memory_order_relaxed)) break;
+        succeeded += call_handler(*subscriber, *event);
+      }
+      handlers_on_this_thread.pop_back();
+      delivered.add(succeeded);
+      retire(batch);
+      end_calls(*subscriber);
+      if (!subscriber->active.load()) {
+        std::lock_guard lock(subscriber->mutex);
         subscriber->queue.clear();
         subscriber->scheduled = false;
         return;
@@ -196,16 +269,19 @@ struct EventBus::Core : std::enable_shared_from_this<EventBus::Core> {
       throw std::invalid_argument("invalid event topic \"" + topic +
                                   "\": use lower-case dotted words, e.g. \"workload.spawned\"");
     if (closed.load(std::memory_order_relaxed)) return;
+    release_spent();
     auto event = std::make_shared<const Event>(Event{next_event_id(), std::move(topic), std::chrono::system_clock::now(),
                                                      std::string(source), std::move(trace_id), std::move(payload)});
-    published.fetch_add(1, std::memory_order_relaxed);
+    published.add();
     auto current = snapshot();
     for (const auto& subscriber : *current) {
       if (!topic_matches(subscriber->pattern, event->topic) || !subscriber->active.load(std::memory_order_relaxed))
         continue;
       if (subscriber->options.delivery == Delivery::immediate) {
         subscriber->in_flight.fetch_add(1);
-        if (subscriber->active.load()) call_handler(*subscriber, *event);
+        handlers_on_this_thread.push_back(subscriber.get());
+        if (subscriber->active.load() && call_handler(*subscriber, *event)) delivered.add();
+        handlers_on_this_thread.pop_back();
         end_calls(*subscriber);
       } else {
         enqueue(subscriber, event);
@@ -275,7 +351,7 @@ void EventBus::publish(std::string topic, nlohmann::json payload, std::string_vi
 }
 
 BusStats EventBus::stats() const {
-  return {core_->published.load(), core_->delivered.load(), core_->dropped.load(), core_->handler_errors.load(),
+  return {core_->published.get(), core_->delivered.get(), core_->dropped.get(), core_->handler_errors.get(),
           core_->snapshot()->size()};
 }
 
