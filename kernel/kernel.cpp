@@ -374,7 +374,7 @@ bool Kernel::start(const std::atomic<bool>* stop_requested) {
     if (plugin->state != PluginState::configured) continue;
     if (stop_requested && stop_requested->load()) {
       logger().info("Shutdown requested during start-up; stopping what started", {{"next_plugin", plugin->name()}});
-      rollback();
+      stop();  // what already started goes down in reverse
       return false;
     }
     std::string failure;
@@ -402,7 +402,7 @@ bool Kernel::start(const std::atomic<bool>* stop_requested) {
       }
       plugin->state = PluginState::failed;
       plugin->note = failure;
-      rollback();
+      stop();
       throw KernelError(failure);
     }
     plugin->state = PluginState::started;
@@ -415,13 +415,11 @@ bool Kernel::start(const std::atomic<bool>* stop_requested) {
   }
   if (stop_requested && stop_requested->load()) {
     logger().info("Shutdown requested during start-up; stopping what started");
-    rollback();
+    stop();
     return false;
   }
   return true;
 }
-
-void Kernel::rollback() { stop(); }
 
 bool Kernel::stop() {
   const auto deadline = Clock::now() + config_.kernel.shutdown_timeout;

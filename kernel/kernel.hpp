@@ -74,7 +74,6 @@ class Kernel {
   // Leaves out an optional plugin, and whatever then lacks a required service (throwing
   // KernelError when that is a plugin that is not optional).
   void drop_optional(Loaded& plugin, std::string_view phase, const std::string& reason);
-  void rollback();
   Loaded* find(std::string_view name);
 
   CompanyConfig config_;

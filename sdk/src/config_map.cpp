@@ -368,7 +368,8 @@ json ConfigMap::json_schema() const {
       if (field.minimum) schema["minimum"] = *field.minimum;
       if (field.maximum) schema["maximum"] = *field.maximum;
     }
-    if (!field.pattern.empty()) schema["pattern"] = field.pattern;
+    // JSON Schema patterns search; ours must match the whole value, so anchor them.
+    if (!field.pattern.empty()) schema["pattern"] = "^(?:" + field.pattern + ")$";
     if (field.sensitive) schema["writeOnly"] = true;
     if (field.required) required.push_back(field.name);
     properties[field.name] = std::move(schema);

@@ -1,6 +1,8 @@
 #include "synthorg/host/plugin_file.hpp"
 
 #include <cstddef>
+#include <mutex>
+#include <vector>
 
 #include <boost/dll/shared_library.hpp>
 
@@ -21,6 +23,16 @@ std::string dlerror_text(const std::exception& e) {
 }
 
 std::string text_or_empty(const char* text) { return text ? text : ""; }
+
+// A loaded plugin is never unloaded while the process lives (see ARCHITECTURE.md): its
+// handle goes into a table that is never destroyed, not even at exit, when unloading code
+// that static destructors may still call is how hosts crash.
+void keep_loaded_forever(std::unique_ptr<boost::dll::shared_library> library) {
+  static std::mutex mutex;
+  static auto* loaded = new std::vector<std::unique_ptr<boost::dll::shared_library>>();
+  std::lock_guard lock(mutex);
+  loaded->push_back(std::move(library));
+}
 
 }  // namespace
 
@@ -59,17 +71,17 @@ PluginFile load_plugin_file(const std::filesystem::path& given) {
   if (!std::filesystem::exists(path, ec)) refuse("no such file");
   if (!std::filesystem::is_regular_file(path, ec)) refuse("not a regular file");
 
-  // Deliberately leaked: a loaded plugin is never unloaded (see ARCHITECTURE.md).
-  auto* library = new boost::dll::shared_library();
+  auto library = std::make_unique<boost::dll::shared_library>();
   try {
     library->load(path, boost::dll::load_mode::rtld_now | boost::dll::load_mode::rtld_local);
   } catch (const std::exception& e) {
-    delete library;  // nothing was mapped
     refuse("not a loadable shared object: " + dlerror_text(e));
   }
-  if (!library->has(SYNTHORG_PLUGIN_ENTRY))
+  auto& loaded = *library;
+  keep_loaded_forever(std::move(library));
+  if (!loaded.has(SYNTHORG_PLUGIN_ENTRY))
     refuse("missing the entry symbol " SYNTHORG_PLUGIN_ENTRY "; build the plugin with SYNTHORG_PLUGIN(Class)");
-  auto& entry = library->get_alias<const synthorg_plugin_descriptor*()>(SYNTHORG_PLUGIN_ENTRY);
+  auto& entry = loaded.get_alias<const synthorg_plugin_descriptor*()>(SYNTHORG_PLUGIN_ENTRY);
   const synthorg_plugin_descriptor* d = entry();
   if (!d) refuse("its entry returned no descriptor (the plugin's manifest() threw)");
 
