@@ -20,12 +20,15 @@ function(synthorg_add_plugin name)
   endif()
 endfunction()
 
-# synthorg_add_conformance_test(<plugin-target> [CONFIG <json>] [WITH <plugin-file>...])
+# synthorg_add_conformance_test(<plugin-target> [KIND generic|store] [CONFIG <json>] [WITH <plugin-file>...])
 # Registers a CTest test that runs the conformance kit on the plugin's file. CONFIG is the
 # plugin's configuration as JSON; WITH loads provider plugins for its required services first.
 function(synthorg_add_conformance_test target)
-  cmake_parse_arguments(ARG "" "CONFIG" "WITH" ${ARGN})
+  cmake_parse_arguments(ARG "" "CONFIG;KIND" "WITH" ${ARGN})
   set(args --plugin "$<TARGET_FILE:${target}>")
+  if(DEFINED ARG_KIND)
+    list(APPEND args --kind "${ARG_KIND}")
+  endif()
   if(DEFINED ARG_CONFIG)
     list(APPEND args --config "${ARG_CONFIG}")
   endif()

@@ -15,7 +15,7 @@ int main(int argc, char** argv) {
   app.add_option("--plugin", plugins, "Plugin file to check (repeatable)")->required()->check(CLI::ExistingFile);
   app.add_option("--config", config, "The plugin's configuration as JSON");
   app.add_option("--with", providers, "Provider plugin file to load and start first (repeatable)")->check(CLI::ExistingFile);
-  app.add_option("--kind", kind, "Which kit")->check(CLI::IsMember({"generic"}));
+  app.add_option("--kind", kind, "Which kit: generic, or store (generic plus the Store contract)")->check(CLI::IsMember({"generic", "store"}));
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -34,7 +34,9 @@ int main(int argc, char** argv) {
   synthorg::log::configure(synthorg::log::options_from_env(level));
 
   std::vector<std::string> rest = app.remaining();
-  std::vector<char*> gtest_argv{argv[0]};
+  // Each kind runs its own suites unless the caller picks tests with --gtest_filter.
+  std::string filter = kind == "store" ? "--gtest_filter=*GenericKit*:StoreKit.*" : "--gtest_filter=*GenericKit*";
+  std::vector<char*> gtest_argv{argv[0], filter.data()};
   for (auto& arg : rest) gtest_argv.push_back(arg.data());
   int gtest_argc = static_cast<int>(gtest_argv.size());
   ::testing::InitGoogleTest(&gtest_argc, gtest_argv.data());
