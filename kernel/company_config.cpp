@@ -198,12 +198,12 @@ CompanyConfig parse_company_config(std::string_view text, std::string file, std:
     throw config.error({{"", doc.is_null() ? "the file is empty" : "the top level is not a map of keys",
                          "start from config/company.yaml: company_name, kernel, select, plugins"}});
 
-  static const std::vector<std::string> top_keys{"company_name", "kernel", "select", "plugins"};
+  static const std::vector<std::string> top_keys{"company_name", "kernel", "select", "plugins", "settings"};
   for (const auto& [key, value] : doc.items()) {
     if (std::find(top_keys.begin(), top_keys.end(), key) != top_keys.end()) continue;
     auto near = did_you_mean(key, top_keys);
     issues.push_back({key, "unknown key \"" + key + "\"",
-                      near.empty() ? "remove it; the top-level keys are company_name, kernel, select, plugins"
+                      near.empty() ? "remove it; the top-level keys are company_name, kernel, select, plugins, settings"
                                    : "did you mean \"" + near + "\"?"});
   }
 
@@ -236,6 +236,23 @@ CompanyConfig parse_company_config(std::string_view text, std::string file, std:
         continue;
       }
       config.select[slot] = chosen.get<std::string>();
+    }
+  }
+
+  // Settings: namespace -> key -> value. Values are checked against each setting's definition
+  // when the plugin that owns it registers it; here only the shape.
+  const json settings = doc.value("settings", json::object());
+  if (!settings.is_object() && !settings.is_null()) {
+    issues.push_back({"settings", "expected a map of setting namespaces, got " + settings.dump(),
+                      "write settings: {backup: {keep: 7}}"});
+  } else if (settings.is_object()) {
+    for (const auto& [space, keys] : settings.items()) {
+      if (!keys.is_object()) {
+        issues.push_back({"settings." + space, "expected a map of setting keys, got " + keys.dump(),
+                          "write settings: {" + space + ": {key: value}}"});
+        continue;
+      }
+      config.settings[space] = keys;
     }
   }
 

@@ -52,6 +52,7 @@ struct CompanyConfig {
   KernelSettings kernel;
   std::map<std::string, std::string> select;  // slot ("store") -> plugin name
   std::map<std::string, PluginEntry> plugins;
+  std::map<std::string, nlohmann::json> settings;  // namespace -> {key: value}
 
   // Formats issues found later (e.g. against a plugin's config map) with file positions.
   ConfigFileError error(const std::vector<ConfigIssue>& issues) const;

@@ -6,6 +6,7 @@
 #include <set>
 #include <thread>
 
+#include "backup.hpp"
 #include "synthorg/events.hpp"
 #include "synthorg/log.hpp"
 
@@ -95,6 +96,23 @@ Kernel::Kernel(CompanyConfig config)
     }
   });
   executor_registration_ = registry_.provide<Executor>(executor_);
+
+  settings_ = std::make_shared<SettingsService>(config_.settings, bus_);
+  settings_registration_ = registry_.provide<Settings>(settings_);
+  for (auto& definition : kernel_setting_definitions()) kernel_settings_.push_back(settings_->define(definition));
+  // Stored settings come from whichever Store starts; until then the lower sources apply.
+  store_tracker_ = registry_.track<Store>([this](ServiceEvent event, const std::shared_ptr<Store>& store) {
+    if (event == ServiceEvent::departed) {
+      settings_->detach_store();
+      return;
+    }
+    try {
+      settings_->attach_store(store);
+    } catch (const std::exception& e) {
+      logger().error("Stored settings could not be read; the lower sources apply until they can",
+                     {{"error", e.what()}});
+    }
+  });
 }
 
 Kernel::~Kernel() {
@@ -210,6 +228,12 @@ void Kernel::prepare() {
     wanted.insert(name);
   }
   if (!issues.empty()) throw config_.error(issues);
+  if (!only_service_.empty()) {
+    std::erase_if(wanted, [&](const std::string& name) { return !find(name)->provides(only_service_); });
+    if (wanted.empty())
+      throw KernelError("no enabled or selected plugin provides " + only_service_ +
+                        " (fix: enable store-sqlite or store-postgres in company.yaml, or set SYNTHORG_DATABASE_URL)");
+  }
 
   auto is_optional = [&](const std::string& name) {
     auto it = config_.plugins.find(name);
@@ -418,6 +442,9 @@ bool Kernel::start(const std::atomic<bool>* stop_requested) {
     stop();
     return false;
   }
+  for (const auto& name : settings_->undefined_config_settings())
+    logger().warn("company.yaml sets a setting that no running plugin defines (a typo, or its plugin is off)",
+                  {{"setting", name}});
   return true;
 }
 

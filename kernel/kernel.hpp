@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "company_config.hpp"
+#include "settings_service.hpp"
 #include "synthorg/bus.hpp"
 #include "synthorg/host/plugin_file.hpp"
 #include "synthorg/host/thread_pool_executor.hpp"
@@ -54,6 +55,9 @@ class Kernel {
   // Chooses what to load (enabled, selected, depended on), orders it, checks each plugin's
   // configuration against its config map, creates and configures it. Throws KernelError.
   void prepare();
+  // Before prepare(): load only the plugins that provide `service_id` (and what they need),
+  // for commands such as `synthorg backup` that must not start the whole server.
+  void restrict_to(std::string service_id) { only_service_ = std::move(service_id); }
   // Starts in dependency order. If `stop_requested` becomes true, or a required plugin fails,
   // the started ones are stopped in reverse; the first case returns false, the second throws.
   bool start(const std::atomic<bool>* stop_requested = nullptr);
@@ -68,6 +72,7 @@ class Kernel {
   ServiceRegistry& registry() noexcept { return registry_; }
   EventBus& bus() noexcept { return bus_; }
   host::ThreadPoolExecutor& executor() noexcept { return *executor_; }
+  SettingsService& settings() noexcept { return *settings_; }
 
  private:
   struct Loaded;
@@ -82,9 +87,14 @@ class Kernel {
   EventBus bus_;
   Registration executor_registration_;
   Tracker service_mirror_;
+  std::shared_ptr<SettingsService> settings_;
+  Registration settings_registration_;
+  std::vector<Token> kernel_settings_;  // the kernel's own definitions (backup.*)
+  Tracker store_tracker_;
   std::vector<Refusal> refusals_;
   std::vector<std::unique_ptr<Loaded>> discovered_;
   std::vector<Loaded*> order_;  // what prepare() chose, in start order
+  std::string only_service_;
 };
 
 }  // namespace synthorg::kernel

@@ -10,7 +10,9 @@
 
 #include <CLI/CLI.hpp>
 
+#include "backup_command.hpp"
 #include "kernel.hpp"
+#include "synthorg/crypto.hpp"
 #include "synthorg/log.hpp"
 #include "synthorg/toolchain.hpp"
 
@@ -233,6 +235,18 @@ int version(bool as_json) {
   return exit_ok;
 }
 
+// Only the secret goes to stdout, so `export KEY=$(synthorg keygen fernet)` works as is.
+int keygen_fernet() {
+  std::cout << crypto::Fernet::generate_key() << "\n";
+  return exit_ok;
+}
+
+// 64 bytes: HS256 gains nothing from a key longer than SHA-256's 64-byte block (RFC 2104 §3).
+int keygen_jwt() {
+  std::cout << crypto::base64url_encode(crypto::random_bytes(64)) << "\n";
+  return exit_ok;
+}
+
 int plugins_check(const std::vector<std::string>& files, const std::string& kind, const std::string& config,
                   const std::vector<std::string>& with) {
   auto runner = executable_dir() / "synthorg-conformance";
@@ -290,6 +304,26 @@ int main(int argc, char** argv) {
   auto* version_cmd = app.add_subcommand("version", "Print the version, plugin ABI and toolchain signature");
   version_cmd->add_flag("--json", version_json, "Print JSON");
 
+  auto* keygen_cmd = app.add_subcommand("keygen", "Print a fresh random secret: `keygen fernet` or `keygen jwt`");
+  // Extras are collected rather than refused, so a wrong kind gets a message naming the right ones
+  // (CLI11 would only say "A subcommand is required").
+  keygen_cmd->require_subcommand(0, 1)->allow_extras();
+  auto* keygen_fernet_cmd = keygen_cmd->add_subcommand(
+      "fernet", "A Fernet key for SYNTHORG_SETTINGS_KEY (32 random bytes, base64url with padding: 44 characters)");
+  auto* keygen_jwt_cmd = keygen_cmd->add_subcommand(
+      "jwt", "An HS256 signing secret for JWTs (64 random bytes, base64url without padding: 86 characters)");
+
+  BackupRequest backup;
+  auto* backup_cmd = app.add_subcommand("backup", "Back up and restore the Store's database");
+  backup_cmd->require_subcommand(1);
+  auto* backup_create_cmd = backup_cmd->add_subcommand("create", "Take a consistent backup while the server keeps serving");
+  backup_create_cmd->add_flag("--json", backup.json, "Print JSON");
+  auto* backup_list_cmd = backup_cmd->add_subcommand("list", "List backups in backup.dir, newest first");
+  backup_list_cmd->add_flag("--json", backup.json, "Print JSON");
+  auto* backup_restore_cmd = backup_cmd->add_subcommand("restore", "Verify a backup, then replace the database with it");
+  backup_restore_cmd->add_option("id", backup.id, "The backup's id (12 hex digits, from `backup list`)")->required();
+  backup_restore_cmd->add_flag("--confirm", backup.confirm, "Really replace the live database");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -298,7 +332,9 @@ int main(int argc, char** argv) {
   }
 
   try {
-    log::configure(log::options_from_env());
+    // One-shot commands print their own results; their logs matter only when something fails.
+    bool quiet = backup_cmd->parsed();
+    log::configure(quiet ? log::options_from_env(log::Options{log::Level::warn}) : log::options_from_env());
   } catch (const std::exception& e) {
     std::fprintf(stderr, "synthorg: %s\n", e.what());
     return exit_usage;
@@ -311,6 +347,25 @@ int main(int argc, char** argv) {
     if (validate_cmd->parsed()) return config_validate(config_path);
     if (schema_cmd->parsed()) return config_schema(config_path, schema_plugin);
     if (version_cmd->parsed()) return version(version_json);
+    if (backup_cmd->parsed()) {
+      backup.config_path = config_path;
+      backup.plugin_dir = default_plugin_dir();
+      backup.action = backup_create_cmd->parsed()   ? BackupRequest::Action::create
+                      : backup_list_cmd->parsed()   ? BackupRequest::Action::list
+                                                    : BackupRequest::Action::restore;
+      return backup_command(backup);
+    }
+    if (keygen_cmd->parsed()) {
+      auto extras = keygen_cmd->remaining(true);
+      if (extras.empty() && keygen_fernet_cmd->parsed()) return keygen_fernet();
+      if (extras.empty() && keygen_jwt_cmd->parsed()) return keygen_jwt();
+      std::string what = extras.empty() ? "no kind of secret given" : "unknown argument '" + extras.front() + "'";
+      std::fprintf(stderr,
+                   "synthorg keygen: %s (fix: `synthorg keygen fernet` for SYNTHORG_SETTINGS_KEY, "
+                   "or `synthorg keygen jwt` for an HS256 signing secret)\n",
+                   what.c_str());
+      return exit_usage;
+    }
   } catch (const std::exception& e) {
     std::fprintf(stderr, "%s\n", e.what());
     return exit_error;
