@@ -1,11 +1,7 @@
 // store-sqlite: the Store on an embedded SQLite file, the default backend.
-#include <fcntl.h>
-#include <sys/file.h>
 #include <unistd.h>
 
-#include <cerrno>
 #include <cstdlib>
-#include <cstring>
 #include <filesystem>
 
 #include <fmt/format.h>
@@ -18,32 +14,6 @@ namespace synthorg::store_sqlite {
 namespace {
 
 namespace fs = std::filesystem;
-
-// Held while serving: a second synthorg process on the same file (or `synthorg backup
-// restore` while a server runs) is refused instead of fighting over the database.
-class ExclusiveFile {
- public:
-  explicit ExclusiveFile(const fs::path& path) : fd_(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600)) {
-    if (fd_ < 0)
-      throw StoreError(StoreErrc::unavailable,
-                       fmt::format("cannot create {}: {} (fix: make the directory writable by the user synthorg "
-                                   "runs as, or set SYNTHORG_DB_PATH)",
-                                   path.string(), std::strerror(errno)));
-    if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
-      ::close(fd_);
-      throw StoreError(StoreErrc::conflict,
-                       fmt::format("the database {} is in use by another synthorg process; stop it first (two "
-                                   "servers must not share one SQLite file: use store-postgres for that)",
-                                   path.parent_path().string()));
-    }
-  }
-  ExclusiveFile(const ExclusiveFile&) = delete;
-  ExclusiveFile& operator=(const ExclusiveFile&) = delete;
-  ~ExclusiveFile() { ::close(fd_); }
-
- private:
-  int fd_;
-};
 
 class StoreHealth final : public HealthCheck {
  public:
@@ -114,12 +84,10 @@ class SqlitePlugin final : public Plugin {
     const auto& path = options_.connection.path;
     prepare_directory(path);
     // Everything into locals first: a start that fails part-way must leave nothing held.
-    auto lock = std::make_unique<ExclusiveFile>(fs::path(path.string() + ".lock"));
     auto store = std::make_shared<SqliteStore>(options_);
     store->ping();
     auto store_registration = context_.registry().provide<Store>(store);
     auto health_registration = context_.registry().provide<HealthCheck>(std::make_shared<StoreHealth>(store));
-    lock_ = std::move(lock);
     store_registration_ = std::move(store_registration);
     health_registration_ = std::move(health_registration);
     context_.log().info("SQLite store open", {{"path", path.string()}, {"sqlite", sqlite3_libversion()}});
@@ -128,13 +96,11 @@ class SqlitePlugin final : public Plugin {
   void stop() override {
     health_registration_.reset();
     store_registration_.reset();
-    lock_.reset();
   }
 
  private:
   PluginContext& context_;
   StoreOptions options_;
-  std::unique_ptr<ExclusiveFile> lock_;
   Registration store_registration_;
   Registration health_registration_;
 };

@@ -1,6 +1,12 @@
 #include "sqlite_store.hpp"
 
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <set>
 
 #include <fmt/format.h>
@@ -265,13 +271,34 @@ class SqliteStore::ReaderLease {
 };
 
 SqliteStore::SqliteStore(StoreOptions options) : options_(std::move(options)) {
-  writer_ = std::make_unique<Connection>(options_.connection);
+  auto lock_path = options_.connection.path.string() + ".lock";
+  lock_fd_ = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (lock_fd_ < 0)
+    fail(StoreErrc::unavailable, fmt::format("cannot create {}: {} (fix: make the directory writable by the user "
+                                             "synthorg runs as, or set SYNTHORG_DB_PATH)",
+                                             lock_path, std::strerror(errno)));
+  if (::flock(lock_fd_, LOCK_SH | LOCK_NB) != 0) {
+    ::close(lock_fd_);
+    fail(StoreErrc::unavailable, fmt::format("a restore of {} is in progress in another process; start again when "
+                                             "it has finished",
+                                             options_.connection.path.string()));
+  }
+  try {
+    writer_ = std::make_unique<Connection>(options_.connection);
+  } catch (...) {
+    ::close(lock_fd_);
+    throw;
+  }
   writer_->execute(
       "CREATE TABLE IF NOT EXISTS synthorg_collections ("
       " name TEXT PRIMARY KEY, schema_version INTEGER NOT NULL, indexes TEXT NOT NULL, updated_at TEXT NOT NULL)");
 }
 
-SqliteStore::~SqliteStore() = default;
+SqliteStore::~SqliteStore() {
+  writer_.reset();
+  idle_readers_.clear();
+  ::close(lock_fd_);
+}
 
 std::unique_lock<std::mutex> SqliteStore::lock_writer() {
   if (transaction_owner == this)
@@ -507,6 +534,16 @@ void SqliteStore::restore(const Snapshot& snapshot) {
                                "not touched");
   }
   auto lock = lock_writer();
+  // Only when no other process has the database open: a running server would keep serving
+  // what it cached, and its next write would land on the restored file.
+  if (::flock(lock_fd_, LOCK_EX | LOCK_NB) != 0)
+    fail(StoreErrc::conflict, fmt::format("another synthorg process is using {} (a running server?); stop it "
+                                          "before restoring, or restore through that server's API",
+                                          options_.connection.path.string()));
+  struct BackToShared {
+    int fd;
+    ~BackToShared() { ::flock(fd, LOCK_SH); }
+  } back_to_shared{lock_fd_};
   // The backup API copies every page inside one write transaction on the destination:
   // readers see the old database or the new one, never a mix.
   writer_->clear_cache();

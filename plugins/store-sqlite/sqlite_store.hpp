@@ -55,6 +55,8 @@ class SqliteStore final : public Store {
   void forget_collections();
 
   StoreOptions options_;
+  // <path>.lock: every process using the database holds it shared; a restore needs it alone.
+  int lock_fd_ = -1;
   std::mutex writer_mutex_;
   std::unique_ptr<Connection> writer_;
   std::mutex readers_mutex_;

@@ -2,8 +2,11 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 
+#include <regex>
+
 #include <nlohmann/json.hpp>
 
+#include "synthorg/crypto.hpp"
 #include "test_support.hpp"
 
 namespace synthorg::testing {
@@ -128,6 +131,34 @@ TEST(Cli, PluginsCheckRunsTheKit) {
   EXPECT_NE(bad.exit_code, 0);
   EXPECT_NE(bad.output.find("release their tokens in stop()"), std::string::npos) << bad.output;
   EXPECT_EQ(run_synthorg({"plugins", "check", "/no/such/file.so"}).exit_code, 2);
+}
+
+TEST(Cli, KeygenPrintsOnlyAFreshSecret) {
+  auto fernet = run_synthorg({"keygen", "fernet"});
+  ASSERT_EQ(fernet.exit_code, 0) << fernet.output;
+  EXPECT_TRUE(std::regex_match(fernet.output, std::regex("[A-Za-z0-9_-]{43}=\n"))) << fernet.output;
+  auto key = fernet.output.substr(0, 44);
+  EXPECT_EQ(crypto::base64url_decode(key).value_or("").size(), 32u);
+  EXPECT_NO_THROW(crypto::Fernet{key});
+
+  auto jwt = run_synthorg({"keygen", "jwt"});
+  ASSERT_EQ(jwt.exit_code, 0) << jwt.output;
+  EXPECT_TRUE(std::regex_match(jwt.output, std::regex("[A-Za-z0-9_-]{86}\n"))) << jwt.output;
+  EXPECT_EQ(crypto::base64url_decode(jwt.output.substr(0, 86)).value_or("").size(), 64u);
+
+  EXPECT_NE(run_synthorg({"keygen", "fernet"}).output, fernet.output) << "two runs give two keys";
+  EXPECT_NE(run_synthorg({"keygen", "jwt"}).output, jwt.output);
+}
+
+TEST(Cli, KeygenWithoutAKnownKindIsAUsageError) {
+  for (const std::vector<std::string>& args : {std::vector<std::string>{"keygen", "bogus"}, {"keygen"},
+                                                {"keygen", "fernet", "extra"}, {"keygen", "jwt", "--bits", "512"}}) {
+    auto result = run_synthorg(args);
+    EXPECT_EQ(result.exit_code, 2) << result.output;
+    EXPECT_NE(result.output.find("`synthorg keygen fernet`"), std::string::npos) << result.output;
+    EXPECT_NE(result.output.find("`synthorg keygen jwt`"), std::string::npos) << result.output;
+  }
+  EXPECT_NE(run_synthorg({"keygen", "bogus"}).output.find("unknown argument 'bogus'"), std::string::npos);
 }
 
 }  // namespace

@@ -48,8 +48,10 @@ class Fernet {
   std::string encrypt(std::string_view plaintext, std::int64_t unix_time, std::string_view iv) const;
 
   // Throws FernetError("invalid token...") on a bad signature, format, version or padding,
-  // and when `ttl` is given and the token is older than that. A token stamped more than 60 s
-  // in the future is refused too (clock skew), as the specification asks.
+  // and when `ttl` is given and the token is older than that or stamped more than 60 s in the
+  // future (clock skew), as the specification's vectors and the Python and Go implementations
+  // do. Without `ttl` the clock is not consulted, so values stored at rest stay readable after
+  // the clock is set back.
   std::string decrypt(std::string_view token, std::optional<std::chrono::seconds> ttl = std::nullopt) const;
   std::string decrypt(std::string_view token, std::optional<std::chrono::seconds> ttl, std::int64_t now) const;
 
