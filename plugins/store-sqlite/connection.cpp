@@ -1,5 +1,7 @@
 #include "connection.hpp"
 
+#include <unistd.h>
+
 #include <fmt/format.h>
 
 namespace synthorg::store_sqlite {
@@ -27,7 +29,8 @@ std::string_view advice(int code) {
   switch (code & 0xff) {
     case SQLITE_NOTADB: return " (fix: the file is not an SQLite database; move it aside or point SYNTHORG_DB_PATH elsewhere)";
     case SQLITE_CORRUPT: return " (fix: restore the latest backup with `synthorg backup restore`)";
-    case SQLITE_FULL: return " (fix: free disk space, raise the store's max_size, or remove old documents)";
+    case SQLITE_FULL:
+      return " (fix: free disk space, raise max_size_mb in store-sqlite's config, or remove old documents)";
     case SQLITE_READONLY:
     case SQLITE_PERM:
     case SQLITE_CANTOPEN:
@@ -49,6 +52,16 @@ Connection::Connection(const ConnectionOptions& options) : path_(options.path) {
     db_ = nullptr;
     throw StoreError(classify(code),
                      fmt::format("cannot open SQLite database {}: {}{}", path_.string(), message, advice(code)));
+  }
+  // SQLite quietly falls back to read-only when it may not write the file; a server opened
+  // like that would start and then fail every write. Refuse now, while the reason is plain.
+  if (!options.read_only && sqlite3_db_readonly(db_, "main") == 1) {
+    sqlite3_close(db_);
+    db_ = nullptr;
+    throw StoreError(StoreErrc::unavailable,
+                     fmt::format("the SQLite database {} is read-only for this user (uid {}) (fix: make the file "
+                                 "and its directory writable by the user synthorg runs as, or set SYNTHORG_DB_PATH)",
+                                 path_.string(), ::getuid()));
   }
   sqlite3_extended_result_codes(db_, 1);
   sqlite3_busy_timeout(db_, options.busy_timeout_ms);

@@ -73,6 +73,41 @@ int bind_filters(Statement& statement, const Filters& where) {
   return index;
 }
 
+// A snapshot file opened read-only and checked by SQLite itself, so that a truncated, damaged
+// or foreign file is refused before the live database is touched.
+std::unique_ptr<sqlite3, int (*)(sqlite3*)> open_snapshot(const std::filesystem::path& file) {
+  auto refuse = [&](const std::string& why) {
+    fail(StoreErrc::invalid,
+         fmt::format("cannot restore from {}: {}; the live database was not touched", file.string(), why));
+  };
+  std::error_code error;
+  if (!std::filesystem::is_regular_file(file, error)) refuse("there is no such file");
+  sqlite3* raw = nullptr;
+  int code = sqlite3_open_v2(file.c_str(), &raw, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, nullptr);
+  std::unique_ptr<sqlite3, int (*)(sqlite3*)> db(raw, &sqlite3_close);
+  if (code != SQLITE_OK) refuse(fmt::format("SQLite cannot open it ({})", sqlite3_errstr(code)));
+  // Every row of a one-column query; the first SQLite error refuses the file.
+  auto rows = [&](const char* sql) {
+    sqlite3_stmt* statement = nullptr;
+    std::vector<std::string> out;
+    int status = sqlite3_prepare_v2(db.get(), sql, -1, &statement, nullptr);
+    if (status == SQLITE_OK)
+      while ((status = sqlite3_step(statement)) == SQLITE_ROW)
+        out.emplace_back(reinterpret_cast<const char*>(sqlite3_column_text(statement, 0)));
+    std::string message = sqlite3_errmsg(db.get());
+    sqlite3_finalize(statement);
+    if (status == SQLITE_NOTADB) refuse("it is not an SQLite database (is it truncated, or some other file?)");
+    if (status != SQLITE_DONE) refuse(fmt::format("SQLite cannot read it ({}): it is truncated or damaged", message));
+    return out;
+  };
+  auto problems = rows("PRAGMA integrity_check(5)");
+  if (problems != std::vector<std::string>{"ok"})
+    refuse(fmt::format("it fails SQLite's integrity check ({})", problems.empty() ? "no answer" : problems.front()));
+  if (rows("SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'synthorg_collections'").empty())
+    refuse("it is an SQLite database, but not one synthorg wrote");
+  return db;
+}
+
 }  // namespace
 
 // The document operations on one connection: the writer inside transactions, or whichever
@@ -325,7 +360,12 @@ SqliteStore::ReaderLease SqliteStore::lease_reader() {
       throw;
     }
   }
-  reader_returned_.wait(lock, [&] { return !idle_readers_.empty(); });
+  // Bounded like a write: a health check or request must not hang behind a pool in use.
+  if (!reader_returned_.wait_for(lock, std::chrono::milliseconds(options_.connection.busy_timeout_ms),
+                                 [&] { return !idle_readers_.empty(); }))
+    fail(StoreErrc::unavailable, fmt::format("all {} reader connections stayed busy for {} ms; raise readers or "
+                                             "retry",
+                                             options_.readers, options_.connection.busy_timeout_ms));
   auto connection = std::move(idle_readers_.back());
   idle_readers_.pop_back();
   return ReaderLease(*this, std::move(connection));
@@ -516,30 +556,28 @@ Snapshot SqliteStore::snapshot(const std::filesystem::path& directory) {
 }
 
 void SqliteStore::restore(const Snapshot& snapshot) {
-  if (snapshot.format != "sqlite" || snapshot.files.size() != 1)
-    fail(StoreErrc::invalid, fmt::format("store-sqlite cannot restore a '{}' snapshot; it needs one made by "
-                                         "store-sqlite",
+  if (snapshot.format != "sqlite")
+    fail(StoreErrc::invalid, fmt::format("store-sqlite cannot restore a '{}' snapshot: another backend made it; "
+                                         "restore it with that backend, or use a backup taken with store-sqlite; "
+                                         "the live database was not touched",
                                          snapshot.format));
-  ConnectionOptions source_options{snapshot.files.front(), true, options_.connection.busy_timeout_ms};
-  Connection source(source_options);
-  {
-    auto check = source.prepare("PRAGMA integrity_check");
-    if (!check.step() || check.text(0) != "ok")
-      fail(StoreErrc::invalid, fmt::format("the snapshot {} fails SQLite's integrity check; the live database was "
-                                           "not touched",
-                                           snapshot.files.front().string()));
-    auto meta = source.prepare("SELECT count(*) FROM sqlite_master WHERE name = 'synthorg_collections'");
-    if (!meta.step() || meta.integer(0) != 1)
-      fail(StoreErrc::invalid, "the snapshot is an SQLite file but not a synthorg database; the live database was "
-                               "not touched");
-  }
+  if (snapshot.files.size() != 1)
+    fail(StoreErrc::invalid, fmt::format("a store-sqlite snapshot is one file, this one lists {}; the live "
+                                         "database was not touched",
+                                         snapshot.files.size()));
+  const auto& file = snapshot.files.front();
+  auto source = open_snapshot(file);
   auto lock = lock_writer();
   // Only when no other process has the database open: a running server would keep serving
   // what it cached, and its next write would land on the restored file.
-  if (::flock(lock_fd_, LOCK_EX | LOCK_NB) != 0)
+  if (::flock(lock_fd_, LOCK_EX | LOCK_NB) != 0) {
+    // Linux drops the shared lock before it tries the exclusive one, and a failed try does not
+    // give it back: take it again, or another process could restore under this live server.
+    ::flock(lock_fd_, LOCK_SH);
     fail(StoreErrc::conflict, fmt::format("another synthorg process is using {} (a running server?); stop it "
                                           "before restoring, or restore through that server's API",
                                           options_.connection.path.string()));
+  }
   struct BackToShared {
     int fd;
     ~BackToShared() { ::flock(fd, LOCK_SH); }
@@ -547,7 +585,7 @@ void SqliteStore::restore(const Snapshot& snapshot) {
   // The backup API copies every page inside one write transaction on the destination:
   // readers see the old database or the new one, never a mix.
   writer_->clear_cache();
-  sqlite3_backup* backup = sqlite3_backup_init(writer_->handle(), "main", source.handle(), "main");
+  sqlite3_backup* backup = sqlite3_backup_init(writer_->handle(), "main", source.get(), "main");
   if (!backup) writer_->fail(sqlite3_errcode(writer_->handle()), "could not start the restore");
   int code = sqlite3_backup_step(backup, -1);
   sqlite3_backup_finish(backup);

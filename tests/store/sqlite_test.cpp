@@ -1,9 +1,10 @@
 // store-sqlite on bad input: files that are not databases, directories it cannot write, a full
-// database, a second server on the same file, corrupt snapshots, and a backup under write load.
+// database, a second user of the same file, corrupt snapshots, and a backup under write load.
 // The plugin is loaded from its real file, as the kernel loads it; what every Store must do is
 // the conformance kit's job (sdk/conformance/store_kit.cpp), not this file's.
 #include <fcntl.h>
 #include <linux/fs.h>
+#include <sys/file.h>
 #include <sys/ioctl.h>
 #include <unistd.h>
 
@@ -352,36 +353,71 @@ TEST_F(SqliteStoreTest, AFullDatabaseRefusesWritesKeepsServingAndRecovers) {
   EXPECT_EQ(RawDatabase(file).integrity(), "ok");
 }
 
-TEST_F(SqliteStoreTest, ASecondServerOnTheSameFileIsRefused) {
+// Every process using the file holds <path>.lock shared (a server and `synthorg backup
+// create` may run side by side); a restore needs it alone. An flock() belongs to an open file
+// description, so a second instance in this process behaves as a second process would.
+TEST_F(SqliteStoreTest, ASecondUserOfTheFileIsAllowedButBlocksARestore) {
   auto file = dir_ / "shared.db";
-  auto store = start(at(file));
-  store->ensure_collection({"t_shared", {}, {}});
-  store->insert("t_shared", {{"a", 1}}, "kept");
+  auto first = start(at(file));
+  first->ensure_collection({"t_shared", {}, {}});
+  first->insert("t_shared", {{"a", 1}}, "kept");
+  auto snapshot_dir = dir_ / "snap";
+  fs::create_directories(snapshot_dir);
+  auto snapshot = first->snapshot(snapshot_dir);
+  first->insert("t_shared", {{"a", 2}}, "after-snapshot");
 
-  // Another instance in this process: the lock is an flock() on its own open file description,
-  // so it behaves exactly as it would in another process.
-  auto reason = start_failure(at(file));
-  EXPECT_TRUE(contains(reason, "in use by another synthorg process")) << reason;
-  EXPECT_TRUE(contains(reason, file.string())) << "names the database file: " << reason;
-  EXPECT_TRUE(contains(reason, "store-postgres")) << "says what to do instead: " << reason;
+  configured(at(file)).start();
+  auto second = registry_.all<Store>().back();
+  ASSERT_NE(second, first);
+  EXPECT_EQ(second->count("t_shared"), 2) << "both see one database";
 
-  // And a real second synthorg process, with the embedded configuration.
-  const std::map<std::string, std::string> env = {{"SYNTHORG_DB_PATH", file.string()},
-                                                   {"SYNTHORG_BACKUP_DIR", (dir_ / "backups").string()}};
-  auto second = testing::run_synthorg({"serve", "--exit-after-start"}, env);
-  EXPECT_NE(second.exit_code, 0) << second.output;
-  EXPECT_TRUE(contains(second.output, "in use by another synthorg process")) << second.output;
-  EXPECT_EQ(store->get("t_shared", "kept")->version, 1) << "the first server kept serving";
+  auto refused = error_of([&] { second->restore(snapshot); });
+  EXPECT_EQ(refused.code(), StoreErrc::conflict) << refused.what();
+  std::string message = refused.what();
+  EXPECT_TRUE(contains(message, "another synthorg process is using")) << message;
+  EXPECT_TRUE(contains(message, file.string())) << message;
+  EXPECT_TRUE(contains(message, "stop it")) << "says what to do: " << message;
+  EXPECT_EQ(first->count("t_shared"), 2) << "the refused restore changed the data";
+  EXPECT_TRUE(first->get("t_shared", "after-snapshot"));
 
-  // Once the first one stops, both a new instance and a new process can open it.
-  store.reset();
+  // The refused restore must not have cost the second user its own shared lock (on Linux a
+  // failed flock() upgrade drops the lock it held): with the first user gone, a third one
+  // must still be refused, because the second is still serving.
+  first.reset();
   instances_.front()->stop();
-  auto again = start(at(file));
-  EXPECT_TRUE(again->get("t_shared", "kept"));
-  again.reset();
-  instances_.back()->stop();
-  auto third = testing::run_synthorg({"serve", "--exit-after-start"}, env);
-  EXPECT_EQ(third.exit_code, 0) << third.output;
+  configured(at(file)).start();
+  std::shared_ptr<Store> third;
+  for (auto& store : registry_.all<Store>())
+    if (store != second) third = store;
+  ASSERT_TRUE(third);
+  auto still_refused = error_of([&] { third->restore(snapshot); });
+  EXPECT_EQ(still_refused.code(), StoreErrc::conflict) << still_refused.what();
+
+  // Alone, a restore goes through.
+  second.reset();
+  instances_[1]->stop();
+  EXPECT_NO_THROW(third->restore(snapshot));
+  EXPECT_EQ(third->count("t_shared"), 1);
+  EXPECT_FALSE(third->get("t_shared", "after-snapshot"));
+}
+
+TEST_F(SqliteStoreTest, AStartDuringARestoreInAnotherProcessIsRefused) {
+  auto file = dir_ / "restoring.db";
+  {
+    auto store = start(at(file));
+    store.reset();
+    instances_.back()->stop();
+  }
+  // What a restore in another process holds while it copies pages in.
+  int fd = ::open((file.string() + ".lock").c_str(), O_RDWR | O_CLOEXEC);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(::flock(fd, LOCK_EX | LOCK_NB), 0);
+  auto reason = start_failure(at(file));
+  EXPECT_TRUE(contains(reason, "restore")) << reason;
+  EXPECT_TRUE(contains(reason, file.string())) << reason;
+  EXPECT_TRUE(contains(reason, "start again")) << "says what to do: " << reason;
+  ::close(fd);
+  EXPECT_NO_THROW(start(at(file)));
 }
 
 TEST_F(SqliteStoreTest, DbPathFromTheEnvironmentWinsOverTheConfig) {
@@ -442,8 +478,9 @@ class SqliteSnapshotTest : public SqliteStoreTest {
     auto error = error_of([&] { store_->restore(snapshot); });
     EXPECT_EQ(error.code(), StoreErrc::invalid) << error.what();
     std::string message = error.what();
-    if (!snapshot.files.empty() && snapshot.format == "sqlite")
+    if (!snapshot.files.empty() && snapshot.format == "sqlite") {
       EXPECT_TRUE(contains(message, snapshot.files.front().string())) << "names the file: " << message;
+    }
     EXPECT_TRUE(contains(message, "not touched")) << "says the live data is safe: " << message;
     expect_live_data_untouched();
   }
@@ -500,12 +537,12 @@ TEST_F(SqliteSnapshotTest, RestoreRefusesCorruptSnapshotsAndKeepsTheLiveData) {
 
 TEST_F(SqliteSnapshotTest, ASnapshotUnderWriteLoadRestoresToAConsistentDatabase) {
   store_->ensure_collection({"t_load", {{"writer", false}}, {}});
-  std::atomic<bool> stop{false};
   std::atomic<int> written{0};
   std::string writer_error;
-  std::thread writer([&] {
+  // jthread: a failed assertion below stops and joins it instead of terminating the process.
+  std::jthread writer([&](std::stop_token stop) {
     try {
-      for (int i = 0; !stop; ++i) {
+      for (int i = 0; !stop.stop_requested(); ++i) {
         store_->insert("t_load", {{"writer", "w"}, {"i", i}, {"pad", std::string(300, 'p')}}, fmt_id(i));
         ++written;
       }
@@ -525,7 +562,7 @@ TEST_F(SqliteSnapshotTest, ASnapshotUnderWriteLoadRestoresToAConsistentDatabase)
   auto snapshot = store_->snapshot(during);
   const int after_snapshot = written;
   wait_for(after_snapshot + 200);  // the writer went on after the snapshot was taken
-  stop = true;
+  writer.request_stop();
   writer.join();
   ASSERT_TRUE(writer_error.empty()) << "a write failed while the snapshot was taken: " << writer_error;
   const int total = written;
@@ -549,13 +586,12 @@ TEST_F(SqliteSnapshotTest, ASnapshotUnderWriteLoadRestoresToAConsistentDatabase)
 
   // Restore while a reader keeps reading: it sees the old database or the new one, no mix,
   // and no error.
-  std::atomic<bool> restored{false};
   std::set<std::int64_t> counts_seen;
   std::string reader_error;
-  std::thread reader([&] {
+  std::jthread reader([&](std::stop_token restored) {
     try {
       for (bool last = false; !last;) {
-        last = restored;
+        last = restored.stop_requested();  // one more read once the restore is done
         counts_seen.insert(store_->count("t_load"));
       }
     } catch (const std::exception& error) {
@@ -563,7 +599,7 @@ TEST_F(SqliteSnapshotTest, ASnapshotUnderWriteLoadRestoresToAConsistentDatabase)
     }
   });
   store_->restore(snapshot);
-  restored = true;
+  reader.request_stop();
   reader.join();
   EXPECT_TRUE(reader_error.empty()) << "a read failed during the restore: " << reader_error;
   for (auto seen : counts_seen) EXPECT_TRUE(seen == total || seen == in_snapshot) << "a reader saw " << seen;

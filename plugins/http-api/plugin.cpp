@@ -1,0 +1,145 @@
+// http-api: the shared HTTP port. Provides HttpRouter; serves health probes, the OpenAPI
+// document and Prometheus metrics itself; every other route comes from other plugins.
+#include <chrono>
+
+#include <fmt/format.h>
+
+#include "metrics.hpp"
+#include "probes.hpp"
+#include "router.hpp"
+#include "server.hpp"
+#include "synthorg/plugin.hpp"
+#include "synthorg/services/settings.hpp"
+#include "synthorg/version.hpp"
+
+namespace synthorg::http_api {
+namespace {
+
+using nlohmann::json;
+
+SettingDefinition limit(std::string key, std::int64_t value, double minimum, double maximum, std::string description) {
+  SettingDefinition definition;
+  definition.space = "http";
+  definition.key = std::move(key);
+  definition.type = SettingType::integer;
+  definition.default_value = value;
+  definition.minimum = minimum;
+  definition.maximum = maximum;
+  definition.description = std::move(description);
+  definition.restart_required = true;
+  return definition;
+}
+
+class HttpApiPlugin final : public Plugin {
+ public:
+  static PluginManifest manifest() {
+    return {.name = "http-api",
+            .version = "0.1.0",
+            .description = "The HTTP API port (Boost.Beast): routes from every plugin, health probes, OpenAPI, metrics",
+            .provides = {std::string(HttpRouter::service_id)},
+            // The Store, when there is one, starts first and stops last: readiness reports it.
+            .needs = {{"synthorg.Executor/1", true}, {"synthorg.Settings/1", true}, {"synthorg.Store/1", false}},
+            .config = ConfigMap{}
+                          .string("address", "0.0.0.0", "IP address to listen on")
+                          .integer("port", 3001, "TCP port to listen on (0: any free port)")
+                          .range(0, 65535)
+                          .duration("drain_timeout", "5s", "On stop, how long in-flight requests may take to finish")};
+  }
+  explicit HttpApiPlugin(PluginContext& context) : context_(context) {}
+
+  void configure(const json& config) override {
+    options_.address = config.at("address").get<std::string>();
+    options_.port = static_cast<unsigned short>(config.at("port").get<std::int64_t>());
+    drain_ = std::chrono::milliseconds(config.at("drain_timeout").get<std::int64_t>());
+  }
+
+  void start() override {
+    auto settings = context_.registry().get<Settings>();
+    std::vector<Token> definitions;
+    for (auto& definition : {
+             limit("max_header_bytes", 16 * 1024, 1024, 1 << 20, "Largest request line and headers, in bytes (431 beyond)"),
+             limit("max_body_bytes", 1 << 20, 0, 1 << 30, "Largest request body, in bytes (413 beyond)"),
+             limit("request_timeout_ms", 10'000, 100, 600'000, "A request must arrive whole within this, from its first byte (408)"),
+             limit("idle_timeout_ms", 60'000, 100, 3'600'000, "A kept-alive connection with no request is closed after this"),
+             limit("max_connections", 10'000, 1, 1'000'000, "Open connections; more get 503 and are closed"),
+         })
+      definitions.push_back(settings->define(definition));
+    SettingDefinition access_log;
+    access_log.space = "http";
+    access_log.key = "access_log";
+    access_log.type = SettingType::boolean;
+    access_log.default_value = true;
+    access_log.description = "Log one line per request (method, path, status, bytes, ms, request id)";
+    access_log.restart_required = true;
+    definitions.push_back(settings->define(access_log));
+
+    auto options = options_;
+    auto integer = [&](const char* key) { return settings->get("http", key).value.get<std::int64_t>(); };
+    options.limits.max_header_bytes = static_cast<std::size_t>(integer("max_header_bytes"));
+    options.limits.max_body_bytes = static_cast<std::size_t>(integer("max_body_bytes"));
+    options.limits.request_timeout = std::chrono::milliseconds(integer("request_timeout_ms"));
+    options.limits.idle_timeout = std::chrono::milliseconds(integer("idle_timeout_ms"));
+    options.limits.max_connections = static_cast<std::size_t>(integer("max_connections"));
+    options.access_log = settings->get("http", "access_log").value.get<bool>();
+
+    auto router = std::make_shared<Router>();
+    auto metrics = std::make_shared<Metrics>();
+    auto& registry = context_.registry().shared();
+    Gate gate = [&registry](const RouteSpec& route, HttpRequest& request) -> std::optional<HttpResponse> {
+      if (route.access == Access::open) return std::nullopt;
+      auto authenticator = registry.get<Authenticator>();
+      if (!authenticator)
+        return HttpResponse::problem(401, "authentication_required",
+                                     "this route needs a signed-in user, and no Authenticator is running "
+                                     "(enable the auth plugin)");
+      request.principal = authenticator->authenticate(request);
+      if (!request.principal)
+        return HttpResponse::problem(401, "authentication_required",
+                                     "sign in first: send a bearer token or the session cookie")
+            .header("www-authenticate", "Bearer");
+      if (route.access == Access::role && !role_at_least(request.principal->role, route.role))
+        return HttpResponse::problem(403, "forbidden",
+                                     fmt::format("this needs the role {} or above; you are {}", route.role,
+                                                 request.principal->role));
+      return std::nullopt;
+    };
+    auto server = std::make_unique<Server>(
+        context_.executor().io_context(), router, gate,
+        [metrics](std::string_view method, std::string_view pattern, int status, double seconds) {
+          metrics->observe(method, pattern, status, seconds);
+        },
+        options, log::Logger("http-api"));
+    auto routes = mount_probes(*router, context_, metrics, &server->stats());
+    server->start();
+    auto registration = context_.registry().provide<HttpRouter>(router);
+
+    definitions_ = std::move(definitions);
+    routes_ = std::move(routes);
+    server_ = std::move(server);
+    registration_ = std::move(registration);
+    context_.log().info("HTTP API listening", {{"address", options.address},
+                                               {"port", static_cast<std::int64_t>(server_->port())}});
+  }
+
+  void stop() override {
+    registration_.reset();
+    if (server_) server_->stop(drain_);
+    server_.reset();
+    routes_.clear();
+    definitions_.clear();
+  }
+
+ private:
+  PluginContext& context_;
+  ServerOptions options_;
+  std::chrono::milliseconds drain_{5000};
+  std::vector<Token> definitions_;
+  std::vector<Token> routes_;
+  std::unique_ptr<Server> server_;
+  Registration registration_;
+};
+
+}  // namespace
+}  // namespace synthorg::http_api
+
+SYNTHORG_PLUGIN(synthorg::http_api::HttpApiPlugin)

@@ -1,0 +1,166 @@
+#include "probes.hpp"
+
+#include <chrono>
+
+#include <fmt/format.h>
+
+#include "synthorg/services/health.hpp"
+#include "synthorg/version.hpp"
+
+namespace synthorg::http_api {
+namespace {
+
+using nlohmann::json;
+using Clock = std::chrono::steady_clock;
+
+struct Readiness {
+  bool ready = true;
+  json checks = json::array();
+  json failing = json::array();
+};
+
+// Runs every HealthCheck; called on the blocking pool since checks may touch a database.
+Readiness run_checks(ServiceRegistry& registry) {
+  Readiness result;
+  for (const auto& check : registry.all<HealthCheck>()) {
+    HealthReport report;
+    try {
+      report = check->check();
+    } catch (const std::exception& error) {
+      report = {false, std::string("the check threw: ") + error.what(), json::object()};
+    }
+    json entry = {{"name", check->name()}, {"status", report.up ? "up" : "down"}, {"critical", check->critical()}};
+    if (!report.detail.empty()) entry["detail"] = report.detail;
+    if (!report.data.empty()) entry["data"] = report.data;
+    if (!report.up && check->critical()) {
+      result.ready = false;
+      result.failing.push_back(check->name());
+    }
+    result.checks.push_back(std::move(entry));
+  }
+  return result;
+}
+
+// Answers from the blocking pool, or 503 at once when the pool is full.
+void with_checks(PluginContext& context, Responder respond, std::function<HttpResponse(const Readiness&)> answer) {
+  auto& registry = context.registry().shared();
+  bool queued = context.executor().try_post_blocking([&registry, respond, answer = std::move(answer)] {
+    respond(answer(run_checks(registry)));
+  });
+  if (!queued)
+    respond(HttpResponse::problem(503, "busy", "the server is too busy to run its health checks; retry shortly")
+                .header("retry-after", "1"));
+}
+
+json operation(std::string summary, std::string tag, json responses) {
+  return {{"summary", std::move(summary)}, {"tags", {std::move(tag)}}, {"responses", std::move(responses)}};
+}
+
+json json_response(std::string description, json schema) {
+  return {{"description", std::move(description)}, {"content", {{"application/json", {{"schema", std::move(schema)}}}}}};
+}
+
+}  // namespace
+
+std::vector<Token> mount_probes(Router& router, PluginContext& context, std::shared_ptr<Metrics> metrics,
+                                const ServerStats* stats) {
+  const auto started = Clock::now();
+  auto uptime = [started] { return std::chrono::duration<double>(Clock::now() - started).count(); };
+  std::vector<Token> tokens;
+  auto add = [&](std::string method, std::string pattern, json openapi, HttpHandler handler) {
+    tokens.push_back(router.add({std::move(method), std::move(pattern), Access::open, {}, std::move(openapi), std::move(handler)}));
+  };
+  json checks_schema = {{"type", "array"}, {"items", {{"type", "object"}}}};
+
+  add("GET", "/api/v1/healthz",
+      operation("Liveness: 200 while the process serves", "health",
+                {{"200", json_response("Alive", {{"type", "object"},
+                                                 {"required", {"status", "version", "uptime_seconds"}},
+                                                 {"properties", {{"status", {{"const", "ok"}}},
+                                                                 {"version", {{"type", "string"}}},
+                                                                 {"uptime_seconds", {{"type", "number"}}}}}})}}),
+      [uptime](HttpRequest&, Responder respond) {
+        respond(HttpResponse::json(200, {{"status", "ok"}, {"version", SYNTHORG_SDK_VERSION}, {"uptime_seconds", uptime()}}));
+      });
+  add("GET", "/api/v1/readyz",
+      operation("Readiness: 200 when every critical health check passes, else 503 naming them", "health",
+                {{"200", json_response("Ready", {{"type", "object"}})},
+                 {"503", json_response("Not ready", {{"type", "object"}})}}),
+      [&context](HttpRequest&, Responder respond) {
+        with_checks(context, respond, [](const Readiness& r) {
+          if (r.ready) return HttpResponse::json(200, {{"status", "ready"}, {"checks", r.checks}});
+          return HttpResponse::problem(503, "not_ready",
+                                       fmt::format("failing health checks: {}", r.failing.dump()),
+                                       {{"checks", r.checks}, {"failing", r.failing}});
+        });
+      });
+  add("GET", "/health", operation("Liveness (alias)", "health", {{"200", json_response("Alive", {{"type", "object"}})}}),
+      [](HttpRequest&, Responder respond) { respond(HttpResponse::json(200, {{"status", "healthy"}})); });
+  add("GET", "/ready",
+      operation("Readiness (alias)", "health",
+                {{"200", json_response("Ready", {{"type", "object"}})},
+                 {"503", json_response("Not ready", {{"type", "object"}})}}),
+      [&context](HttpRequest&, Responder respond) {
+        with_checks(context, respond, [](const Readiness& r) {
+          if (r.ready) return HttpResponse::json(200, {{"ready", true}});
+          return HttpResponse::json(503, {{"ready", false}, {"failing", r.failing}, {"checks", r.checks}});
+        });
+      });
+  add("GET", "/health/detailed",
+      operation("Every health check with its detail", "health",
+                {{"200", json_response("Healthy", {{"type", "object"}})},
+                 {"503", json_response("Unhealthy", {{"type", "object"}})}}),
+      [&context, uptime](HttpRequest&, Responder respond) {
+        with_checks(context, respond, [uptime](const Readiness& r) {
+          return HttpResponse::json(r.ready ? 200 : 503, {{"status", r.ready ? "healthy" : "unhealthy"},
+                                                          {"uptime_seconds", uptime()},
+                                                          {"version", SYNTHORG_SDK_VERSION},
+                                                          {"checks", r.checks}});
+        });
+      });
+  add("GET", "/api/v1/openapi.json",
+      operation("This API's OpenAPI 3.1 document, assembled from every mounted route", "meta",
+                {{"200", json_response("The document", {{"type", "object"}})}}),
+      [&router](HttpRequest&, Responder respond) { respond(HttpResponse::json(200, router.openapi(SYNTHORG_SDK_VERSION))); });
+  add("GET", "/metrics",
+      {{"summary", "Prometheus metrics (text exposition format 0.0.4)"},
+       {"tags", {"meta"}},
+       {"responses", {{"200", {{"description", "Metrics"}, {"content", {{"text/plain", {{"schema", {{"type", "string"}}}}}}}}}}}},
+      [metrics, stats, &context](HttpRequest&, Responder respond) {
+        auto text = metrics->render();
+        auto bus = context.bus().shared().stats();
+        text += fmt::format(
+            "# HELP synthorg_http_connections_open Open HTTP connections.\n# TYPE synthorg_http_connections_open gauge\n"
+            "synthorg_http_connections_open {}\n"
+            "# HELP synthorg_http_connections_refused_total Connections refused at the connection limit.\n"
+            "# TYPE synthorg_http_connections_refused_total counter\nsynthorg_http_connections_refused_total {}\n"
+            "# HELP synthorg_bus_events_published_total Events published on the bus.\n"
+            "# TYPE synthorg_bus_events_published_total counter\nsynthorg_bus_events_published_total {}\n"
+            "# HELP synthorg_bus_events_delivered_total Event deliveries to subscribers.\n"
+            "# TYPE synthorg_bus_events_delivered_total counter\nsynthorg_bus_events_delivered_total {}\n"
+            "# HELP synthorg_bus_events_dropped_total Deliveries dropped at a full subscriber queue.\n"
+            "# TYPE synthorg_bus_events_dropped_total counter\nsynthorg_bus_events_dropped_total {}\n",
+            stats->connections_open.load(), stats->connections_refused.load(), bus.published, bus.delivered,
+            bus.dropped);
+        HttpResponse response;
+        response.body = std::move(text);
+        response.header("content-type", "text/plain; version=0.0.4; charset=utf-8");
+        respond(std::move(response));
+      });
+  add("GET", "/api/v1/capabilities",
+      operation("Which optional features are wired, so a client can adapt", "meta",
+                {{"200", json_response("Capabilities", {{"type", "object"}})}}),
+      [&context](HttpRequest&, Responder respond) {
+        auto& registry = context.registry().shared();
+        respond(HttpResponse::json(200, {{"version", SYNTHORG_SDK_VERSION},
+                                         {"auth", registry.has("synthorg.Authenticator/1")},
+                                         {"store", registry.has("synthorg.Store/1")},
+                                         {"orchestrator", registry.has("synthorg.Orchestrator/1")},
+                                         {"workloads", registry.has("synthorg.Workloads/1")},
+                                         {"telemetry", registry.has("synthorg.Tracer/1")},
+                                         {"fine_tune", registry.has("synthorg.FineTune/1")}}));
+      });
+  return tokens;
+}
+
+}  // namespace synthorg::http_api

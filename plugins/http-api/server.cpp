@@ -1,0 +1,387 @@
+#include "server.hpp"
+
+#include <algorithm>
+#include <future>
+#include <optional>
+#include <thread>
+
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <fmt/format.h>
+
+#include "synthorg/crypto.hpp"
+
+namespace synthorg::http_api {
+namespace {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = asio::ip::tcp;
+using Clock = std::chrono::steady_clock;
+
+bool acceptable_request_id(std::string_view id) {
+  return !id.empty() && id.size() <= 128 && std::all_of(id.begin(), id.end(), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.';
+  });
+}
+
+std::string lower(std::string_view text) {
+  std::string out(text);
+  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
+}  // namespace
+
+class Session;
+
+struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
+  Impl(asio::io_context& io, std::shared_ptr<Router> router, Gate gate, Observer observer, ServerOptions options,
+       log::Logger log, ServerStats& stats)
+      : io(io), acceptor(asio::make_strand(io)), router(std::move(router)), gate(std::move(gate)),
+        observer(std::move(observer)), options(std::move(options)), log(std::move(log)), stats(stats) {}
+
+  void accept();
+  void forget(Session* session);
+
+  asio::io_context& io;
+  tcp::acceptor acceptor;
+  std::shared_ptr<Router> router;
+  Gate gate;
+  Observer observer;
+  ServerOptions options;
+  log::Logger log;
+  ServerStats& stats;
+  std::atomic<bool> draining{false};
+  std::mutex sessions_mutex;
+  std::set<std::shared_ptr<Session>> sessions;
+};
+
+// One connection: read a request (with limits), route it, let the handler answer (possibly from
+// another thread), write, and read the next only then, so pipelined requests are answered in order.
+class Session : public std::enable_shared_from_this<Session> {
+ public:
+  Session(tcp::socket socket, std::shared_ptr<Server::Impl> server)
+      : stream_(std::move(socket)), timer_(stream_.get_executor()), server_(std::move(server)) {
+    beast::error_code ignored;
+    auto endpoint = stream_.socket().remote_endpoint(ignored);
+    remote_ = ignored ? "unknown" : endpoint.address().to_string();
+  }
+
+  void run() { asio::dispatch(stream_.get_executor(), [self = shared_from_this()] { self->wait_for_request(); }); }
+
+  // From Server::stop: finish what is in flight, then close; an idle connection closes now.
+  void drain(bool force) {
+    asio::post(stream_.get_executor(), [self = shared_from_this(), force] {
+      if (force || !self->busy_) self->finish();
+    });
+  }
+  void close() {
+    timer_.cancel();
+    beast::error_code ignored;
+    stream_.socket().shutdown(tcp::socket::shutdown_both, ignored);
+    stream_.close();
+  }
+
+ private:
+  // An idle connection waits under idle_timeout; once bytes arrive, the whole request must come
+  // within request_timeout (so headers dribbled slowly cannot hold a connection for long).
+  void wait_for_request() {
+    if (server_->draining) return finish();
+    if (buffer_.size() > 0) return read_request();
+    arm(server_->options.limits.idle_timeout);
+    stream_.socket().async_wait(tcp::socket::wait_read, [self = shared_from_this()](beast::error_code ec) {
+      self->timer_.cancel();
+      if (ec || self->timed_out_) return self->finish();
+      self->read_request();
+    });
+  }
+
+  void read_request() {
+    parser_.emplace();
+    parser_->header_limit(static_cast<std::uint32_t>(server_->options.limits.max_header_bytes));
+    parser_->body_limit(server_->options.limits.max_body_bytes);
+    arm(server_->options.limits.request_timeout);
+    http::async_read(stream_, buffer_, *parser_, [self = shared_from_this()](beast::error_code ec, std::size_t) {
+      self->timer_.cancel();
+      self->on_read(ec);
+    });
+  }
+
+  // Our own deadline rather than tcp_stream's: that one closes the socket, and a request that
+  // timed out half-way still deserves its 408.
+  void arm(std::chrono::milliseconds timeout) {
+    timed_out_ = false;
+    stream_.expires_never();
+    timer_.expires_after(timeout);
+    timer_.async_wait([self = shared_from_this()](beast::error_code ec) {
+      if (ec) return;
+      self->timed_out_ = true;
+      beast::error_code ignored;
+      self->stream_.socket().cancel(ignored);
+    });
+  }
+
+  void on_read(beast::error_code ec) {
+    started_ = Clock::now();
+    if (timed_out_) {
+      ++server_->stats.bad_requests;
+      return reply_and_close(HttpResponse::problem(408, "request_timeout",
+                                                   fmt::format("the request did not arrive within {} ms",
+                                                               server_->options.limits.request_timeout.count())));
+    }
+    if (ec == http::error::end_of_stream || ec == asio::error::connection_reset || ec == asio::error::operation_aborted)
+      return finish();
+    if (ec) {
+      ++server_->stats.bad_requests;
+      if (ec == http::error::header_limit)
+        return reply_and_close(HttpResponse::problem(
+            431, "headers_too_large",
+            fmt::format("the request headers exceed {} bytes", server_->options.limits.max_header_bytes)));
+      if (ec == http::error::body_limit)
+        return reply_and_close(HttpResponse::problem(
+            413, "body_too_large",
+            fmt::format("the request body exceeds {} bytes", server_->options.limits.max_body_bytes)));
+      if (ec == http::error::partial_message) return finish();  // the peer went away mid-request
+      return reply_and_close(HttpResponse::problem(400, "malformed_request",
+                                                   fmt::format("the request is not valid HTTP/1.1: {}", ec.message())));
+    }
+    dispatch_request(parser_->release());
+  }
+
+  void dispatch_request(http::request<http::string_body> message) {
+    ++server_->stats.requests;
+    busy_ = true;
+    keep_alive_ = message.keep_alive() && !server_->draining;
+    version_ = message.version();
+    head_ = message.method() == http::verb::head;
+
+    auto request = std::make_shared<HttpRequest>();
+    request->method = std::string(message.method_string());
+    auto target = std::string_view(message.target().data(), message.target().size());
+    auto question = target.find('?');
+    request->path = std::string(target.substr(0, question));
+    if (question != std::string_view::npos) request->query = std::string(target.substr(question + 1));
+    for (const auto& field : message) {
+      auto name = field.name_string();
+      auto value = field.value();
+      request->headers.emplace_back(lower(std::string_view(name.data(), name.size())), std::string(value.data(), value.size()));
+    }
+    request->body = std::move(message.body());
+    request->remote_address = remote_;
+    auto incoming = request->header("x-request-id");
+    request->request_id = acceptable_request_id(incoming) ? std::string(incoming) : crypto::to_hex(crypto::random_bytes(8));
+    request_id_ = request->request_id;
+    method_ = request->method;
+    path_ = request->path;
+
+    auto match = server_->router->match(request->method == "HEAD" ? "GET" : request->method, request->path);
+    pattern_ = match.pattern;
+    if (!match.route) {
+      if (!match.allowed_methods.empty()) {
+        std::string allow;
+        for (const auto& method : match.allowed_methods) allow += (allow.empty() ? "" : ", ") + method;
+        auto response = HttpResponse::problem(405, "method_not_allowed",
+                                              fmt::format("{} is not allowed on {}; use {}", request->method,
+                                                          request->path, allow));
+        response.header("allow", allow);
+        return respond(std::move(response));
+      }
+      return respond(HttpResponse::problem(404, "not_found", fmt::format("there is no route {}", request->path)));
+    }
+    request->params = std::move(match.params);
+    if (auto refused = server_->gate(*match.route, *request)) return respond(std::move(*refused));
+
+    auto self = shared_from_this();
+    auto answered = std::make_shared<std::atomic<bool>>(false);
+    Responder responder = [self, request, answered](HttpResponse response) {
+      if (answered->exchange(true)) return;  // a second answer is a handler bug: ignore it
+      asio::post(self->stream_.get_executor(), [self, response = std::move(response)]() mutable {
+        self->respond(std::move(response));
+      });
+    };
+    try {
+      match.route->handler(*request, responder);
+    } catch (const std::exception& error) {
+      server_->log.error("route handler threw", {{"route", match.pattern}, {"error", error.what()},
+                                                 {"request_id", request->request_id}});
+      responder(HttpResponse::problem(500, "internal_error", "the server failed to handle this request; it was logged",
+                                      {{"request_id", request->request_id}}));
+    }
+  }
+
+  void reply_and_close(HttpResponse response) {
+    busy_ = true;
+    keep_alive_ = false;
+    version_ = 11;
+    if (request_id_.empty()) request_id_ = crypto::to_hex(crypto::random_bytes(8));
+    respond(std::move(response));
+  }
+
+  void respond(HttpResponse response) {
+    if (server_->draining) keep_alive_ = false;
+    stream_.expires_after(server_->options.limits.request_timeout);  // a peer that never reads is dropped
+    auto message = std::make_shared<http::response<http::string_body>>(static_cast<http::status>(response.status),
+                                                                       version_);
+    message->set(http::field::server, "synthorg");
+    for (auto& [name, value] : response.headers) message->set(name, value);
+    message->set("x-request-id", request_id_);
+    message->keep_alive(keep_alive_);
+    auto bytes = response.body.size();
+    message->body() = std::move(response.body);
+    message->prepare_payload();
+    if (head_) message->body().clear();
+    status_ = response.status;
+    bytes_ = bytes;
+    http::async_write(stream_, *message, [self = shared_from_this(), message](beast::error_code ec, std::size_t) {
+      self->on_written(ec);
+    });
+  }
+
+  void on_written(beast::error_code ec) {
+    double seconds = std::chrono::duration<double>(Clock::now() - started_).count();
+    if (server_->observer) server_->observer(method_, pattern_, status_, seconds);
+    if (server_->options.access_log)
+      server_->log.info("request", {{"method", method_}, {"path", path_}, {"status", static_cast<std::int64_t>(status_)},
+                                    {"bytes", static_cast<std::uint64_t>(bytes_)}, {"ms", seconds * 1000},
+                                    {"request_id", request_id_}, {"remote", remote_}});
+    busy_ = false;
+    request_id_.clear();
+    if (ec || !keep_alive_) return finish();
+    wait_for_request();
+  }
+
+  void finish() {
+    close();
+    server_->forget(this);
+  }
+
+  beast::tcp_stream stream_;
+  asio::steady_timer timer_;
+  bool timed_out_ = false;
+  beast::flat_buffer buffer_;
+  std::optional<http::request_parser<http::string_body>> parser_;
+  std::shared_ptr<Server::Impl> server_;
+  std::string remote_, request_id_, method_, path_, pattern_;
+  Clock::time_point started_;
+  unsigned version_ = 11;
+  bool keep_alive_ = false, busy_ = false, head_ = false;
+  int status_ = 0;
+  std::size_t bytes_ = 0;
+};
+
+void Server::Impl::accept() {
+  acceptor.async_accept(asio::make_strand(io), [self = shared_from_this()](beast::error_code ec, tcp::socket socket) {
+    if (ec == asio::error::operation_aborted || !self->acceptor.is_open()) return;
+    if (!ec) {
+      ++self->stats.connections_total;
+      if (self->stats.connections_open >= self->options.limits.max_connections) {
+        // Over the limit: a short answer and close, rather than a silent reset.
+        ++self->stats.connections_refused;
+        static const std::string busy = [] {
+          std::string body = HttpResponse::problem(503, "too_many_connections",
+                                                   "the server is at its connection limit; retry shortly").body;
+          return fmt::format("HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/problem+json\r\n"
+                             "Connection: close\r\nRetry-After: 1\r\nContent-Length: {}\r\n\r\n{}",
+                             body.size(), body);
+        }();
+        beast::error_code ignored;
+        asio::write(socket, asio::buffer(busy), ignored);
+        socket.close(ignored);
+      } else {
+        ++self->stats.connections_open;
+        auto session = std::make_shared<Session>(std::move(socket), self);
+        {
+          std::lock_guard lock(self->sessions_mutex);
+          self->sessions.insert(session);
+        }
+        session->run();
+      }
+    }
+    self->accept();
+  });
+}
+
+void Server::Impl::forget(Session* session) {
+  std::shared_ptr<Session> last;  // destroyed outside the lock
+  std::lock_guard lock(sessions_mutex);
+  for (auto it = sessions.begin(); it != sessions.end(); ++it) {
+    if (it->get() == session) {
+      last = *it;
+      sessions.erase(it);
+      --stats.connections_open;
+      break;
+    }
+  }
+}
+
+Server::Server(asio::io_context& io, std::shared_ptr<Router> router, Gate gate, Observer observer,
+               ServerOptions options, log::Logger log)
+    : impl_(std::make_shared<Impl>(io, std::move(router), std::move(gate), std::move(observer), std::move(options),
+                                   std::move(log), stats_)) {}
+
+Server::~Server() { stop(std::chrono::milliseconds(0)); }
+
+void Server::start() {
+  auto& options = impl_->options;
+  beast::error_code ec;
+  auto address = asio::ip::make_address(options.address, ec);
+  if (ec) throw std::runtime_error(fmt::format("'{}' is not an IP address to listen on (fix: e.g. 0.0.0.0 or 127.0.0.1)", options.address));
+  tcp::endpoint endpoint(address, options.port);
+  auto& acceptor = impl_->acceptor;
+  acceptor.open(endpoint.protocol(), ec);
+  if (!ec) acceptor.set_option(asio::socket_base::reuse_address(true), ec);
+  if (!ec) acceptor.bind(endpoint, ec);
+  if (!ec) acceptor.listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) {
+    beast::error_code ignored;
+    acceptor.close(ignored);
+    throw std::runtime_error(fmt::format("cannot listen on {}:{}: {} (fix: free the port or set another one)",
+                                         options.address, options.port, ec.message()));
+  }
+  bound_port_ = acceptor.local_endpoint().port();
+  impl_->draining = false;
+  impl_->accept();
+}
+
+void Server::stop(std::chrono::milliseconds grace) {
+  impl_->draining = true;
+  if (impl_->io.stopped()) {
+    beast::error_code ignored;
+    impl_->acceptor.close(ignored);
+  } else {
+    auto closed = std::make_shared<std::promise<void>>();
+    asio::post(impl_->acceptor.get_executor(), [impl = impl_, closed] {
+      beast::error_code ignored;
+      impl->acceptor.close(ignored);
+      closed->set_value();
+    });
+    closed->get_future().wait_for(std::chrono::seconds(5));
+  }
+  std::vector<std::shared_ptr<Session>> open;
+  {
+    std::lock_guard lock(impl_->sessions_mutex);
+    open.assign(impl_->sessions.begin(), impl_->sessions.end());
+  }
+  for (auto& session : open) session->drain(false);
+  auto deadline = Clock::now() + grace;
+  while (Clock::now() < deadline) {
+    {
+      std::lock_guard lock(impl_->sessions_mutex);
+      if (impl_->sessions.empty()) return;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  {
+    std::lock_guard lock(impl_->sessions_mutex);
+    open.assign(impl_->sessions.begin(), impl_->sessions.end());
+  }
+  for (auto& session : open) session->drain(true);
+}
+
+}  // namespace synthorg::http_api

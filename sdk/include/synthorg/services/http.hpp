@@ -1,0 +1,107 @@
+// HttpRouter: the one HTTP port, shared. Plugins mount routes on it instead of opening ports;
+// http-api (Boost.Beast) serves them. Beast stays out of this header on purpose: plugins see
+// plain request and response values.
+//
+// Handlers run on an I/O thread and must not block: hand database or orchestrator work to
+// Executor::try_post_blocking and call the Responder from there when done.
+#pragma once
+
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "synthorg/token.hpp"
+
+namespace synthorg {
+
+// Who is calling, as the Authenticator established it.
+struct Principal {
+  std::string subject;  // the user id ("sub")
+  std::string role;     // admin, operator or viewer
+  nlohmann::json claims = nlohmann::json::object();
+};
+
+struct HttpRequest {
+  std::string method;  // upper case
+  std::string path;    // without the query, percent-decoding left to the handler
+  std::string query;   // after '?', raw
+  std::vector<std::pair<std::string, std::string>> headers;  // names lower-cased
+  std::string body;
+  std::map<std::string, std::string, std::less<>> params;  // from {name} segments of the route
+  std::string request_id;
+  std::string remote_address;
+  std::optional<Principal> principal;
+
+  // The first header of that (lower-case) name, or empty.
+  std::string_view header(std::string_view name) const;
+  // A query parameter, percent-decoded; nullopt when absent.
+  std::optional<std::string> query_param(std::string_view name) const;
+};
+
+struct HttpResponse {
+  int status = 200;
+  std::vector<std::pair<std::string, std::string>> headers;
+  std::string body;
+
+  static HttpResponse json(int status, const nlohmann::json& body);
+  // RFC 9457 problem details (application/problem+json) with a stable machine-readable code.
+  static HttpResponse problem(int status, std::string_view code, std::string_view detail,
+                              nlohmann::json extra = nlohmann::json::object());
+  HttpResponse& header(std::string name, std::string value) {
+    headers.emplace_back(std::move(name), std::move(value));
+    return *this;
+  }
+};
+
+// Call exactly once, from any thread.
+using Responder = std::function<void(HttpResponse)>;
+using HttpHandler = std::function<void(HttpRequest& request, Responder respond)>;
+
+enum class Access {
+  open,       // anyone, no credentials needed
+  signed_in,  // any authenticated user
+  role,       // a user whose role is at least RouteSpec::role (viewer < operator < admin)
+};
+
+struct RouteSpec {
+  std::string method;   // GET, POST, PUT, DELETE, PATCH
+  std::string pattern;  // "/api/v1/settings/{ns}/{key}": literal segments and {name} parameters
+  Access access = Access::signed_in;
+  std::string role;          // for Access::role
+  nlohmann::json openapi;    // the OpenAPI 3.1 Operation object for this route
+  HttpHandler handler;
+};
+
+class HttpRouter {
+ public:
+  static constexpr std::string_view service_id = "synthorg.HttpRouter/1";
+  virtual ~HttpRouter() = default;
+
+  // Mounts a route; the token unmounts it. Throws std::invalid_argument for a bad pattern or a
+  // route that is already mounted.
+  virtual Token add(RouteSpec route) = 0;
+  // Adds a named schema to components/schemas of the OpenAPI document.
+  virtual Token add_schema(std::string name, nlohmann::json schema) = 0;
+};
+
+// Provided by the auth plugin; http-api asks it about every request to a protected route.
+class Authenticator {
+ public:
+  static constexpr std::string_view service_id = "synthorg.Authenticator/1";
+  virtual ~Authenticator() = default;
+
+  // From the Authorization bearer header or the session cookie. Never blocks (no database):
+  // a signature and claims check, and an in-memory revocation lookup.
+  virtual std::optional<Principal> authenticate(const HttpRequest& request) const = 0;
+};
+
+// viewer < operator < admin; an unknown role ranks below viewer.
+bool role_at_least(std::string_view role, std::string_view required) noexcept;
+
+}  // namespace synthorg

@@ -1,0 +1,87 @@
+// The value types of the HttpRouter contract.
+#include "synthorg/services/http.hpp"
+
+#include <array>
+
+namespace synthorg {
+namespace {
+
+int hex_value(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+std::string percent_decode(std::string_view text) {
+  std::string out;
+  out.reserve(text.size());
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    if (text[i] == '+') {
+      out += ' ';
+    } else if (text[i] == '%' && i + 2 < text.size() &&
+               hex_value(text[i + 1]) >= 0 && hex_value(text[i + 2]) >= 0) {
+      out += static_cast<char>(hex_value(text[i + 1]) * 16 + hex_value(text[i + 2]));
+      i += 2;
+    } else {
+      out += text[i];
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+std::string_view HttpRequest::header(std::string_view name) const {
+  for (const auto& [key, value] : headers)
+    if (key == name) return value;
+  return {};
+}
+
+std::optional<std::string> HttpRequest::query_param(std::string_view name) const {
+  std::string_view rest = query;
+  while (!rest.empty()) {
+    auto end = rest.find('&');
+    auto pair = rest.substr(0, end);
+    auto equals = pair.find('=');
+    if (percent_decode(pair.substr(0, equals)) == name)
+      return equals == std::string_view::npos ? std::string() : percent_decode(pair.substr(equals + 1));
+    if (end == std::string_view::npos) break;
+    rest.remove_prefix(end + 1);
+  }
+  return std::nullopt;
+}
+
+HttpResponse HttpResponse::json(int status, const nlohmann::json& body) {
+  HttpResponse response;
+  response.status = status;
+  response.body = body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  response.headers.emplace_back("content-type", "application/json");
+  return response;
+}
+
+HttpResponse HttpResponse::problem(int status, std::string_view code, std::string_view detail, nlohmann::json extra) {
+  nlohmann::json body = std::move(extra);
+  if (!body.is_object()) body = nlohmann::json::object();
+  body["type"] = "https://synthorg.dev/problems/" + std::string(code);
+  body["code"] = code;
+  body["status"] = status;
+  body["detail"] = detail;
+  if (!body.contains("title")) body["title"] = std::string(code);
+  auto response = json(status, body);
+  response.headers.front().second = "application/problem+json";
+  return response;
+}
+
+bool role_at_least(std::string_view role, std::string_view required) noexcept {
+  constexpr std::array<std::string_view, 3> ranks{"viewer", "operator", "admin"};
+  auto rank = [&](std::string_view name) {
+    for (std::size_t i = 0; i < ranks.size(); ++i)
+      if (ranks[i] == name) return static_cast<int>(i);
+    return -1;
+  };
+  int have = rank(role), need = rank(required);
+  return have >= 0 && need >= 0 && have >= need;
+}
+
+}  // namespace synthorg
