@@ -2,7 +2,9 @@
 
 #include <algorithm>
 #include <future>
+#include <cstring>
 #include <optional>
+#include <random>
 #include <thread>
 
 #include <boost/asio/ip/tcp.hpp>
@@ -28,6 +30,18 @@ bool acceptable_request_id(std::string_view id) {
   return !id.empty() && id.size() <= 128 && std::all_of(id.begin(), id.end(), [](char c) {
     return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.';
   });
+}
+
+// Request ids need to be unique, not secret: a per-thread generator seeded once from OpenSSL
+// (RAND_bytes per request showed up in profiles).
+std::string new_request_id() {
+  thread_local std::mt19937_64 generator = [] {
+    auto seed = crypto::random_bytes(8);
+    std::uint64_t value = 0;
+    std::memcpy(&value, seed.data(), sizeof value);
+    return std::mt19937_64(value);
+  }();
+  return fmt::format("{:016x}", generator());
 }
 
 std::string lower(std::string_view text) {
@@ -91,13 +105,17 @@ class Session : public std::enable_shared_from_this<Session> {
  private:
   // An idle connection waits under idle_timeout; once bytes arrive, the whole request must come
   // within request_timeout (so headers dribbled slowly cannot hold a connection for long).
+  // Reads whatever arrives first under the idle deadline (one speculative read, no extra
+  // reactor round trip when bytes are already there), then the rest under the request deadline.
   void wait_for_request() {
     if (server_->draining) return finish();
     if (buffer_.size() > 0) return read_request();
     arm(server_->options.limits.idle_timeout);
-    stream_.socket().async_wait(tcp::socket::wait_read, [self = shared_from_this()](beast::error_code ec) {
+    auto space = buffer_.prepare(4096);
+    stream_.socket().async_read_some(space, [self = shared_from_this()](beast::error_code ec, std::size_t got) {
       self->timer_.cancel();
       if (ec || self->timed_out_) return self->finish();
+      self->buffer_.commit(got);
       self->read_request();
     });
   }
@@ -175,7 +193,7 @@ class Session : public std::enable_shared_from_this<Session> {
     request->body = std::move(message.body());
     request->remote_address = remote_;
     auto incoming = request->header("x-request-id");
-    request->request_id = acceptable_request_id(incoming) ? std::string(incoming) : crypto::to_hex(crypto::random_bytes(8));
+    request->request_id = acceptable_request_id(incoming) ? std::string(incoming) : new_request_id();
     request_id_ = request->request_id;
     method_ = request->method;
     path_ = request->path;
@@ -201,11 +219,21 @@ class Session : public std::enable_shared_from_this<Session> {
     auto answered = std::make_shared<std::atomic<bool>>(false);
     Responder responder = [self, request, answered](HttpResponse response) {
       if (answered->exchange(true)) return;  // a second answer is a handler bug: ignore it
+      if (self->dispatching_) {  // answered synchronously on our own strand: write after dispatch
+        self->inline_response_ = std::move(response);
+        return;
+      }
       asio::post(self->stream_.get_executor(), [self, response = std::move(response)]() mutable {
         self->respond(std::move(response));
       });
     };
+    struct Dispatching {
+      bool& flag;
+      explicit Dispatching(bool& f) : flag(f) { flag = true; }
+      ~Dispatching() { flag = false; }
+    };
     try {
+      Dispatching during(dispatching_);
       match.route->handler(*request, responder);
     } catch (const std::exception& error) {
       server_->log.error("route handler threw", {{"route", match.pattern}, {"error", error.what()},
@@ -213,13 +241,18 @@ class Session : public std::enable_shared_from_this<Session> {
       responder(HttpResponse::problem(500, "internal_error", "the server failed to handle this request; it was logged",
                                       {{"request_id", request->request_id}}));
     }
+    if (inline_response_) {
+      auto response = std::move(*inline_response_);
+      inline_response_.reset();
+      respond(std::move(response));
+    }
   }
 
   void reply_and_close(HttpResponse response) {
     busy_ = true;
     keep_alive_ = false;
     version_ = 11;
-    if (request_id_.empty()) request_id_ = crypto::to_hex(crypto::random_bytes(8));
+    if (request_id_.empty()) request_id_ = new_request_id();
     respond(std::move(response));
   }
 
@@ -264,6 +297,8 @@ class Session : public std::enable_shared_from_this<Session> {
   beast::tcp_stream stream_;
   asio::steady_timer timer_;
   bool timed_out_ = false;
+  bool dispatching_ = false;
+  std::optional<HttpResponse> inline_response_;
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
   std::shared_ptr<Server::Impl> server_;

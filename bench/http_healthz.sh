@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# GET /api/v1/healthz on synthorg (http-api) against nginx answering the same body with
+# `return 200`, one worker, side by side in one run with wrk (64 connections, keep-alive).
+# Usage: bench/http_healthz.sh [BUILD_DIR] [SECONDS]
+set -euo pipefail
+build=$(realpath "${1:-build/default}")
+seconds=${2:-10}
+for tool in wrk nginx; do
+  command -v "$tool" >/dev/null || { echo "bench/http_healthz.sh: $tool is missing; run scripts/deps --bench" >&2; exit 1; }
+done
+work=$(mktemp -d)
+cleanup() {
+  [[ -n "${synthorg_pid:-}" ]] && kill "$synthorg_pid" 2>/dev/null || true
+  [[ -f "$work/nginx.pid" ]] && kill "$(cat "$work/nginx.pid")" 2>/dev/null || true
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+synthorg_port=39801
+nginx_port=39802
+cat > "$work/company.yaml" <<YAML
+company_name: Bench
+kernel:
+  threads: ${SYNTHORG_THREADS:-1}
+plugins:
+  http-api:
+    config: {address: 127.0.0.1, port: $synthorg_port}
+  store-sqlite:
+    config: {path: $work/bench.db}
+YAML
+SYNTHORG_HTTP_ACCESS_LOG=false SYNTHORG_LOG_LEVEL=warn "$build/bin/synthorg" --config "$work/company.yaml" serve &
+synthorg_pid=$!
+
+# The same body our healthz answers, so both sides send the same bytes.
+for _ in $(seq 50); do curl -sf "http://127.0.0.1:$synthorg_port/api/v1/healthz" >/dev/null && break; sleep 0.1; done
+body=$(curl -sf "http://127.0.0.1:$synthorg_port/api/v1/healthz")
+cat > "$work/nginx.conf" <<NGINX
+worker_processes 1;
+pid $work/nginx.pid;
+error_log $work/nginx-error.log;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $work; proxy_temp_path $work; fastcgi_temp_path $work; uwsgi_temp_path $work; scgi_temp_path $work;
+  server {
+    listen 127.0.0.1:$nginx_port;
+    location = /api/v1/healthz { default_type application/json; return 200 '$body'; }
+  }
+}
+NGINX
+nginx -c "$work/nginx.conf"
+sleep 0.3
+
+run() {  # name url -> "requests/s p99_ms"
+  wrk -t2 -c64 -d"${seconds}s" --latency "$2" > "$work/$1.txt"
+  local rps p99
+  rps=$(awk '/Requests\/sec/ {print $2}' "$work/$1.txt")
+  p99=$(awk '$1 == "99%" {v=$2; if (v ~ /us$/) {sub(/us/,"",v); v=v/1000} else if (v ~ /ms$/) {sub(/ms/,"",v)} else if (v ~ /s$/) {sub(/s/,"",v); v=v*1000}; print v}' "$work/$1.txt")
+  echo "$rps $p99"
+}
+# Warm both, then measure alternately.
+wrk -t2 -c64 -d2s "http://127.0.0.1:$synthorg_port/api/v1/healthz" >/dev/null
+wrk -t2 -c64 -d2s "http://127.0.0.1:$nginx_port/api/v1/healthz" >/dev/null
+read -r s_rps s_p99 <<<"$(run synthorg "http://127.0.0.1:$synthorg_port/api/v1/healthz")"
+read -r n_rps n_p99 <<<"$(run nginx "http://127.0.0.1:$nginx_port/api/v1/healthz")"
+echo "| server | requests/s | p99 latency |"
+echo "|---|---:|---:|"
+echo "| synthorg http-api | $s_rps | ${s_p99} ms |"
+echo "| nginx $(nginx -v 2>&1 | sed 's/.*nginx\///'), 1 worker | $n_rps | ${n_p99} ms |"
+python3 -c "print(f'ratio synthorg/nginx: requests/s {$s_rps/$n_rps:.2f}x, p99 {$s_p99/$n_p99:.2f}x (target: >= 1.00x, <= 1.00x)')"
