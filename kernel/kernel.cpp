@@ -8,6 +8,7 @@
 
 #include "backup.hpp"
 #include "synthorg/events.hpp"
+#include "synthorg/services/kernel_info.hpp"
 #include "synthorg/log.hpp"
 
 namespace synthorg::kernel {
@@ -83,6 +84,27 @@ struct Kernel::Loaded {
   }
 };
 
+// What the introspection API shows: the plugins prepare() chose, in start order.
+class Kernel::Info final : public KernelInfo {
+ public:
+  explicit Info(const Kernel& kernel) : kernel_(kernel) {}
+  nlohmann::json plugins() const override {
+    nlohmann::json out = nlohmann::json::array();
+    for (const auto* plugin : kernel_.order_) {
+      const auto& m = plugin->file.manifest;
+      nlohmann::json needs = nlohmann::json::array();
+      for (const auto& need : m.needs) needs.push_back({{"service", need.service}, {"required", need.required}});
+      out.push_back({{"name", m.name}, {"version", m.version}, {"description", m.description},
+                     {"state", state_name(plugin->state)}, {"provides", m.provides}, {"needs", needs},
+                     {"note", plugin->note}});
+    }
+    return out;
+  }
+
+ private:
+  const Kernel& kernel_;
+};
+
 Kernel::Kernel(CompanyConfig config)
     : config_(std::move(config)),
       executor_(std::make_shared<host::ThreadPoolExecutor>(host::ExecutorOptions{
@@ -99,6 +121,7 @@ Kernel::Kernel(CompanyConfig config)
 
   settings_ = std::make_shared<SettingsService>(config_.settings, bus_);
   settings_registration_ = registry_.provide<Settings>(settings_);
+  info_registration_ = registry_.provide<KernelInfo>(std::make_shared<Info>(*this));
   for (auto& definition : kernel_setting_definitions()) kernel_settings_.push_back(settings_->define(definition));
   // Stored settings come from whichever Store starts; until then the lower sources apply.
   store_tracker_ = registry_.track<Store>([this](ServiceEvent event, const std::shared_ptr<Store>& store) {

@@ -76,6 +76,7 @@ class Kernel {
 
  private:
   struct Loaded;
+  class Info;
   // Leaves out an optional plugin, and whatever then lacks a required service (throwing
   // KernelError when that is a plugin that is not optional).
   void drop_optional(Loaded& plugin, std::string_view phase, const std::string& reason);
@@ -89,6 +90,7 @@ class Kernel {
   Tracker service_mirror_;
   std::shared_ptr<SettingsService> settings_;
   Registration settings_registration_;
+  Registration info_registration_;
   std::vector<Token> kernel_settings_;  // the kernel's own definitions (backup.*)
   Tracker store_tracker_;
   std::vector<Refusal> refusals_;

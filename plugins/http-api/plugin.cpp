@@ -8,6 +8,7 @@
 #include "probes.hpp"
 #include "router.hpp"
 #include "server.hpp"
+#include "settings_routes.hpp"
 #include "synthorg/plugin.hpp"
 #include "synthorg/services/settings.hpp"
 #include "synthorg/version.hpp"
@@ -110,6 +111,7 @@ class HttpApiPlugin final : public Plugin {
         },
         options, log::Logger("http-api"));
     auto routes = mount_probes(*router, context_, metrics, &server->stats());
+    for (auto& token : mount_settings_routes(*router, context_)) routes.push_back(std::move(token));
     server->start();
     auto registration = context_.registry().provide<HttpRouter>(router);
 

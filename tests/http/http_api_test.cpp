@@ -319,6 +319,67 @@ TEST_F(HttpApiTest, TheOpenApiDocumentValidates) {
   EXPECT_EQ(std::system(command.c_str()), 0) << "openapi-spec-validator rejected the document";
 }
 
+TEST_F(HttpApiTest, SettingsCanBeReadByUsersAndChangedByAdmins) {
+  auto auth = kernel->registry().provide<Authenticator>(std::make_shared<RoleFromHeader>());
+  const std::string admin = "Authorization: Bearer admin\r\n", viewer = "Authorization: Bearer viewer\r\n";
+  auto request = [&](const std::string& method, const std::string& path, const std::string& headers,
+                     const std::string& body = "") {
+    Client client(port);
+    client.send(method + " " + path + " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n" + headers +
+                "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body);
+    return client.response();
+  };
+  const std::string json_type = "Content-Type: application/json\r\n";
+
+  EXPECT_EQ(status_of(get("/api/v1/settings")), 401);
+  auto all = body_of(get("/api/v1/settings", viewer));
+  ASSERT_TRUE(all["settings"].is_array());
+  auto one = get("/api/v1/settings/backup/keep", viewer);
+  EXPECT_EQ(status_of(one), 200) << one;
+  EXPECT_EQ(body_of(one)["source"], "default");
+  auto etag = header_of(one, "etag");
+  EXPECT_FALSE(etag.empty());
+
+  EXPECT_EQ(status_of(request("PUT", "/api/v1/settings/backup/keep", viewer + json_type, R"({"value": 9})")), 403);
+  auto changed = request("PUT", "/api/v1/settings/backup/keep", admin + json_type + "If-Match: " + etag + "\r\n",
+                         R"({"value": 9})");
+  EXPECT_EQ(status_of(changed), 200) << changed;
+  EXPECT_EQ(body_of(changed)["value"], 9);
+  EXPECT_EQ(body_of(changed)["source"], "database");
+  auto stale = request("PUT", "/api/v1/settings/backup/keep", admin + json_type + "If-Match: " + etag + "\r\n",
+                       R"({"value": 10})");
+  EXPECT_EQ(status_of(stale), 409) << "a stale ETag: " << stale;
+  EXPECT_EQ(body_of(stale)["code"], "etag_mismatch");
+
+  auto invalid = request("PUT", "/api/v1/settings/backup/keep", admin + json_type, R"({"value": -3})");
+  EXPECT_EQ(status_of(invalid), 422) << invalid;
+  EXPECT_NE(body_of(invalid)["detail"].get<std::string>().find("below the minimum"), std::string::npos);
+  EXPECT_EQ(status_of(request("PUT", "/api/v1/settings/backup/keep", admin + json_type, "{not json")), 400);
+  EXPECT_EQ(status_of(request("PUT", "/api/v1/settings/backup/keep", admin + json_type, R"({"val": 1})")), 400);
+  EXPECT_EQ(status_of(request("PUT", "/api/v1/settings/backup/keep", admin + "Content-Type: text/plain\r\n", "9")), 415);
+  EXPECT_EQ(status_of(request("PUT", "/api/v1/settings/nope/nothing", admin + json_type, R"({"value": 1})")), 404);
+  auto pinned = request("PUT", "/api/v1/settings/http/access_log", admin + json_type, R"({"value": true})");
+  EXPECT_EQ(status_of(pinned), 409) << pinned;
+  EXPECT_EQ(body_of(pinned)["code"], "setting_pinned");
+
+  auto reset = request("DELETE", "/api/v1/settings/backup/keep", admin);
+  EXPECT_EQ(status_of(reset), 200) << reset;
+  EXPECT_EQ(body_of(reset)["source"], "default");
+  EXPECT_EQ(body_of(get("/api/v1/settings/http", viewer))["settings"].size(), 6u);
+}
+
+TEST_F(HttpApiTest, IntrospectionListsPluginsAndServices) {
+  auto auth = kernel->registry().provide<Authenticator>(std::make_shared<RoleFromHeader>());
+  auto plugins = body_of(get("/api/v1/plugins", "Authorization: Bearer viewer\r\n"));
+  ASSERT_EQ(plugins["plugins"].size(), 2u) << plugins;
+  EXPECT_EQ(plugins["plugins"][0]["name"], "store-sqlite") << "in start order";
+  EXPECT_EQ(plugins["plugins"][1]["state"], "started");
+  EXPECT_EQ(status_of(get("/api/v1/services", "Authorization: Bearer operator\r\n")), 403);
+  auto services = body_of(get("/api/v1/services", "Authorization: Bearer admin\r\n"))["services"];
+  EXPECT_TRUE(std::any_of(services.begin(), services.end(),
+                          [](const json& s) { return s["service"] == "synthorg.HttpRouter/1" && s["provider"] == "http-api"; }));
+}
+
 TEST_F(HttpApiTest, MetricsCountRequestsPerRoute) {
   get("/api/v1/healthz");
   get("/no/such/path/123");
