@@ -9,6 +9,7 @@
 #include "router.hpp"
 #include "server.hpp"
 #include "settings_routes.hpp"
+#include "websocket.hpp"
 #include "synthorg/plugin.hpp"
 #include "synthorg/services/settings.hpp"
 #include "synthorg/version.hpp"
@@ -110,14 +111,29 @@ class HttpApiPlugin final : public Plugin {
           metrics->observe(method, pattern, status, seconds);
         },
         options, log::Logger("http-api"));
+    auto hub = std::make_shared<WebSocketHub>(context_.bus().shared(), WebSocketLimits{}, log::Logger("http-api.ws"));
+    server->set_websocket(hub);
     auto routes = mount_probes(*router, context_, metrics, &server->stats());
+    routes.push_back(router->add(
+        {"GET", "/api/v1/ws", Access::signed_in, {},
+         {{"summary", "Live events over WebSocket: send {\"action\":\"subscribe\",\"channels\":[...]}; frames are "
+                      "{version, event_type, channel, timestamp, payload}"},
+          {"tags", {"events"}},
+          {"responses", {{"101", {{"description", "Switching protocols"}}},
+                         {"426", {{"description", "Not a WebSocket upgrade"}}}}}},
+         [](HttpRequest&, Responder respond) {
+           respond(HttpResponse::problem(426, "upgrade_required", "connect with a WebSocket client (Upgrade: websocket)")
+                       .header("upgrade", "websocket"));
+         }}));
     for (auto& token : mount_settings_routes(*router, context_)) routes.push_back(std::move(token));
     server->start();
+    hub->start();
     auto registration = context_.registry().provide<HttpRouter>(router);
 
     definitions_ = std::move(definitions);
     routes_ = std::move(routes);
     server_ = std::move(server);
+    hub_ = std::move(hub);
     registration_ = std::move(registration);
     context_.log().info("HTTP API listening", {{"address", options.address},
                                                {"port", static_cast<std::int64_t>(server_->port())}});
@@ -125,6 +141,8 @@ class HttpApiPlugin final : public Plugin {
 
   void stop() override {
     registration_.reset();
+    if (hub_) hub_->stop();
+    hub_.reset();
     if (server_) server_->stop(drain_);
     server_.reset();
     routes_.clear();
@@ -138,6 +156,7 @@ class HttpApiPlugin final : public Plugin {
   std::vector<Token> definitions_;
   std::vector<Token> routes_;
   std::unique_ptr<Server> server_;
+  std::shared_ptr<WebSocketHub> hub_;
   Registration registration_;
 };
 

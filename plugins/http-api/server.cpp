@@ -13,9 +13,11 @@
 #include <boost/asio/strand.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/websocket/rfc6455.hpp>
 #include <fmt/format.h>
 
 #include "synthorg/crypto.hpp"
+#include "websocket.hpp"
 
 namespace synthorg::http_api {
 namespace {
@@ -71,6 +73,7 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
   ServerOptions options;
   log::Logger log;
   ServerStats& stats;
+  std::shared_ptr<WebSocketHub> websocket;
   std::atomic<bool> draining{false};
   std::mutex sessions_mutex;
   std::set<std::shared_ptr<Session>> sessions;
@@ -172,7 +175,40 @@ class Session : public std::enable_shared_from_this<Session> {
     dispatch_request(parser_->release());
   }
 
+  // An upgrade to /api/v1/ws that passes the gate leaves this session for the hub.
+  bool try_websocket(http::request<http::string_body>& message) {
+    static const RouteSpec ws_route{"GET", "/api/v1/ws", Access::signed_in, {}, {}, {}};
+    auto target = std::string_view(message.target().data(), message.target().size());
+    if (!server_->websocket || !beast::websocket::is_upgrade(message) || target.substr(0, target.find('?')) != "/api/v1/ws")
+      return false;
+    HttpRequest request;
+    request.method = "GET";
+    request.path = "/api/v1/ws";
+    if (auto question = target.find('?'); question != std::string_view::npos) request.query = std::string(target.substr(question + 1));
+    for (const auto& field : message) {
+      auto name = field.name_string();
+      auto value = field.value();
+      request.headers.emplace_back(lower(std::string_view(name.data(), name.size())), std::string(value.data(), value.size()));
+    }
+    request.remote_address = remote_;
+    if (auto refused = server_->gate(ws_route, request)) {
+      busy_ = true;
+      keep_alive_ = false;
+      version_ = message.version();
+      request_id_ = new_request_id();
+      method_ = "GET";
+      path_ = "/api/v1/ws";
+      respond(std::move(*refused));
+      return true;
+    }
+    timer_.cancel();
+    server_->websocket->accept(std::move(stream_), std::move(message), *request.principal);
+    server_->forget(this);
+    return true;
+  }
+
   void dispatch_request(http::request<http::string_body> message) {
+    if (try_websocket(message)) return;
     ++server_->stats.requests;
     busy_ = true;
     keep_alive_ = message.keep_alive() && !server_->draining;
@@ -361,6 +397,8 @@ Server::Server(asio::io_context& io, std::shared_ptr<Router> router, Gate gate, 
                                    std::move(log), stats_)) {}
 
 Server::~Server() { stop(std::chrono::milliseconds(0)); }
+
+void Server::set_websocket(std::shared_ptr<WebSocketHub> hub) { impl_->websocket = std::move(hub); }
 
 void Server::start() {
   auto& options = impl_->options;

@@ -17,6 +17,8 @@
 
 namespace synthorg::http_api {
 
+class WebSocketHub;
+
 struct Limits {
   std::size_t max_header_bytes = 16 * 1024;
   std::size_t max_body_bytes = 1024 * 1024;
@@ -59,6 +61,8 @@ class Server {
   // response) for up to `grace`, then closes what is left.
   void stop(std::chrono::milliseconds grace);
   unsigned short port() const noexcept { return bound_port_; }
+  // Upgrades to GET /api/v1/ws go to the hub (set before start()).
+  void set_websocket(std::shared_ptr<WebSocketHub> hub);
   const ServerStats& stats() const noexcept { return stats_; }
 
   struct Impl;

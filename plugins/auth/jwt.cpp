@@ -1,0 +1,144 @@
+#include "jwt.hpp"
+
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+
+#include <algorithm>
+#include <stdexcept>
+
+#include "synthorg/crypto.hpp"
+
+namespace synthorg::auth {
+namespace {
+
+using nlohmann::json;
+
+bool base64url_alphabet(std::string_view text) noexcept {
+  return std::all_of(text.begin(), text.end(), [](char c) {
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_';
+  });
+}
+
+// A JSON object from a segment, or discarded/null when it is not one.
+json object_from(std::string_view decoded) {
+  auto value = json::parse(decoded, nullptr, false);
+  return value.is_object() ? value : json();
+}
+
+// A NumericDate claim: absent is fine, present must be a number (booleans are not).
+bool numeric_or_absent(const json& claims, const char* name) {
+  auto at = claims.find(name);
+  return at == claims.end() || at->is_number();
+}
+
+}  // namespace
+
+std::string_view to_string(JwtAlgorithm algorithm) noexcept {
+  switch (algorithm) {
+    case JwtAlgorithm::hs256: return "HS256";
+    case JwtAlgorithm::hs384: return "HS384";
+    case JwtAlgorithm::hs512: return "HS512";
+  }
+  return "HS256";
+}
+
+std::optional<JwtAlgorithm> parse_algorithm(std::string_view name) noexcept {
+  if (name == "HS256") return JwtAlgorithm::hs256;
+  if (name == "HS384") return JwtAlgorithm::hs384;
+  if (name == "HS512") return JwtAlgorithm::hs512;
+  return std::nullopt;
+}
+
+std::string_view to_string(JwtErrc code) noexcept {
+  switch (code) {
+    case JwtErrc::ok: return "ok";
+    case JwtErrc::malformed: return "malformed";
+    case JwtErrc::bad_header: return "bad_header";
+    case JwtErrc::algorithm_refused: return "algorithm_refused";
+    case JwtErrc::bad_signature: return "bad_signature";
+    case JwtErrc::bad_claims: return "bad_claims";
+    case JwtErrc::expired: return "expired";
+    case JwtErrc::not_yet_valid: return "not_yet_valid";
+    case JwtErrc::issued_in_future: return "issued_in_future";
+  }
+  return "unknown";
+}
+
+std::string jwt_hmac(JwtAlgorithm algorithm, std::string_view key, std::string_view message) {
+  const EVP_MD* digest = algorithm == JwtAlgorithm::hs512   ? EVP_sha512()
+                         : algorithm == JwtAlgorithm::hs384 ? EVP_sha384()
+                                                            : EVP_sha256();
+  unsigned char out[EVP_MAX_MD_SIZE];
+  unsigned int length = 0;
+  if (!HMAC(digest, key.data(), static_cast<int>(key.size()), reinterpret_cast<const unsigned char*>(message.data()),
+            message.size(), out, &length))
+    throw std::runtime_error("OpenSSL could not compute an HMAC");
+  return {reinterpret_cast<const char*>(out), length};
+}
+
+JwtCodec::JwtCodec(JwtOptions options) : options_(std::move(options)) {
+  if (options_.secret.empty()) throw std::invalid_argument("the JWT secret is empty");
+  if (options_.algorithms.empty()) throw std::invalid_argument("no JWT algorithm is configured");
+}
+
+std::string JwtCodec::sign(const json& claims) const {
+  if (!claims.is_object()) throw std::invalid_argument("JWT claims must be a JSON object");
+  json header = {{"alg", to_string(signing_algorithm())}, {"typ", "JWT"}};
+  auto input = crypto::base64url_encode(header.dump()) + "." + crypto::base64url_encode(claims.dump());
+  auto signature = jwt_hmac(signing_algorithm(), options_.secret, input);
+  return input + "." + crypto::base64url_encode(signature);
+}
+
+JwtVerified JwtCodec::verify(std::string_view token, std::int64_t now) const {
+  auto refuse = [](JwtErrc code) { return JwtVerified{code, {}}; };
+  if (token.empty() || token.size() > max_token_bytes) return refuse(JwtErrc::malformed);
+  auto first = token.find('.');
+  if (first == std::string_view::npos) return refuse(JwtErrc::malformed);
+  auto second = token.find('.', first + 1);
+  if (second == std::string_view::npos || token.find('.', second + 1) != std::string_view::npos)
+    return refuse(JwtErrc::malformed);
+  auto header_segment = token.substr(0, first);
+  auto payload_segment = token.substr(first + 1, second - first - 1);
+  auto signature_segment = token.substr(second + 1);
+  // No padding in compact JWS (RFC 7515 §2): '=' is refused with everything outside the alphabet.
+  for (auto segment : {header_segment, payload_segment, signature_segment})
+    if (segment.empty() || !base64url_alphabet(segment)) return refuse(JwtErrc::malformed);
+
+  auto header_bytes = crypto::base64url_decode(header_segment);
+  if (!header_bytes) return refuse(JwtErrc::malformed);
+  auto header = object_from(*header_bytes);
+  if (!header.is_object()) return refuse(JwtErrc::bad_header);
+  auto alg = header.find("alg");
+  if (alg == header.end() || !alg->is_string()) return refuse(JwtErrc::bad_header);
+  // We understand no header extension, and RFC 7515 §4.1.11 says to refuse what we do not.
+  if (header.contains("crit")) return refuse(JwtErrc::bad_header);
+  auto algorithm = parse_algorithm(alg->get_ref<const std::string&>());
+  if (!algorithm || std::find(options_.algorithms.begin(), options_.algorithms.end(), *algorithm) ==
+                        options_.algorithms.end())
+    return refuse(JwtErrc::algorithm_refused);
+
+  auto signature = crypto::base64url_decode(signature_segment);
+  // Only the canonical spelling: otherwise the unused low bits of the last character would give
+  // one signature several spellings, and a token several identities.
+  if (!signature || crypto::base64url_encode(*signature) != signature_segment) return refuse(JwtErrc::malformed);
+  // Over the segments as received: a re-serialised header would not be the bytes that were
+  // signed (RFC 7515 A.1 has CRLFs in its header).
+  auto expected = jwt_hmac(*algorithm, options_.secret, token.substr(0, second));
+  if (!crypto::constant_time_equal(expected, *signature)) return refuse(JwtErrc::bad_signature);
+
+  auto payload_bytes = crypto::base64url_decode(payload_segment);
+  if (!payload_bytes) return refuse(JwtErrc::malformed);
+  auto claims = object_from(*payload_bytes);
+  if (!claims.is_object()) return refuse(JwtErrc::bad_claims);
+  if (!numeric_or_absent(claims, "exp") || !numeric_or_absent(claims, "nbf") || !numeric_or_absent(claims, "iat"))
+    return refuse(JwtErrc::bad_claims);
+  // The same comparisons as PyJWT, so a token valid on one side is valid on the other.
+  const double leeway = static_cast<double>(options_.leeway.count());
+  const double at = static_cast<double>(now);
+  if (claims.contains("exp") && claims["exp"].get<double>() <= at - leeway) return refuse(JwtErrc::expired);
+  if (claims.contains("nbf") && claims["nbf"].get<double>() > at + leeway) return refuse(JwtErrc::not_yet_valid);
+  if (claims.contains("iat") && claims["iat"].get<double>() > at + leeway) return refuse(JwtErrc::issued_in_future);
+  return {JwtErrc::ok, std::move(claims)};
+}
+
+}  // namespace synthorg::auth

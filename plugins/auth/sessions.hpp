@@ -1,0 +1,80 @@
+// Sessions: issuing tokens, and deciding from memory alone whether a token still stands. The
+// Authenticator runs on every protected request on an I/O thread, so nothing here touches the
+// Store; the routes persist revocations and keep this cache current.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <shared_mutex>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+
+#include "jwt.hpp"
+#include "synthorg/services/http.hpp"
+#include "users.hpp"
+
+namespace synthorg::auth {
+
+inline constexpr std::string_view session_cookie = "synthorg_session";
+
+std::int64_t unix_now();
+
+// The token of a request: the Authorization bearer credentials when that header uses the
+// Bearer scheme, else the synthorg_session cookie; empty when neither.
+std::string_view token_from(const HttpRequest& request);
+
+class Sessions {
+ public:
+  Sessions(JwtCodec codec, std::chrono::seconds ttl) : codec_(std::move(codec)), ttl_(ttl) {}
+
+  struct Issued {
+    std::string token;
+    std::int64_t issued_at = 0;
+    std::int64_t expires_at = 0;
+  };
+  // sub, role, iat, exp, jti. iat is never before the user's tokens_valid_after, so a token
+  // issued in the same second as a password change is not born revoked.
+  Issued issue(const User& user, std::int64_t now) const;
+
+  // Signature and claims, then the denylist and the user's tokens_valid_after. A valid token
+  // without a role is a viewer; for a known user the role is capped at the user's current one.
+  // `why`, when given, receives the reason for a refusal (for the debug log).
+  std::optional<Principal> authenticate(std::string_view token, std::int64_t now, std::string* why = nullptr) const;
+
+  // The identity of one token for the denylist: its jti when it has one, else its signature.
+  // A hex digest, so foreign jti values of any shape make safe document ids.
+  static std::string revocation_key(const nlohmann::json& claims, std::string_view token);
+  // Until when a revocation must be kept: exp plus the leeway verification allows.
+  std::int64_t revocation_expiry(const nlohmann::json& claims, std::int64_t now) const;
+
+  void remember(const User& user);
+  std::optional<User> user(std::string_view id) const;
+  bool has_users() const;
+  void revoke(const Revocation& revocation, std::int64_t now);
+  void revoke_all_before(std::string_view user_id, std::int64_t tokens_valid_after);
+  std::size_t revoked_count() const;
+
+  std::chrono::seconds ttl() const noexcept { return ttl_; }
+
+ private:
+  JwtCodec codec_;
+  std::chrono::seconds ttl_;
+  mutable std::shared_mutex mutex_;
+  std::unordered_map<std::string, User> users_;
+  std::unordered_map<std::string, std::int64_t> revoked_;  // key -> kept until
+  std::int64_t next_purge_ = 0;
+};
+
+class SessionAuthenticator final : public Authenticator {
+ public:
+  explicit SessionAuthenticator(std::shared_ptr<const Sessions> sessions) : sessions_(std::move(sessions)) {}
+  std::optional<Principal> authenticate(const HttpRequest& request) const override;
+
+ private:
+  std::shared_ptr<const Sessions> sessions_;
+};
+
+}  // namespace synthorg::auth
