@@ -307,18 +307,20 @@ class Session : public std::enable_shared_from_this<Session> {
     if (head_) message->body().clear();
     status_ = response.status;
     bytes_ = bytes;
-    http::async_write(stream_, *message, [self = shared_from_this(), message](beast::error_code ec, std::size_t) {
-      self->on_written(ec);
-    });
-  }
-
-  void on_written(beast::error_code ec) {
+    // Counted when the answer is ready, before it is written: a client that reads it and asks
+    // /metrics at once must see it counted.
     double seconds = std::chrono::duration<double>(Clock::now() - started_).count();
     if (server_->observer) server_->observer(method_, pattern_, status_, seconds);
     if (server_->options.access_log)
       server_->log.info("request", {{"method", method_}, {"path", path_}, {"status", static_cast<std::int64_t>(status_)},
                                     {"bytes", static_cast<std::uint64_t>(bytes_)}, {"ms", seconds * 1000},
                                     {"request_id", request_id_}, {"remote", remote_}});
+    http::async_write(stream_, *message, [self = shared_from_this(), message](beast::error_code ec, std::size_t) {
+      self->on_written(ec);
+    });
+  }
+
+  void on_written(beast::error_code ec) {
     busy_ = false;
     request_id_.clear();
     if (ec || !keep_alive_) return finish();

@@ -7,6 +7,12 @@
 
 #include <gtest/gtest.h>
 
+#include <boost/asio/connect.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/core/buffers_to_string.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/websocket.hpp>
+
 #include <cstdlib>
 #include <fstream>
 #include <future>
@@ -378,6 +384,102 @@ TEST_F(HttpApiTest, IntrospectionListsPluginsAndServices) {
   auto services = body_of(get("/api/v1/services", "Authorization: Bearer admin\r\n"))["services"];
   EXPECT_TRUE(std::any_of(services.begin(), services.end(),
                           [](const json& s) { return s["service"] == "synthorg.HttpRouter/1" && s["provider"] == "http-api"; }));
+}
+
+// A blocking WebSocket client on Beast, signed in as `role` through RoleFromHeader.
+class WsTestClient {
+ public:
+  WsTestClient(int port, const std::string& role) : ws_(io_) {
+    boost::asio::ip::tcp::endpoint endpoint(boost::asio::ip::make_address("127.0.0.1"), static_cast<unsigned short>(port));
+    ws_.next_layer().connect(endpoint);
+    ws_.set_option(boost::beast::websocket::stream_base::decorator([role](boost::beast::websocket::request_type& request) {
+      if (!role.empty()) request.set(boost::beast::http::field::authorization, "Bearer " + role);
+    }));
+    ws_.handshake("127.0.0.1", "/api/v1/ws");
+  }
+  void send(const std::string& text) { ws_.write(boost::asio::buffer(text)); }
+  json receive() {
+    boost::beast::flat_buffer buffer;
+    ws_.read(buffer);
+    return json::parse(boost::beast::buffers_to_string(buffer.data()));
+  }
+  // Reads until the server closes; returns its close code (0 if the read failed otherwise).
+  int close_code() {
+    boost::beast::flat_buffer buffer;
+    boost::beast::error_code ec;
+    for (;;) {
+      ws_.read(buffer, ec);
+      // A close frame arrived (the server may already have gone, so echoing it can fail).
+      if (ec == boost::beast::websocket::error::closed || (ec && ws_.reason().code != 0)) return ws_.reason().code;
+      if (ec) {
+        ADD_FAILURE() << "the connection ended without a close frame: " << ec.message();
+        return 0;
+      }
+      buffer.consume(buffer.size());
+    }
+  }
+
+ private:
+  boost::asio::io_context io_;
+  boost::beast::websocket::stream<boost::asio::ip::tcp::socket> ws_;
+};
+
+TEST_F(HttpApiTest, WebSocketNeedsASignedInUser) {
+  EXPECT_THROW(WsTestClient(port, ""), boost::system::system_error) << "no Authenticator: refused";
+  auto auth = kernel->registry().provide<Authenticator>(std::make_shared<RoleFromHeader>());
+  EXPECT_THROW(WsTestClient(port, ""), boost::system::system_error) << "anonymous: refused";
+  EXPECT_NO_THROW(WsTestClient(port, "viewer"));
+  auto plain = get("/api/v1/ws", "Authorization: Bearer viewer\r\n");
+  EXPECT_EQ(status_of(plain), 426) << plain;
+}
+
+TEST_F(HttpApiTest, WebSocketDeliversSubscribedChannelsByRole) {
+  auto auth = kernel->registry().provide<Authenticator>(std::make_shared<RoleFromHeader>());
+  WsTestClient client(port, "viewer");
+  client.send(R"({"action":"subscribe","channels":["workloads","settings"]})");
+  EXPECT_EQ(client.receive(), json({{"type", "subscribed"}, {"channels", {"workloads"}}, {"denied", {"settings"}}}));
+  kernel->bus().publish("other.thing", {{"n", 0}});
+  kernel->bus().publish("settings.changed", {{"n", 1}});
+  kernel->bus().publish("workloads.started", {{"id", "w1"}});
+  auto frame = client.receive();
+  EXPECT_EQ(frame["version"], 1);
+  EXPECT_EQ(frame["event_type"], "workloads.started");
+  EXPECT_EQ(frame["channel"], "workloads");
+  EXPECT_EQ(frame["payload"], json({{"id", "w1"}}));
+  EXPECT_EQ(frame["timestamp"].get<std::string>().size(), 24u);
+  client.send(R"({"action":"ping"})");
+  EXPECT_EQ(client.receive(), json({{"type", "pong"}})) << "nothing from unsubscribed or forbidden channels came first";
+  client.send(R"({"action":"unsubscribe","channels":["workloads"]})");
+  EXPECT_EQ(client.receive()["type"], "unsubscribed");
+  kernel->bus().publish("workloads.stopped", {{"id", "w1"}});
+  client.send(R"({"action":"ping"})");
+  EXPECT_EQ(client.receive(), json({{"type", "pong"}}));
+}
+
+TEST_F(HttpApiTest, WebSocketBadMessagesGetErrorsAndOversizedOnesClose) {
+  auto auth = kernel->registry().provide<Authenticator>(std::make_shared<RoleFromHeader>());
+  WsTestClient client(port, "admin");
+  client.send("not json");
+  EXPECT_EQ(client.receive()["code"], "invalid_message");
+  client.send(R"({"action":"dance"})");
+  EXPECT_EQ(client.receive()["code"], "unknown_action");
+  client.send(R"({"action":"subscribe","channels":"workloads"})");
+  EXPECT_EQ(client.receive()["code"], "invalid_channels");
+  client.send(R"({"action":"subscribe","channels":["Bad Channel!"]})");
+  EXPECT_EQ(client.receive()["code"], "invalid_channels");
+  client.send(std::string(70 * 1024, 'x'));
+  EXPECT_EQ(client.close_code(), 1009) << "message too big";
+}
+
+TEST_F(HttpApiTest, ASlowWebSocketClientIsDroppedWithoutSlowingOthers) {
+  auto auth = kernel->registry().provide<Authenticator>(std::make_shared<RoleFromHeader>());
+  WsTestClient slow(port, "viewer");
+  slow.send(R"({"action":"subscribe","channels":["flood"]})");
+  EXPECT_EQ(slow.receive()["type"], "subscribed");
+  const std::string padding(4096, 'p');
+  for (int i = 0; i < 20000; ++i) kernel->bus().publish("flood.item", {{"i", i}, {"pad", padding}});
+  EXPECT_EQ(status_of(get("/api/v1/healthz")), 200) << "others are served meanwhile";
+  EXPECT_EQ(slow.close_code(), 1008) << "the client that did not read is dropped";
 }
 
 TEST_F(HttpApiTest, MetricsCountRequestsPerRoute) {
