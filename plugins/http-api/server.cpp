@@ -17,6 +17,7 @@
 #include <fmt/format.h>
 
 #include "synthorg/crypto.hpp"
+#include "request.hpp"
 #include "websocket.hpp"
 
 namespace synthorg::http_api {
@@ -46,11 +47,6 @@ std::string new_request_id() {
   return fmt::format("{:016x}", generator());
 }
 
-std::string lower(std::string_view text) {
-  std::string out(text);
-  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
-}
 
 }  // namespace
 
@@ -181,16 +177,7 @@ class Session : public std::enable_shared_from_this<Session> {
     auto target = std::string_view(message.target().data(), message.target().size());
     if (!server_->websocket || !beast::websocket::is_upgrade(message) || target.substr(0, target.find('?')) != "/api/v1/ws")
       return false;
-    HttpRequest request;
-    request.method = "GET";
-    request.path = "/api/v1/ws";
-    if (auto question = target.find('?'); question != std::string_view::npos) request.query = std::string(target.substr(question + 1));
-    for (const auto& field : message) {
-      auto name = field.name_string();
-      auto value = field.value();
-      request.headers.emplace_back(lower(std::string_view(name.data(), name.size())), std::string(value.data(), value.size()));
-    }
-    request.remote_address = remote_;
+    auto request = to_http_request(message, remote_);
     if (auto refused = server_->gate(ws_route, request)) {
       busy_ = true;
       keep_alive_ = false;
@@ -215,19 +202,7 @@ class Session : public std::enable_shared_from_this<Session> {
     version_ = message.version();
     head_ = message.method() == http::verb::head;
 
-    auto request = std::make_shared<HttpRequest>();
-    request->method = std::string(message.method_string());
-    auto target = std::string_view(message.target().data(), message.target().size());
-    auto question = target.find('?');
-    request->path = std::string(target.substr(0, question));
-    if (question != std::string_view::npos) request->query = std::string(target.substr(question + 1));
-    for (const auto& field : message) {
-      auto name = field.name_string();
-      auto value = field.value();
-      request->headers.emplace_back(lower(std::string_view(name.data(), name.size())), std::string(value.data(), value.size()));
-    }
-    request->body = std::move(message.body());
-    request->remote_address = remote_;
+    auto request = std::make_shared<HttpRequest>(to_http_request(message, remote_));
     auto incoming = request->header("x-request-id");
     request->request_id = acceptable_request_id(incoming) ? std::string(incoming) : new_request_id();
     request_id_ = request->request_id;
