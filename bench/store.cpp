@@ -10,6 +10,11 @@
 // So the ratio is what the Store adds on top: validation, the collection lookup, locking,
 // the statement cache, and copying the Document in and out.
 #include <benchmark/benchmark.h>
+
+#include <unistd.h>
+
+#include <cstdlib>
+#include <map>
 #include <sqlite3.h>
 #include <stdlib.h>
 
@@ -71,21 +76,23 @@ json make_document(int i) {
 
 std::string id_of(int i) { return "doc-" + std::to_string(i); }
 
-// store-sqlite, loaded from its file and started with a Store registered, as in the kernel.
+// A store plugin, loaded from its file and started with a Store registered, as in the kernel.
 class PluginStore {
  public:
-  explicit PluginStore(const fs::path& database)
+  explicit PluginStore(const fs::path& database) : PluginStore(SYNTHORG_STORE_SQLITE, {{"path", database.string()}}) {}
+  PluginStore(const char* plugin_path, const json& config)
       : executor_(std::make_shared<synthorg::host::ThreadPoolExecutor>(synthorg::host::ExecutorOptions{1, 2, 64})),
         bus_([executor = executor_.get()](std::function<void()> task) { executor->post(std::move(task)); }),
         executor_registration_(registry_.provide<synthorg::Executor>(executor_)) {
-    static const synthorg::host::PluginFile file = [] {
-      // The plugin's "store open" line would land in the middle of the benchmark table.
-      synthorg::log::configure({.level = synthorg::log::Level::warn});
-      return synthorg::host::load_plugin_file(SYNTHORG_STORE_SQLITE);
-    }();
+    // The plugin's "store open" line would land in the middle of the benchmark table.
+    synthorg::log::configure({.level = synthorg::log::Level::warn});
+    static std::map<std::string, synthorg::host::PluginFile> files;
+    auto found = files.find(plugin_path);
+    if (found == files.end()) found = files.emplace(plugin_path, synthorg::host::load_plugin_file(plugin_path)).first;
+    const auto& file = found->second;
     instance_ = std::make_unique<synthorg::host::PluginInstance>(
-        file, std::make_shared<synthorg::PluginContext>("store-sqlite", registry_, bus_));
-    instance_->configure({{"path", database.string()}});
+        file, std::make_shared<synthorg::PluginContext>(file.manifest.name, registry_, bus_));
+    instance_->configure(config);
     instance_->start();
     store_ = registry_.get<Store>();
   }
@@ -260,6 +267,29 @@ void StoreIndexedInsert50k(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations() * kBulk);
 }
 
+// The same 50,000 documents through store-postgres, when bench/run-all gives it a database
+// (SYNTHORG_BENCH_POSTGRES_URL); a figure to record, not a target.
+void PostgresIndexedInsert50k(benchmark::State& state) {
+  const char* url = std::getenv("SYNTHORG_BENCH_POSTGRES_URL");
+  if (!url || !*url) {
+    state.SkipWithError("set SYNTHORG_BENCH_POSTGRES_URL (bench/run-all does) to measure store-postgres");
+    return;
+  }
+  PluginStore store(SYNTHORG_STORE_POSTGRES, {{"url", url}});
+  const auto documents = bulk_documents();
+  int round = 0;
+  for (auto _ : state) {
+    state.PauseTiming();
+    auto name = "bulk_" + std::to_string(round++) + "_" + std::to_string(::getpid());
+    store->ensure_collection({name, {{"owner", false}, {"status", false}}, {}});
+    state.ResumeTiming();
+    store->transaction([&](StoreOps& ops) {
+      for (int i = 0; i < kBulk; ++i) ops.insert(name, documents[static_cast<std::size_t>(i % 1000)]);
+    });
+  }
+  state.SetItemsProcessed(state.iterations() * kBulk);
+}
+
 // The same rows, ids and expression indexes (as store-sqlite declares them) through the C API.
 void RawSqliteIndexedInsert50k(benchmark::State& state) {
   TempDir dir;
@@ -295,5 +325,6 @@ BENCHMARK(RawSqliteGet)->Unit(benchmark::kMicrosecond)->UseRealTime();
 BENCHMARK(StoreGet)->Unit(benchmark::kMicrosecond)->UseRealTime();
 BENCHMARK(RawSqliteIndexedInsert50k)->Unit(benchmark::kMillisecond)->UseRealTime()->Iterations(3);
 BENCHMARK(StoreIndexedInsert50k)->Unit(benchmark::kMillisecond)->UseRealTime()->Iterations(3);
+BENCHMARK(PostgresIndexedInsert50k)->Unit(benchmark::kMillisecond)->UseRealTime()->Iterations(3);
 
 }  // namespace
