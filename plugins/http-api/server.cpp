@@ -60,6 +60,7 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
 
   void accept();
   void forget(Session* session);
+  void sweep();
 
   asio::io_context& io;
   tcp::acceptor acceptor;
@@ -71,6 +72,7 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
   ServerStats& stats;
   std::shared_ptr<WebSocketHub> websocket;
   std::atomic<bool> draining{false};
+  asio::steady_timer sweeper{io};  // after `io`, which it is built from
   std::mutex sessions_mutex;
   std::set<std::shared_ptr<Session>> sessions;
 };
@@ -80,7 +82,7 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
 class Session : public std::enable_shared_from_this<Session> {
  public:
   Session(tcp::socket socket, std::shared_ptr<Server::Impl> server)
-      : stream_(std::move(socket)), timer_(stream_.get_executor()), server_(std::move(server)) {
+      : stream_(std::move(socket)), server_(std::move(server)) {
     beast::error_code ignored;
     auto endpoint = stream_.socket().remote_endpoint(ignored);
     remote_ = ignored ? "unknown" : endpoint.address().to_string();
@@ -94,8 +96,23 @@ class Session : public std::enable_shared_from_this<Session> {
       if (force || !self->busy_) self->finish();
     });
   }
+  void post_expire() {
+    asio::post(stream_.get_executor(), [self = shared_from_this()] { self->expire(); });
+  }
+  // Called by the server's sweeper, on this session's strand, once the deadline has passed.
+  void expire() {
+    if (deadline_.load() != kNoDeadline) return;  // re-armed since: a newer wait is running
+    timed_out_ = true;
+    beast::error_code ignored;
+    stream_.socket().cancel(ignored);
+  }
+  // The sweeper's check: true (and disarmed) when the deadline has passed.
+  bool take_expired(std::int64_t now) {
+    auto deadline = deadline_.load();
+    return deadline != kNoDeadline && now > deadline && deadline_.compare_exchange_strong(deadline, kNoDeadline);
+  }
   void close() {
-    timer_.cancel();
+    deadline_ = kNoDeadline;
     beast::error_code ignored;
     stream_.socket().shutdown(tcp::socket::shutdown_both, ignored);
     stream_.close();
@@ -112,7 +129,7 @@ class Session : public std::enable_shared_from_this<Session> {
     arm(server_->options.limits.idle_timeout);
     auto space = buffer_.prepare(4096);
     stream_.socket().async_read_some(space, [self = shared_from_this()](beast::error_code ec, std::size_t got) {
-      self->timer_.cancel();
+      self->deadline_ = kNoDeadline;
       if (ec || self->timed_out_) return self->finish();
       self->buffer_.commit(got);
       self->read_request();
@@ -125,23 +142,18 @@ class Session : public std::enable_shared_from_this<Session> {
     parser_->body_limit(server_->options.limits.max_body_bytes);
     arm(server_->options.limits.request_timeout);
     http::async_read(stream_, buffer_, *parser_, [self = shared_from_this()](beast::error_code ec, std::size_t) {
-      self->timer_.cancel();
+      self->deadline_ = kNoDeadline;
       self->on_read(ec);
     });
   }
 
   // Our own deadline rather than tcp_stream's: that one closes the socket, and a request that
-  // timed out half-way still deserves its 408.
+  // timed out half-way still deserves its 408. One sweeper per server checks every deadline a
+  // few times a second, so arming costs a store instead of a timer (and a timerfd syscall).
   void arm(std::chrono::milliseconds timeout) {
     timed_out_ = false;
     stream_.expires_never();
-    timer_.expires_after(timeout);
-    timer_.async_wait([self = shared_from_this()](beast::error_code ec) {
-      if (ec) return;
-      self->timed_out_ = true;
-      beast::error_code ignored;
-      self->stream_.socket().cancel(ignored);
-    });
+    deadline_ = (Clock::now() + timeout).time_since_epoch().count();
   }
 
   void on_read(beast::error_code ec) {
@@ -188,7 +200,7 @@ class Session : public std::enable_shared_from_this<Session> {
       respond(std::move(*refused));
       return true;
     }
-    timer_.cancel();
+    deadline_ = kNoDeadline;
     server_->websocket->accept(std::move(stream_), std::move(message), *request.principal);
     server_->forget(this);
     return true;
@@ -307,8 +319,9 @@ class Session : public std::enable_shared_from_this<Session> {
     server_->forget(this);
   }
 
+  static constexpr std::int64_t kNoDeadline = INT64_MAX;
   beast::tcp_stream stream_;
-  asio::steady_timer timer_;
+  std::atomic<std::int64_t> deadline_{kNoDeadline};  // steady_clock ticks
   bool timed_out_ = false;
   bool dispatching_ = false;
   std::optional<HttpResponse> inline_response_;
@@ -355,6 +368,20 @@ void Server::Impl::accept() {
   });
 }
 
+void Server::Impl::sweep() {
+  sweeper.expires_after(std::chrono::milliseconds(100));
+  sweeper.async_wait([self = shared_from_this()](beast::error_code ec) {
+    if (ec) return;
+    auto now = Clock::now().time_since_epoch().count();
+    {
+      std::lock_guard lock(self->sessions_mutex);
+      for (const auto& session : self->sessions)
+        if (session->take_expired(now)) session->post_expire();
+    }
+    self->sweep();
+  });
+}
+
 void Server::Impl::forget(Session* session) {
   std::shared_ptr<Session> last;  // destroyed outside the lock
   std::lock_guard lock(sessions_mutex);
@@ -397,10 +424,12 @@ void Server::start() {
   bound_port_ = acceptor.local_endpoint().port();
   impl_->draining = false;
   impl_->accept();
+  impl_->sweep();
 }
 
 void Server::stop(std::chrono::milliseconds grace) {
   impl_->draining = true;
+  asio::post(impl_->sweeper.get_executor(), [impl = impl_] { impl->sweeper.cancel(); });
   if (impl_->io.stopped()) {
     beast::error_code ignored;
     impl_->acceptor.close(ignored);
