@@ -3,7 +3,7 @@ PRESET ?= default
 BUILD_DIR := build/$(PRESET)
 JOBS ?= $(shell nproc)
 
-.PHONY: run test build deps services bench clean
+.PHONY: run test build deps services bench clean image deb config-reference
 
 run: build
 	$(BUILD_DIR)/bin/synthorg serve
@@ -20,6 +20,19 @@ deps:
 
 services:
 	scripts/services
+
+# The container image (packaging/docker/build-image): FROM scratch, built from this build tree.
+image: build
+	scripts/services docker
+	packaging/docker/build-image --build-dir $(BUILD_DIR)
+
+# The .deb (CPack), into $(BUILD_DIR)/packages.
+deb: build
+	cd $(BUILD_DIR) && cpack --config CPackConfig.cmake
+
+# docs/config-reference.md from the config maps (the test config.reference_up_to_date checks it).
+config-reference: build
+	cd / && env -u SYNTHORG_CONFIG_PATH $(CURDIR)/$(BUILD_DIR)/bin/synthorg config docs > $(CURDIR)/docs/config-reference.md
 
 bench: build
 	scripts/deps --bench

@@ -8,7 +8,7 @@
 #include <fmt/format.h>
 
 #include "backup.hpp"
-#include "kernel.hpp"
+#include "store_only.hpp"
 
 namespace synthorg::kernel {
 namespace {
@@ -16,37 +16,6 @@ namespace {
 constexpr int exit_ok = 0;
 constexpr int exit_error = 1;
 constexpr int exit_usage = 2;
-
-// A kernel running only the Store, stopped again when this goes out of scope.
-class StoreOnly {
- public:
-  StoreOnly(const std::optional<std::filesystem::path>& config_path, const std::filesystem::path& plugin_dir)
-      : kernel_(load_company_config(config_path, plugin_dir)) {
-    kernel_.restrict_to(std::string(Store::service_id));
-    kernel_.discover();
-    kernel_.prepare();
-    kernel_.start();
-    store_ = kernel_.registry().get<Store>();
-    if (!store_) throw KernelError("the store plugin started but registered no Store");
-  }
-  StoreOnly(const StoreOnly&) = delete;
-  StoreOnly& operator=(const StoreOnly&) = delete;
-  ~StoreOnly() {
-    store_.reset();
-    kernel_.stop();
-  }
-
-  Store& store() { return *store_; }
-  Backups backups() {
-    auto& settings = kernel_.settings();
-    return Backups(settings.get("backup", "dir").value.get<std::string>(),
-                   settings.get("backup", "keep").value.get<std::int64_t>());
-  }
-
- private:
-  Kernel kernel_;
-  std::shared_ptr<Store> store_;
-};
 
 std::string human_bytes(std::uint64_t bytes) {
   if (bytes >= (1u << 20)) return fmt::format("{:.1f} MiB", static_cast<double>(bytes) / (1 << 20));

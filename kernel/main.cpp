@@ -1,7 +1,8 @@
-// synthorg: the kernel's command line. Exit codes: 0 ok, 1 error, 2 usage.
+// synthorg: the kernel's command line. Exit codes: 0 ok, 1 error, 2 usage, 3 unhealthy (doctor).
 #include <unistd.h>
 
 #include <csignal>
+#include <cstdlib>
 #include <condition_variable>
 #include <cstdio>
 #include <iostream>
@@ -11,6 +12,9 @@
 #include <CLI/CLI.hpp>
 
 #include "backup_command.hpp"
+#include "config_docs.hpp"
+#include "doctor.hpp"
+#include "http_probe.hpp"
 #include "kernel.hpp"
 #include "synthorg/crypto.hpp"
 #include "synthorg/log.hpp"
@@ -221,6 +225,44 @@ int config_schema(const std::optional<std::filesystem::path>& config_path, const
   return exit_ok;
 }
 
+int config_docs(const std::optional<std::filesystem::path>& config_path) {
+  Kernel kernel(load_company_config(config_path, default_plugin_dir()));
+  kernel.discover();
+  auto plugins = kernel.plugins();
+  std::vector<const host::PluginFile*> files;
+  for (const auto& plugin : plugins) files.push_back(&plugin.file);
+  std::cout << config_reference_markdown(files);
+  for (const auto& refusal : kernel.refusals()) std::fprintf(stderr, "warning: refused %s\n", refusal.reason.c_str());
+  return exit_ok;
+}
+
+struct ProbeRequest {
+  std::string host = "127.0.0.1";
+  int port = 3001;
+  std::string path = "/api/v1/readyz";
+  std::string timeout = "2s";
+};
+
+// Exit 0 on a 2xx answer, 1 otherwise: the contract of a container health check.
+int probe(const ProbeRequest& request) {
+  auto timeout = parse_duration(request.timeout);
+  if (!timeout || timeout->count() <= 0) {
+    std::fprintf(stderr, "synthorg probe: --timeout %s is not a duration (fix: e.g. 2s or 500ms)\n", request.timeout.c_str());
+    return exit_usage;
+  }
+  auto url = "http://" + request.host + ":" + std::to_string(request.port) + request.path;
+  auto result = http_get(request.host, static_cast<std::uint16_t>(request.port), request.path, *timeout);
+  if (result.status >= 200 && result.status < 300) {
+    std::printf("%d %s\n", result.status, url.c_str());
+    return exit_ok;
+  }
+  if (result.status != 0)
+    std::fprintf(stderr, "synthorg probe: %d from %s\n", result.status, url.c_str());
+  else
+    std::fprintf(stderr, "synthorg probe: %s: %s\n", url.c_str(), result.error.c_str());
+  return exit_error;
+}
+
 int version(bool as_json) {
   if (as_json) {
     std::cout << json{{"version", SYNTHORG_SDK_VERSION},
@@ -299,6 +341,29 @@ int main(int argc, char** argv) {
   std::string schema_plugin;
   auto* schema_cmd = config_cmd->add_subcommand("schema", "Print the JSON Schema of company.yaml (or of one plugin's config)");
   schema_cmd->add_option("--plugin", schema_plugin, "Only this plugin's config");
+  auto* docs_cmd = config_cmd->add_subcommand(
+      "docs", "Print the configuration reference (Markdown) from the config maps of the kernel and every installed plugin");
+
+  DoctorRequest doctor;
+  auto* doctor_cmd = app.add_subcommand(
+      "doctor", "Check configuration, keys, data directory, database, ports and plugin files; exit 3 when unhealthy");
+  doctor_cmd->add_flag("--json", doctor.json, "Print JSON");
+
+  ProbeRequest probe_request;
+  if (const char* port = std::getenv("SYNTHORG_HTTP_PORT"); port && *port) {
+    try {
+      probe_request.port = std::stoi(port);
+    } catch (const std::exception&) {
+      // --port still works; a bad variable is the server's problem to report
+    }
+  }
+  auto* probe_cmd = app.add_subcommand(
+      "probe", "GET a health endpoint of a running server; exit 0 on 2xx (container health checks: the image has no curl)");
+  probe_cmd->add_option("--host", probe_request.host, "IP address to ask")->capture_default_str();
+  probe_cmd->add_option("--port", probe_request.port, "Port (default: $SYNTHORG_HTTP_PORT, else 3001)")
+      ->check(CLI::Range(1, 65535))->capture_default_str();
+  probe_cmd->add_option("--path", probe_request.path, "Path to GET")->capture_default_str();
+  probe_cmd->add_option("--timeout", probe_request.timeout, "Give up after this long")->capture_default_str();
 
   bool version_json = false;
   auto* version_cmd = app.add_subcommand("version", "Print the version, plugin ABI and toolchain signature");
@@ -333,7 +398,7 @@ int main(int argc, char** argv) {
 
   try {
     // One-shot commands print their own results; their logs matter only when something fails.
-    bool quiet = backup_cmd->parsed();
+    bool quiet = backup_cmd->parsed() || doctor_cmd->parsed() || docs_cmd->parsed() || probe_cmd->parsed();
     log::configure(quiet ? log::options_from_env(log::Options{log::Level::warn}) : log::options_from_env());
   } catch (const std::exception& e) {
     std::fprintf(stderr, "synthorg: %s\n", e.what());
@@ -346,6 +411,13 @@ int main(int argc, char** argv) {
     if (check_cmd->parsed()) return plugins_check(check_files, check_kind, check_config, check_with);
     if (validate_cmd->parsed()) return config_validate(config_path);
     if (schema_cmd->parsed()) return config_schema(config_path, schema_plugin);
+    if (docs_cmd->parsed()) return config_docs(config_path);
+    if (probe_cmd->parsed()) return probe(probe_request);
+    if (doctor_cmd->parsed()) {
+      doctor.config_path = config_path;
+      doctor.plugin_dir = default_plugin_dir();
+      return doctor_command(doctor);
+    }
     if (version_cmd->parsed()) return version(version_json);
     if (backup_cmd->parsed()) {
       backup.config_path = config_path;

@@ -21,6 +21,7 @@
 #include "kernel.hpp"
 #include "synthorg/services/health.hpp"
 #include "synthorg/services/http.hpp"
+#include "http_client.hpp"
 #include "test_support.hpp"
 
 namespace synthorg::kernel {
@@ -30,84 +31,7 @@ namespace fs = std::filesystem;
 using nlohmann::json;
 using namespace std::chrono_literals;
 using synthorg::testing::TempDir;
-
-int free_port() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address);
-  socklen_t length = sizeof address;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length);
-  ::close(fd);
-  return ntohs(address.sin_port);
-}
-
-// A plain TCP client, so tests can send exactly the bytes they mean (bad ones included).
-class Client {
- public:
-  explicit Client(int port) : fd_(::socket(AF_INET, SOCK_STREAM, 0)) {
-    sockaddr_in address{};
-    address.sin_family = AF_INET;
-    address.sin_port = htons(static_cast<uint16_t>(port));
-    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    connected_ = ::connect(fd_, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0;
-    timeval timeout{5, 0};
-    ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
-  }
-  ~Client() { ::close(fd_); }
-  bool connected() const { return connected_; }
-  void send(const std::string& bytes) { (void)::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL); }
-  // One response: headers, then Content-Length bytes of body. Empty when the server closed.
-  std::string response() {
-    for (;;) {
-      auto end = buffer_.find("\r\n\r\n");
-      if (end != std::string::npos) {
-        std::size_t length = 0;
-        auto lower = buffer_.substr(0, end);
-        for (auto& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-        if (auto at = lower.find("content-length: "); at != std::string::npos) length = std::stoul(lower.substr(at + 16));
-        if (buffer_.size() >= end + 4 + length) {
-          auto out = buffer_.substr(0, end + 4 + length);
-          buffer_.erase(0, end + 4 + length);
-          return out;
-        }
-      }
-      if (!fill()) return {};
-    }
-  }
-  // True when the server closed the connection (read returns 0) within the receive timeout.
-  bool closed_by_server() {
-    char byte;
-    return ::recv(fd_, &byte, 1, 0) == 0;
-  }
-
- private:
-  bool fill() {
-    char chunk[4096];
-    auto got = ::recv(fd_, chunk, sizeof chunk, 0);
-    if (got <= 0) return false;
-    buffer_.append(chunk, static_cast<std::size_t>(got));
-    return true;
-  }
-  int fd_;
-  bool connected_ = false;
-  std::string buffer_;
-};
-
-int status_of(const std::string& response) { return response.size() > 12 ? std::stoi(response.substr(9, 3)) : 0; }
-json body_of(const std::string& response) {
-  auto at = response.find("\r\n\r\n");
-  return at == std::string::npos ? json() : json::parse(response.substr(at + 4), nullptr, false);
-}
-std::string header_of(const std::string& response, std::string name) {
-  auto lower = response;
-  for (auto& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  auto at = lower.find("\r\n" + name + ": ");
-  if (at == std::string::npos) return {};
-  auto start = at + 4 + name.size();
-  return response.substr(start, response.find("\r\n", start) - start);
-}
+using namespace synthorg::testing;
 
 class FixedHealth final : public HealthCheck {
  public:

@@ -37,6 +37,7 @@
 #include "synthorg/registry.hpp"
 #include "synthorg/services/health.hpp"
 #include "synthorg/services/store.hpp"
+#include "http_client.hpp"
 #include "test_support.hpp"
 
 namespace synthorg::store_postgres {
@@ -192,19 +193,6 @@ class PostgresTest : public ::testing::Test {
 
 TestDatabase* PostgresTest::database_ = nullptr;
 
-// A local TCP port with nothing listening on it.
-int unused_port() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address);
-  socklen_t length = sizeof address;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length);
-  ::close(fd);
-  return ntohs(address.sin_port);
-}
-
 // Runs a command that may start the server, which must not inherit our descriptors: started
 // under `flock build.lock ...`, it would hold that lock for as long as it runs.
 int run_detached(const std::string& command) {
@@ -278,7 +266,7 @@ TEST_F(PostgresTest, AWrongPasswordFailsStartWithAClearMessage) {
 }
 
 TEST_F(PostgresTest, AnUnreachableServerFailsStart) {
-  int port = unused_port();
+  int port = synthorg::testing::free_port();
   auto instance = host_.configured(config(db().url("unreachable-pw-42", port)));
   auto started = std::chrono::steady_clock::now();
   auto error = failure_of([&] { instance->start(); });
@@ -304,7 +292,7 @@ TEST_F(PostgresTest, TheEnvironmentUrlWinsAndItsPasswordIsDecoded) {
   auto encoded = fmt::format("%{:02X}{}", static_cast<unsigned char>(password[0]), password.substr(1));
   auto url = db().url(encoded);
   ::setenv("SYNTHORG_DATABASE_URL", url.c_str(), 1);
-  auto instance = host_.started(config(db().url(std::nullopt, unused_port())));
+  auto instance = host_.started(config(db().url(std::nullopt, synthorg::testing::free_port())));
   ASSERT_NE(store(), nullptr);
   auto info = store()->info();
   EXPECT_EQ(info.backend, "postgres");

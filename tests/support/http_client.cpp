@@ -1,0 +1,93 @@
+#include "http_client.hpp"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cctype>
+
+namespace synthorg::testing {
+namespace {
+
+sockaddr_in loopback(int port) {
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_port = htons(static_cast<uint16_t>(port));
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  return address;
+}
+
+std::string lowered(std::string text) {
+  for (auto& c : text) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return text;
+}
+
+}  // namespace
+
+int free_port() {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  auto address = loopback(0);
+  ::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address);
+  socklen_t length = sizeof address;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length);
+  ::close(fd);
+  return ntohs(address.sin_port);
+}
+
+Client::Client(int port) : fd_(::socket(AF_INET, SOCK_STREAM, 0)) {
+  auto address = loopback(port);
+  connected_ = ::connect(fd_, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0;
+  timeval timeout{10, 0};
+  ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
+}
+
+Client::~Client() { ::close(fd_); }
+
+void Client::send(const std::string& bytes) { (void)::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL); }
+
+std::string Client::response() {
+  for (;;) {
+    auto end = buffer_.find("\r\n\r\n");
+    if (end != std::string::npos) {
+      std::size_t length = 0;
+      auto head = lowered(buffer_.substr(0, end));
+      if (auto at = head.find("content-length: "); at != std::string::npos) length = std::stoul(head.substr(at + 16));
+      if (buffer_.size() >= end + 4 + length) {
+        auto out = buffer_.substr(0, end + 4 + length);
+        buffer_.erase(0, end + 4 + length);
+        return out;
+      }
+    }
+    if (!fill()) return {};
+  }
+}
+
+bool Client::closed_by_server() {
+  char byte;
+  return ::recv(fd_, &byte, 1, 0) == 0;
+}
+
+bool Client::fill() {
+  char chunk[4096];
+  auto got = ::recv(fd_, chunk, sizeof chunk, 0);
+  if (got <= 0) return false;
+  buffer_.append(chunk, static_cast<std::size_t>(got));
+  return true;
+}
+
+int status_of(const std::string& response) { return response.size() > 12 ? std::stoi(response.substr(9, 3)) : 0; }
+
+nlohmann::json body_of(const std::string& response) {
+  auto at = response.find("\r\n\r\n");
+  return at == std::string::npos ? nlohmann::json() : nlohmann::json::parse(response.substr(at + 4), nullptr, false);
+}
+
+std::string header_of(const std::string& response, const std::string& name) {
+  auto at = lowered(response).find("\r\n" + name + ": ");
+  if (at == std::string::npos) return {};
+  auto start = at + 4 + name.size();
+  return response.substr(start, response.find("\r\n", start) - start);
+}
+
+}  // namespace synthorg::testing

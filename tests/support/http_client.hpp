@@ -1,0 +1,39 @@
+// A raw HTTP/1.1 client over a plain socket, so tests send exactly the bytes they mean (bad
+// ones included) and can keep a connection open; and helpers to read the answers.
+#pragma once
+
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+namespace synthorg::testing {
+
+// A free TCP port on 127.0.0.1 (free when asked; bind it soon).
+int free_port();
+
+class Client {
+ public:
+  explicit Client(int port);
+  ~Client();
+  Client(const Client&) = delete;
+  Client& operator=(const Client&) = delete;
+
+  bool connected() const { return connected_; }
+  void send(const std::string& bytes);
+  // One response: headers, then Content-Length bytes of body. Empty when the server closed.
+  std::string response();
+  // True when the server closed the connection (read returns 0) within the receive timeout.
+  bool closed_by_server();
+
+ private:
+  bool fill();
+  int fd_;
+  bool connected_ = false;
+  std::string buffer_;
+};
+
+int status_of(const std::string& response);
+nlohmann::json body_of(const std::string& response);
+std::string header_of(const std::string& response, const std::string& name);  // name lower-case
+
+}  // namespace synthorg::testing
