@@ -100,6 +100,7 @@ class Kernel::Info final : public KernelInfo {
     }
     return out;
   }
+  bool serving() const override { return kernel_.serving_.load(); }
 
  private:
   const Kernel& kernel_;
@@ -468,10 +469,12 @@ bool Kernel::start(const std::atomic<bool>* stop_requested) {
   for (const auto& name : settings_->undefined_config_settings())
     logger().warn("company.yaml sets a setting that no running plugin defines (a typo, or its plugin is off)",
                   {{"setting", name}});
+  serving_ = true;
   return true;
 }
 
 bool Kernel::stop() {
+  serving_ = false;
   const auto deadline = Clock::now() + config_.kernel.shutdown_timeout;
   bool clean = true;
   for (auto it = order_.rbegin(); it != order_.rend(); ++it) {

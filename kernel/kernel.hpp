@@ -97,6 +97,7 @@ class Kernel {
   std::vector<std::unique_ptr<Loaded>> discovered_;
   std::vector<Loaded*> order_;  // what prepare() chose, in start order
   std::string only_service_;
+  std::atomic<bool> serving_{false};
 };
 
 }  // namespace synthorg::kernel

@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 
 #include "synthorg/services/health.hpp"
+#include "synthorg/services/kernel_info.hpp"
 #include "synthorg/version.hpp"
 
 namespace synthorg::http_api {
@@ -22,6 +23,15 @@ struct Readiness {
 // Runs every HealthCheck; called on the blocking pool since checks may touch a database.
 Readiness run_checks(ServiceRegistry& registry) {
   Readiness result;
+  // Not ready while the kernel is still starting plugins (or already stopping them).
+  auto kernel = registry.get<KernelInfo>();
+  bool serving = !kernel || kernel->serving();
+  result.checks.push_back({{"name", "kernel"}, {"status", serving ? "up" : "down"}, {"critical", true}});
+  if (!serving) {
+    result.ready = false;
+    result.failing.push_back("kernel");
+    result.checks.back()["detail"] = "plugins are starting or stopping";
+  }
   for (const auto& check : registry.all<HealthCheck>()) {
     HealthReport report;
     try {

@@ -14,6 +14,9 @@ class KernelInfo {
 
   // [{name, version, description, state, provides, needs, note}] in start order.
   virtual nlohmann::json plugins() const = 0;
+  // True from the end of a successful start until stop begins: readiness waits for it, so no
+  // request meets a route that a later plugin has not mounted yet.
+  virtual bool serving() const = 0;
 };
 
 }  // namespace synthorg
