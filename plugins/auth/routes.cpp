@@ -317,6 +317,11 @@ void me(const std::shared_ptr<AuthContext>& context, HttpRequest& request, Respo
   respond(HttpResponse::json(200, body));
 }
 
+void ws_ticket(const std::shared_ptr<AuthContext>& context, HttpRequest& request, Responder respond) {
+  auto ticket = context->sessions->issue_ticket(*request.principal, unix_now());
+  respond(HttpResponse::json(201, {{"ticket", ticket}, {"expires_in", Sessions::ticket_seconds}}));
+}
+
 void logout(const std::shared_ptr<AuthContext>& context, HttpRequest& request, Responder respond) {
   const auto& claims = request.principal->claims;
   auto now = unix_now();
@@ -459,6 +464,13 @@ std::vector<Token> mount_routes(HttpRouter& router, std::shared_ptr<AuthContext>
       login);
   add("GET", "/api/v1/auth/me", Access::signed_in, {},
       operation("Who the token or cookie belongs to", "auth", {{"200", response("The caller", ref("AuthMe"))}}), me);
+  add("POST", "/api/v1/auth/ws-ticket", Access::signed_in, {},
+      operation("A one-time ticket (30 s) for GET /api/v1/ws?ticket=..., for clients that cannot send headers",
+                "auth",
+                {{"201", response("The ticket", object_schema({{"ticket", {{"type", "string"}}},
+                                                               {"expires_in", {{"type", "integer"}}}},
+                                                              {"ticket", "expires_in"}))}}),
+      ws_ticket);
   json logged_out = response("Logged out: this token is revoked and the cookie cleared");
   logged_out["headers"] = set_cookie_header();
   add("POST", "/api/v1/auth/logout", Access::signed_in, {},

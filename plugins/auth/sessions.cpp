@@ -159,10 +159,31 @@ std::size_t Sessions::revoked_count() const {
   return revoked_.size();
 }
 
+std::string Sessions::issue_ticket(const Principal& principal, std::int64_t now) const {
+  auto ticket = crypto::to_hex(crypto::random_bytes(24));
+  std::lock_guard lock(tickets_mutex_);
+  std::erase_if(tickets_, [now](const auto& entry) { return entry.second.expires_at < now; });
+  tickets_[ticket] = {principal, now + ticket_seconds};
+  return ticket;
+}
+
+std::optional<Principal> Sessions::redeem_ticket(std::string_view ticket, std::int64_t now) const {
+  std::lock_guard lock(tickets_mutex_);
+  auto found = tickets_.find(std::string(ticket));
+  if (found == tickets_.end()) return std::nullopt;
+  auto entry = std::move(found->second);
+  tickets_.erase(found);  // single use, whether or not it is still fresh
+  if (entry.expires_at < now) return std::nullopt;
+  return entry.principal;
+}
+
 std::optional<Principal> SessionAuthenticator::authenticate(const HttpRequest& request) const {
   auto token = token_from(request);
-  if (token.empty()) return std::nullopt;
-  return sessions_->authenticate(token, unix_now());
+  if (!token.empty()) return sessions_->authenticate(token, unix_now());
+  // Only the WebSocket upgrade takes a ticket: elsewhere a URL credential would end up in logs.
+  if (request.path == "/api/v1/ws")
+    if (auto ticket = request.query_param("ticket")) return sessions_->redeem_ticket(*ticket, unix_now());
+  return std::nullopt;
 }
 
 }  // namespace synthorg::auth

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <shared_mutex>
 #include <string>
@@ -59,6 +60,12 @@ class Sessions {
 
   std::chrono::seconds ttl() const noexcept { return ttl_; }
 
+  // One-time tickets for WebSocket clients that cannot send headers (browsers): 30 s, single
+  // use, in memory only (a restart voids them, which costs a client one retry).
+  static constexpr std::int64_t ticket_seconds = 30;
+  std::string issue_ticket(const Principal& principal, std::int64_t now) const;
+  std::optional<Principal> redeem_ticket(std::string_view ticket, std::int64_t now) const;
+
  private:
   JwtCodec codec_;
   std::chrono::seconds ttl_;
@@ -66,6 +73,12 @@ class Sessions {
   std::unordered_map<std::string, User> users_;
   std::unordered_map<std::string, std::int64_t> revoked_;  // key -> kept until
   std::int64_t next_purge_ = 0;
+  struct Ticket {
+    Principal principal;
+    std::int64_t expires_at = 0;
+  };
+  mutable std::mutex tickets_mutex_;
+  mutable std::unordered_map<std::string, Ticket> tickets_;
 };
 
 class SessionAuthenticator final : public Authenticator {

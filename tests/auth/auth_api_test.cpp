@@ -228,6 +228,21 @@ TEST_F(AuthApiTest, LogoutRevokesThatTokenOnlyAndSurvivesARestart) {
   EXPECT_EQ(status_of(call("GET", "/api/v1/auth/me", "", bearer(second))), 200);
 }
 
+TEST_F(AuthApiTest, WebSocketTicketsWorkOnceOnlyForTheUpgradePath) {
+  auto admin = setup_admin();
+  EXPECT_EQ(status_of(call("POST", "/api/v1/auth/ws-ticket", "", "", "")), 401) << "tickets need a signed-in user";
+  auto issued = call("POST", "/api/v1/auth/ws-ticket", "", bearer(admin), "");
+  ASSERT_EQ(status_of(issued), 201) << issued;
+  EXPECT_EQ(body_of(issued)["expires_in"], 30);
+  auto ticket = body_of(issued)["ticket"].get<std::string>();
+  EXPECT_EQ(ticket.size(), 48u);
+  EXPECT_EQ(status_of(call("GET", "/api/v1/auth/me?ticket=" + ticket)), 401) << "not a credential elsewhere";
+  // Without an Upgrade header the route answers 426, but only once the gate let the ticket in.
+  EXPECT_EQ(status_of(call("GET", "/api/v1/ws?ticket=" + ticket)), 426);
+  EXPECT_EQ(status_of(call("GET", "/api/v1/ws?ticket=" + ticket)), 401) << "single use";
+  EXPECT_EQ(status_of(call("GET", "/api/v1/ws?ticket=not-a-ticket")), 401);
+}
+
 TEST_F(AuthApiTest, ChangePasswordRevokesEveryOlderToken) {
   setup_admin();
   auto one = token_for("admin", admin_password);
