@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # GET /api/v1/healthz on synthorg (http-api) against nginx answering the same body with
-# `return 200`, one worker, side by side in one run with wrk (64 connections, keep-alive).
+# `return 200`, one worker, side by side in one run with wrk (64 connections, keep-alive); then
+# an authenticated GET /api/v1/auth/me (JWT check on every request) against that healthz figure.
 # Usage: bench/http_healthz.sh [BUILD_DIR] [SECONDS]
 set -euo pipefail
 build=$(realpath "${1:-build/default}")
@@ -28,8 +29,10 @@ plugins:
     config: {address: 127.0.0.1, port: $synthorg_port}
   store-sqlite:
     config: {path: $work/bench.db}
+  auth: {}
 YAML
-SYNTHORG_HTTP_ACCESS_LOG=false SYNTHORG_LOG_LEVEL=warn "$build/bin/synthorg" --config "$work/company.yaml" serve &
+SYNTHORG_JWT_SECRET=$("$build/bin/synthorg" keygen jwt) SYNTHORG_HTTP_ACCESS_LOG=false SYNTHORG_LOG_LEVEL=warn \
+  "$build/bin/synthorg" --config "$work/company.yaml" serve &
 synthorg_pid=$!
 
 # The same body our healthz answers, so both sides send the same bytes.
@@ -69,3 +72,15 @@ echo "|---|---:|---:|"
 echo "| synthorg http-api | $s_rps | ${s_p99} ms |"
 echo "| nginx $(nginx -v 2>&1 | sed 's/.*nginx\///'), 1 worker | $n_rps | ${n_p99} ms |"
 python3 -c "print(f'ratio synthorg/nginx: requests/s {$s_rps/$n_rps:.2f}x, p99 {$s_p99/$n_p99:.2f}x (target: >= 1.00x, <= 1.00x)')"
+
+# A signed-in user: the first admin, then its token on every request.
+base="http://127.0.0.1:$synthorg_port/api/v1/auth"
+password="bench-password-$RANDOM-$RANDOM"
+curl -sf -H 'Content-Type: application/json' -d "{\"username\":\"bench\",\"password\":\"$password\"}" "$base/setup" >/dev/null
+token=$(curl -sf -H 'Content-Type: application/json' -d "{\"username\":\"bench\",\"password\":\"$password\"}" "$base/login" |
+  python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
+wrk -t2 -c64 -d2s -H "Authorization: Bearer $token" "$base/me" >/dev/null
+wrk -t2 -c64 -d"${seconds}s" --latency -H "Authorization: Bearer $token" "$base/me" > "$work/me.txt"
+m_rps=$(awk '/Requests\/sec/ {print $2}' "$work/me.txt")
+echo "| synthorg GET /api/v1/auth/me (bearer JWT) | $m_rps | |"
+python3 -c "print(f'ratio me/healthz: {$m_rps/$s_rps:.2f}x (target: >= 0.60x)')"
