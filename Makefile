@@ -3,7 +3,7 @@ PRESET ?= default
 BUILD_DIR := build/$(PRESET)
 JOBS ?= $(shell nproc)
 
-.PHONY: run test build deps services bench clean image deb config-reference
+.PHONY: run test build deps services bench clean image deb config-reference api-reference
 
 run: build
 	$(BUILD_DIR)/bin/synthorg serve
@@ -40,3 +40,7 @@ bench: build
 
 clean:
 	rm -rf build
+
+# docs/api-reference.md from the OpenAPI document a running kernel serves (docs.api_reference_up_to_date checks it).
+api-reference: build
+	python3 scripts/api-reference $(BUILD_DIR) > docs/api-reference.md

@@ -146,6 +146,10 @@ nlohmann::json Router::openapi(std::string_view version) const {
     operation["responses"]["default"] = {
         {"description", "A problem (RFC 9457)"},
         {"content", {{"application/problem+json", {{"schema", {{"$ref", "#/components/schemas/Problem"}}}}}}}};
+    // Who may call it, for readers of the document (an OpenAPI extension field).
+    operation["x-synthorg-access"] = route.access == Access::open        ? std::string("open")
+                                     : route.access == Access::signed_in ? std::string("signed in")
+                                                                         : "role " + route.role;
     if (route.access != Access::open) operation["security"] = json::array({{{"bearer", json::array()}}, {{"cookie", json::array()}}});
     json parameters = operation.value("parameters", json::array());
     for (const auto& segment : entry.segments)
