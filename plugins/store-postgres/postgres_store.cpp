@@ -376,25 +376,8 @@ void PostgresStore::transaction(const std::function<void(StoreOps&)>& body) {
 
 void PostgresStore::ensure_collection(const CollectionSpec& spec) {
   sql::table(spec.name);
-  std::set<std::string> fields;
-  for (const auto& index : spec.indexes) {
-    if (!store::valid_field_path(index.field) || sql::is_column(index.field))
-      fail(StoreErrc::invalid, fmt::format("collection '{}': '{}' cannot be indexed; give a document field path "
-                                           "like 'owner' or 'spec.image'",
-                                           spec.name, index.field));
-    if (!fields.insert(index.field).second)
-      fail(StoreErrc::invalid, fmt::format("collection '{}': '{}' is indexed twice", spec.name, index.field));
-  }
-  auto migrations = spec.migrations;
-  std::sort(migrations.begin(), migrations.end(), [](auto& a, auto& b) { return a.version < b.version; });
-  for (std::size_t i = 0; i < migrations.size(); ++i)
-    if (migrations[i].version < 1 || (i > 0 && migrations[i].version == migrations[i - 1].version) ||
-        !migrations[i].apply)
-      fail(StoreErrc::invalid, fmt::format("collection '{}': migration versions must be distinct integers from 1 "
-                                           "up, each with a body",
-                                           spec.name));
-  nlohmann::json declared = nlohmann::json::array();
-  for (const auto& index : spec.indexes) declared.push_back({{"field", index.field}, {"unique", index.unique}});
+  auto migrations = store::check_collection_spec(spec);
+  auto declared = store::indexes_to_json(spec.indexes);
 
   const auto context = context_of(spec.name);
   const auto table_name = "doc_" + spec.name;

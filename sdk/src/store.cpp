@@ -157,6 +157,35 @@ std::string check_document(std::string_view collection, const nlohmann::json& da
   return text;
 }
 
+std::vector<Migration> check_collection_spec(const CollectionSpec& spec) {
+  if (!valid_collection_name(spec.name))
+    invalid(fmt::format("'{}' is not a valid collection name: use ^[a-z][a-z0-9_]{{0,47}}$", spec.name));
+  std::vector<std::string> fields;
+  for (const auto& index : spec.indexes) {
+    if (!valid_field_path(index.field) || is_builtin_order(index.field))
+      invalid(fmt::format("collection '{}': '{}' cannot be indexed; give a document field path like 'owner' or "
+                          "'spec.image'",
+                          spec.name, index.field));
+    if (std::find(fields.begin(), fields.end(), index.field) != fields.end())
+      invalid(fmt::format("collection '{}': '{}' is indexed twice", spec.name, index.field));
+    fields.push_back(index.field);
+  }
+  auto migrations = spec.migrations;
+  std::sort(migrations.begin(), migrations.end(), [](const auto& a, const auto& b) { return a.version < b.version; });
+  for (std::size_t i = 0; i < migrations.size(); ++i)
+    if (migrations[i].version < 1 || (i > 0 && migrations[i].version == migrations[i - 1].version) ||
+        !migrations[i].apply)
+      invalid(fmt::format("collection '{}': migration versions must be distinct integers from 1 up, each with a body",
+                          spec.name));
+  return migrations;
+}
+
+nlohmann::json indexes_to_json(const std::vector<IndexSpec>& indexes) {
+  nlohmann::json declared = nlohmann::json::array();
+  for (const auto& index : indexes) declared.push_back({{"field", index.field}, {"unique", index.unique}});
+  return declared;
+}
+
 void check_filters(std::string_view collection, const std::vector<IndexSpec>& indexes,
                    const std::vector<std::pair<std::string, nlohmann::json>>& where) {
   for (std::size_t i = 0; i < where.size(); ++i) {

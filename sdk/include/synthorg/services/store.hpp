@@ -159,6 +159,12 @@ std::string now_timestamp();
 std::string check_document(std::string_view collection, const nlohmann::json& data);
 inline constexpr std::size_t max_document_bytes = 16u << 20;
 
+// Checks a collection spec (name, index fields, migration versions) the same way for every
+// backend; throws StoreError(invalid). Returns the migrations sorted by version.
+std::vector<Migration> check_collection_spec(const CollectionSpec& spec);
+// The declared indexes as backends record them: [{"field": ..., "unique": ...}].
+nlohmann::json indexes_to_json(const std::vector<IndexSpec>& indexes);
+
 // Checks a query against a collection's indexes; throws StoreError(invalid) saying what is wrong.
 void check_query(std::string_view collection, const std::vector<IndexSpec>& indexes, const Query& query);
 void check_filters(std::string_view collection, const std::vector<IndexSpec>& indexes,
