@@ -1,12 +1,18 @@
 // GET /api/v1/ws: live events from the bus to signed-in clients. One bus subscription feeds
-// every client; each frame is serialised once and shared. A client whose queue fills is dropped
-// (close 1008) so a slow reader never slows anyone else.
+// every client through a subscriber list per channel; each event is framed once (the complete
+// WebSocket frame, header and JSON) and shared. A client's queued frames leave in one socket write
+// per batch. A client that falls too far behind (its oldest queued frame older than `max_lag`, or
+// more than `max_queued_bytes` queued) is dropped (close 1008) so a slow reader never slows
+// anyone else.
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <memory>
 #include <mutex>
-#include <set>
+#include <string>
+#include <unordered_map>
+#include <vector>
 
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http/message.hpp>
@@ -19,8 +25,10 @@
 namespace synthorg::http_api {
 
 struct WebSocketLimits {
-  std::size_t max_message_bytes = 64 * 1024;  // client frames; larger closes with 1009
-  std::size_t queue_frames = 1024;            // server frames waiting per client; beyond: dropped
+  std::size_t max_message_bytes = 64 * 1024;       // client frames; larger closes with 1009
+  std::chrono::milliseconds max_lag{2000};         // oldest frame waiting for a client; older: dropped
+  std::size_t max_queued_bytes = 8 * 1024 * 1024;  // frame bytes waiting for a client; beyond: dropped
+  std::size_t write_batch_bytes = 64 * 1024;       // at most this much per socket write (one frame at least)
 };
 
 struct WebSocketStats {
@@ -49,13 +57,18 @@ class WebSocketHub : public std::enable_shared_from_this<WebSocketHub> {
   friend class WsClient;
   void deliver(const Event& event);
   void forget(WsClient* client);
+  // With mutex_ held.
+  void add_subscriber(WsClient* client, const std::string& channel);
+  void remove_subscriber(WsClient* client, const std::string& channel);
 
   EventBus& bus_;
   WebSocketLimits limits_;
   log::Logger log_;
   Subscription subscription_;
   std::mutex mutex_;
-  std::set<std::shared_ptr<WsClient>> clients_;
+  std::unordered_map<WsClient*, std::shared_ptr<WsClient>> clients_;
+  // Channel → its subscribers; each client knows its index in every list it is on (swap-remove).
+  std::unordered_map<std::string, std::vector<WsClient*>> subscribers_;
   WebSocketStats stats_;
   std::atomic<bool> stopped_{false};
 };
