@@ -1,3 +1,8 @@
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cstring>
 #include "company_config.hpp"
 
 #include <cstdlib>
@@ -306,7 +311,34 @@ CompanyConfig load_company_config(const std::optional<std::filesystem::path>& ex
                                   default_plugin_dir);
   }
   if (const char* url = std::getenv("SYNTHORG_DATABASE_URL"); url && *url) config.select["store"] = "store-postgres";
+  if (auto slot = config.select.find("orchestrator"); slot != config.select.end() && slot->second == "auto")
+    slot->second = auto_orchestrator();
   return config;
+}
+
+std::string auto_orchestrator() {
+  // Inside a pod, the cluster is where workloads belong: client-go's own in-cluster test.
+  const char* service_host = std::getenv("KUBERNETES_SERVICE_HOST");
+  const char* service_port = std::getenv("KUBERNETES_SERVICE_PORT");
+  if (service_host && *service_host && service_port && *service_port) return "orchestrator-kubernetes";
+  return docker_engine_reachable() ? "orchestrator-docker" : "orchestrator-process";
+}
+
+bool docker_engine_reachable() {
+  const char* host = std::getenv("DOCKER_HOST");
+  std::string address = host && *host ? host : "unix:///var/run/docker.sock";
+  // An engine named by a TCP address is the operator's explicit choice: trust it.
+  if (address.rfind("unix://", 0) != 0) return true;
+  auto path = address.substr(7);
+  sockaddr_un socket_address{};
+  if (path.size() >= sizeof socket_address.sun_path) return false;
+  socket_address.sun_family = AF_UNIX;
+  std::memcpy(socket_address.sun_path, path.c_str(), path.size() + 1);
+  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return false;
+  bool connected = ::connect(fd, reinterpret_cast<sockaddr*>(&socket_address), sizeof socket_address) == 0;
+  ::close(fd);
+  return connected;
 }
 
 }  // namespace synthorg::kernel

@@ -71,8 +71,16 @@ CompanyConfig parse_company_config(std::string_view text, std::string file, std:
                                    const std::filesystem::path& default_plugin_dir);
 
 // Chooses the file: `explicit_path`, else $SYNTHORG_CONFIG_PATH, else ./company.yaml when it
-// exists, else the embedded default. Applies SYNTHORG_DATABASE_URL (selects store-postgres).
+// exists, else the embedded default. Applies SYNTHORG_DATABASE_URL (selects store-postgres),
+// and resolves `select: {orchestrator: auto}` with auto_orchestrator().
 CompanyConfig load_company_config(const std::optional<std::filesystem::path>& explicit_path,
                                   const std::filesystem::path& default_plugin_dir);
+
+// orchestrator-kubernetes inside a pod (KUBERNETES_SERVICE_HOST and _PORT set), else
+// orchestrator-docker when a Docker engine answers, else orchestrator-process.
+std::string auto_orchestrator();
+// True when DOCKER_HOST names a TCP engine, or its unix socket (default
+// /var/run/docker.sock) accepts a connection.
+bool docker_engine_reachable();
 
 }  // namespace synthorg::kernel

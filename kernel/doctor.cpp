@@ -375,8 +375,8 @@ class Doctor {
     auto orchestrators = providers_of(orchestrator_service);
     if (orchestrators.empty())
       return skip("orchestrator",
-                  "no orchestrator plugin is enabled (none ships yet); with orchestrator-docker this checks the "
-                  "Docker socket, with orchestrator-kubernetes the in-cluster service account");
+                  "no orchestrator plugin is enabled; with orchestrator-docker this checks the Docker socket, "
+                  "with orchestrator-kubernetes the in-cluster service account");
     for (const auto& name : orchestrators) {
       if (name == "orchestrator-docker") {
         check_docker_socket();

@@ -290,7 +290,7 @@ int keygen_jwt() {
 }
 
 int plugins_check(const std::vector<std::string>& files, const std::string& kind, const std::string& config,
-                  const std::vector<std::string>& with) {
+                  const std::vector<std::string>& with, const std::string& kit_image) {
   auto runner = executable_dir() / "synthorg-conformance";
   if (access(runner.c_str(), X_OK) != 0) {
     std::fprintf(stderr, "synthorg: the conformance runner %s is not installed (fix: install the SDK component)\n",
@@ -300,6 +300,7 @@ int plugins_check(const std::vector<std::string>& files, const std::string& kind
   std::vector<std::string> args{runner.string(), "--kind", kind};
   if (!config.empty()) args.insert(args.end(), {"--config", config});
   for (const auto& provider : with) args.insert(args.end(), {"--with", provider});
+  if (!kit_image.empty()) args.insert(args.end(), {"--kit-image", kit_image});
   for (const auto& file : files) args.insert(args.end(), {"--plugin", file});
   std::vector<char*> argv;
   for (auto& arg : args) argv.push_back(arg.data());
@@ -328,10 +329,13 @@ int main(int argc, char** argv) {
   auto* list_cmd = plugins_cmd->add_subcommand("list", "List the plugins found in the plugin directories");
   list_cmd->add_flag("--json", list_json, "Print JSON");
   std::vector<std::string> check_files, check_with;
-  std::string check_kind = "generic", check_config;
+  std::string check_kind = "generic", check_config, check_kit_image;
   auto* check_cmd = plugins_cmd->add_subcommand("check", "Run the conformance kit on plugin files");
   check_cmd->add_option("files", check_files, "Plugin files (.so)")->required()->check(CLI::ExistingFile);
-  check_cmd->add_option("--kind", check_kind, "Which kit: generic")->check(CLI::IsMember({"generic"}));
+  check_cmd->add_option("--kind", check_kind, "Which kit: generic, store or orchestrator (each adds its contract to generic)")
+      ->check(CLI::IsMember({"generic", "store", "orchestrator"}));
+  check_cmd->add_option("--kit-image", check_kit_image,
+                        "Image the orchestrator kit's workloads run (default: $SYNTHORG_KIT_IMAGE, else synthorg-test/busybox:latest)");
   check_cmd->add_option("--config", check_config, "The plugin's configuration as JSON");
   check_cmd->add_option("--with", check_with, "Provider plugin files to load first")->check(CLI::ExistingFile);
 
@@ -408,7 +412,7 @@ int main(int argc, char** argv) {
   try {
     if (serve_cmd->parsed()) return serve(config_path, exit_after_start);
     if (list_cmd->parsed()) return plugins_list(config_path, list_json);
-    if (check_cmd->parsed()) return plugins_check(check_files, check_kind, check_config, check_with);
+    if (check_cmd->parsed()) return plugins_check(check_files, check_kind, check_config, check_with, check_kit_image);
     if (validate_cmd->parsed()) return config_validate(config_path);
     if (schema_cmd->parsed()) return config_schema(config_path, schema_plugin);
     if (docs_cmd->parsed()) return config_docs(config_path);

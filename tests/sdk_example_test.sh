@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the SDK from this build into a temporary prefix, builds sdk/examples/hello-plugin
 # against the *installed* SDK, runs the conformance kit on it, and loads it in the installed
-# kernel. Usage: sdk_example_test.sh BUILD_DIR SOURCE_DIR
+# kernel; then builds sdk/examples/orchestrator-process the same way and runs the orchestrator
+# kit on it. Usage: sdk_example_test.sh BUILD_DIR SOURCE_DIR
 set -euo pipefail
 build_dir=$1
 source_dir=$2
@@ -29,4 +30,11 @@ echo "$output"
 grep -q 'msg="Plugin started" plugin=hello' <<<"$output"
 grep -q 'msg="Hello started" greeting=Bonjour' <<<"$output"
 "$work/prefix/bin/synthorg" -c "$work/company.yaml" plugins check "$work/example/hello.so"
-echo "sdk example: installed SDK builds, checks and loads the out-of-tree plugin"
+
+# The reference orchestrator, built the same way, passes the orchestrator kit run by the
+# installed kernel (its workloads are local processes running /bin/busybox).
+cmake -S "$source_dir/sdk/examples/orchestrator-process" -B "$work/orchestrator" -G Ninja \
+  -DCMAKE_PREFIX_PATH="$work/prefix" -DCMAKE_BUILD_TYPE=RelWithDebInfo "${launcher[@]}" >/dev/null
+cmake --build "$work/orchestrator"
+"$work/prefix/bin/synthorg" plugins check --kind orchestrator "$work/orchestrator/orchestrator-process.so"
+echo "sdk example: installed SDK builds, checks and loads the out-of-tree plugins"

@@ -118,7 +118,7 @@ WorkloadStatus DockerOrchestrator::spawn(const WorkloadSpec& spec) {
   } catch (...) {
     // Never leave a created-but-dead container behind.
     try {
-      engine_.call("DELETE", "/containers/" + id + "?force=1&v=1", nullptr, {204, 404});
+      engine_.call("DELETE", "/containers/" + id + "?force=true&v=true", nullptr, {204, 404});
     } catch (const std::exception& cleanup) {
       log_.warn("Could not remove a container that failed to start", {{"id", id.substr(0, 12)},
                                                                       {"error", cleanup.what()}});
@@ -135,7 +135,7 @@ std::vector<WorkloadStatus> DockerOrchestrator::list(const std::map<std::string,
                                                                   "': it is not a valid label");
     filters["label"].push_back(key + "=" + value);
   }
-  auto reply = engine_.call("GET", "/containers/json?all=1&filters=" + http::url_encode(filters.dump()), nullptr, {200});
+  auto reply = engine_.call("GET", "/containers/json?all=true&filters=" + http::url_encode(filters.dump()), nullptr, {200});
   std::vector<WorkloadStatus> out;
   for (const auto& item : reply.body) {
     const auto& item_labels = item.value("Labels", nlohmann::json::object());
@@ -174,7 +174,7 @@ void DockerOrchestrator::remove(const std::string& id) {
   auto reply = engine_.call("GET", "/containers/" + http::url_encode(checked_id(id)) + "/json", nullptr, {200, 404});
   if (reply.status == 404) return;  // already gone
   auto status = status_from_inspect(reply.body);
-  engine_.call("DELETE", "/containers/" + status.id + "?force=1&v=1", nullptr, {204, 404});
+  engine_.call("DELETE", "/containers/" + status.id + "?force=true&v=true", nullptr, {204, 404});
 }
 
 WaitResult DockerOrchestrator::wait(const std::string& id, std::chrono::milliseconds timeout) {
@@ -190,7 +190,7 @@ WaitResult DockerOrchestrator::wait(const std::string& id, std::chrono::millisec
 
 void DockerOrchestrator::logs(const std::string& id, const LogOptions& options, const LogSink& sink) {
   auto status = inspect(id);
-  std::string path = "/containers/" + status.id + "/logs?stdout=1&stderr=1&follow=" + (options.follow ? "1" : "0") +
+  std::string path = "/containers/" + status.id + "/logs?stdout=true&stderr=true&follow=" + (options.follow ? "true" : "false") +
                      "&tail=" + (options.tail == 0 ? std::string("all") : std::to_string(options.tail));
   engine_.stream_lines(path, options.stop, sink);
 }

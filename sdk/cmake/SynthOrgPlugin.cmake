@@ -20,7 +20,7 @@ function(synthorg_add_plugin name)
   endif()
 endfunction()
 
-# synthorg_add_conformance_test(<plugin-target> [KIND generic|store] [CONFIG <json>] [WITH <plugin-file>...])
+# synthorg_add_conformance_test(<plugin-target> [KIND generic|store|orchestrator] [CONFIG <json>] [WITH <plugin-file>...])
 # Registers a CTest test that runs the conformance kit on the plugin's file. CONFIG is the
 # plugin's configuration as JSON; WITH loads provider plugins for its required services first.
 function(synthorg_add_conformance_test target)

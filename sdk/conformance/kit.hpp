@@ -20,6 +20,9 @@ struct Options {
   std::vector<std::filesystem::path> plugins;  // files under test
   nlohmann::json config = nlohmann::json::object();
   std::vector<std::filesystem::path> providers;  // loaded and started first (--with)
+  // The image the orchestrator kit's workloads run (--kit-image); empty: $SYNTHORG_KIT_IMAGE,
+  // else synthorg-test/busybox:latest.
+  std::string kit_image;
 };
 // Set by the runner before GoogleTest registers the parameterised suites.
 Options& options();

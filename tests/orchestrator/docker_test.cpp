@@ -184,6 +184,10 @@ class DockerTest : public ::testing::Test {
     }
   }
   std::shared_ptr<Orchestrator> start(json config = json::object()) {
+    // SYNTHORG_TEST_DOCKER_HOST: the engine to use unless the test names its own (ctest's
+    // contract.orchestrator-docker sets it to the contract proxy, tests/contract/docker_proxy.py).
+    if (const char* host = std::getenv("SYNTHORG_TEST_DOCKER_HOST"); host && *host && !config.contains("host"))
+      config["host"] = host;
     host_.start(SYNTHORG_ORCHESTRATOR_DOCKER, config);
     orchestrator_ = host_.get<Orchestrator>();
     return orchestrator_;
@@ -398,7 +402,7 @@ TEST_F(DockerTest, EngineRestartMidOperation) {
   std::string restart_output;
   std::thread restart([&] {
     std::this_thread::sleep_for(500ms);
-    shell("kill -TERM $(cat /var/run/docker.pid)");
+    shell("pkill -TERM -x dockerd");
     for (int i = 0; i < 300 && shell("pgrep -x dockerd >/dev/null && echo y") == "y"; ++i)
       std::this_thread::sleep_for(100ms);
     restart_output = shell(std::string(SYNTHORG_SOURCE_DIR) + "/scripts/services docker");

@@ -60,29 +60,7 @@ std::string fmt_id(int i) {
   return id;
 }
 
-// Sets an environment variable for one test and puts back what was there.
-class ScopedEnv {
- public:
-  ScopedEnv(const char* name, const char* value) : name_(name) {
-    if (const char* old = std::getenv(name)) old_ = old;
-    if (value)
-      ::setenv(name, value, 1);
-    else
-      ::unsetenv(name);
-  }
-  ~ScopedEnv() {
-    if (old_)
-      ::setenv(name_, old_->c_str(), 1);
-    else
-      ::unsetenv(name_);
-  }
-  ScopedEnv(const ScopedEnv&) = delete;
-  ScopedEnv& operator=(const ScopedEnv&) = delete;
-
- private:
-  const char* name_;
-  std::optional<std::string> old_;
-};
+using synthorg::testing::ScopedEnv;
 
 // The immutable attribute (chattr +i) makes a directory or file unwritable even for root, which
 // chmod does not. Needs CAP_LINUX_IMMUTABLE and a file system that supports it (ext4, xfs,

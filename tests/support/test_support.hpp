@@ -7,6 +7,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -44,6 +45,21 @@ class Process {
  private:
   struct State;
   std::unique_ptr<State> state_;
+};
+
+// Sets (or, given nullptr, unsets) an environment variable for one scope, and puts back what
+// was there.
+class ScopedEnv {
+ public:
+  ScopedEnv(std::string name, const char* value);
+  ScopedEnv(std::string name, const std::string& value) : ScopedEnv(std::move(name), value.c_str()) {}
+  ~ScopedEnv();
+  ScopedEnv(const ScopedEnv&) = delete;
+  ScopedEnv& operator=(const ScopedEnv&) = delete;
+
+ private:
+  std::string name_;
+  std::optional<std::string> old_;
 };
 
 struct Result {

@@ -1,6 +1,10 @@
 #include <gtest/gtest.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
 
 #include <cstdlib>
+#include <cstring>
 
 #include "company_config.hpp"
 #include "test_support.hpp"
@@ -117,6 +121,41 @@ TEST(CompanyConfig, ReportsEveryMistakeAtOnce) {
   EXPECT_NE(error.find("SYNTHORG_TEST_UNSET is not set"), std::string::npos) << error;
   EXPECT_NE(error.find("unknown key \"kernal\""), std::string::npos) << error;
   EXPECT_NE(error.find("kernel.threads: -1 is out of range"), std::string::npos) << error;
+}
+
+// `select: {orchestrator: auto}` (the embedded default) picks what this machine can run.
+TEST(CompanyConfig, AutoOrchestratorFollowsWhatTheMachineOffers) {
+  using synthorg::testing::ScopedEnv;
+  synthorg::testing::TempDir dir;
+  auto file = dir.write("c.yaml", "company_name: Auto\nselect: {orchestrator: auto}\n");
+  ScopedEnv config_path("SYNTHORG_CONFIG_PATH", file.string());
+  ScopedEnv no_service_host("KUBERNETES_SERVICE_HOST", nullptr);
+  ScopedEnv no_service_port("KUBERNETES_SERVICE_PORT", nullptr);
+  {
+    ScopedEnv no_engine("DOCKER_HOST", "unix://" + (dir / "no-such.sock").string());
+    EXPECT_EQ(load_company_config(std::nullopt, "/p").select.at("orchestrator"), "orchestrator-process");
+  }
+  {
+    // A socket that accepts connections stands for a running engine.
+    auto path = dir / "engine.sock";
+    int fd = ::socket(AF_UNIX, SOCK_STREAM, 0);
+    sockaddr_un address{};
+    address.sun_family = AF_UNIX;
+    std::strcpy(address.sun_path, path.c_str());
+    ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address), 0);
+    ASSERT_EQ(::listen(fd, 1), 0);
+    ScopedEnv engine("DOCKER_HOST", "unix://" + path.string());
+    EXPECT_EQ(load_company_config(std::nullopt, "/p").select.at("orchestrator"), "orchestrator-docker");
+    ::close(fd);
+  }
+  {
+    ScopedEnv tcp_engine("DOCKER_HOST", "tcp://127.0.0.1:2375");
+    EXPECT_EQ(load_company_config(std::nullopt, "/p").select.at("orchestrator"), "orchestrator-docker")
+        << "an engine named by TCP is the operator's explicit choice";
+  }
+  ScopedEnv service_host("KUBERNETES_SERVICE_HOST", "10.0.0.1");
+  ScopedEnv service_port("KUBERNETES_SERVICE_PORT", "443");
+  EXPECT_EQ(load_company_config(std::nullopt, "/p").select.at("orchestrator"), "orchestrator-kubernetes");
 }
 
 TEST(CompanyConfig, FileChoiceAndDatabaseUrlOverride) {

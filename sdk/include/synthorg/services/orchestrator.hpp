@@ -4,7 +4,8 @@
 //
 // Every call may block (it talks to a daemon or an API server): call it from the blocking pool,
 // never from an I/O thread. Every object a provider creates carries the label
-// `synthorg.managed=true`; a provider refuses to touch objects without it.
+// `synthorg.managed=true`; a provider refuses to touch objects without it. inspect, stop, wait,
+// logs and endpoint throw not_found for an id the backend does not know or does not manage.
 #pragma once
 
 #include <chrono>
@@ -85,7 +86,10 @@ struct WorkloadSpec {
   std::vector<TmpfsMount> tmpfs;
   std::vector<BindMount> mounts;
   std::string network;  // empty: the backend's default
-  std::vector<PortRequest> ports;  // reachable later through endpoint()
+  // Reachable later through endpoint(). A backend that cannot give each workload a network
+  // namespace of its own sets SYNTHORG_LISTEN_HOST in its environment to an address of that
+  // workload's own (127.x.y.z): the workload listens there, and endpoint() returns it.
+  std::vector<PortRequest> ports;
   GpuRequest gpu;
   bool one_shot = false;  // runs to completion, never restarted; its exit code is the result
 };
@@ -125,6 +129,8 @@ struct Endpoint {
   std::uint16_t port = 0;
 };
 
+// A backend that cannot tell the streams apart reports every line as stdout_stream and says so
+// with health().info["log_streams"] = "combined".
 enum class LogStream { stdout_stream, stderr_stream };
 
 struct LogOptions {
@@ -139,7 +145,12 @@ using LogSink = std::function<bool(LogStream stream, std::string_view line)>;
 struct OrchestratorHealth {
   bool up = false;
   std::string detail;  // why it is down and what to do; never a secret
-  nlohmann::json info = nlohmann::json::object();  // backend, version, api_version...
+  // backend, version, api_version... and what the backend cannot do, which callers (and the
+  // conformance kit) respect:
+  //   "log_streams": "combined"  every log line comes as stdout_stream
+  //   "logs": "unsupported"      logs() throws failed, naming where the logs are instead
+  //   "limits": "rounded_up"     inspect reports limits at least as large as requested
+  nlohmann::json info = nlohmann::json::object();
 };
 
 class Orchestrator {
@@ -157,7 +168,9 @@ class Orchestrator {
   virtual std::vector<WorkloadStatus> list(const std::map<std::string, std::string>& labels) = 0;
   // Asks the workload to stop, then kills it after `grace`. Stopping an exited one is a no-op.
   virtual void stop(const std::string& id, std::chrono::seconds grace) = 0;
-  // Removes it, killing it if it still runs. Removing one already gone is a no-op.
+  // Removes it, killing it if it still runs. Removing one already gone is a no-op (an id the
+  // backend never knew included: it cannot tell the two apart); one that exists but is not
+  // managed is refused with not_found.
   virtual void remove(const std::string& id) = 0;
   virtual WaitResult wait(const std::string& id, std::chrono::milliseconds timeout) = 0;
   virtual void logs(const std::string& id, const LogOptions& options, const LogSink& sink) = 0;

@@ -1,0 +1,103 @@
+// orchestrator-process: the reference Orchestrator. It runs each workload as a child process on
+// this host, which makes it the backend a third party can read end to end: no daemon, no API
+// server, only the contract in synthorg/services/orchestrator.hpp and what a process can honour.
+//
+//   plugin.cpp                 descriptor, configuration, wiring (this file)
+//   process_orchestrator.cpp   the contract: spawn, inspect, list, stop, remove, wait, logs...
+//   launcher.cpp               the command line: setsid, prlimit, setpriv, env, then the command
+//   log_buffer.hpp             bounded per-workload output, as lines
+//
+// What a process cannot be given (a read-only root, tmpfs, mounts, a network, GPUs, a CPU quota)
+// is accepted and reported in health().info["not_isolated"]: specs are written for every
+// backend. The image is only recorded: the command runs on the host, so give one.
+#include <memory>
+
+#include "process_orchestrator.hpp"
+#include "synthorg/plugin.hpp"
+#include "synthorg/services/health.hpp"
+
+namespace synthorg::orchestrator_process {
+namespace {
+
+// For /readyz and /health/detailed: what health() says, as a HealthCheck.
+class ProcessHealth final : public HealthCheck {
+ public:
+  explicit ProcessHealth(std::shared_ptr<ProcessOrchestrator> orchestrator) : orchestrator_(std::move(orchestrator)) {}
+  std::string name() const override { return "orchestrator.process"; }
+  // The fallback backend: when it cannot run, the rest of the kernel is still ready.
+  bool critical() const override { return false; }
+  HealthReport check() override {
+    auto health = orchestrator_->health();
+    return {health.up, health.detail, health.info};
+  }
+
+ private:
+  std::shared_ptr<ProcessOrchestrator> orchestrator_;
+};
+
+class ProcessOrchestratorPlugin final : public Plugin {
+ public:
+  static PluginManifest manifest() {
+    return {.name = "orchestrator-process",
+            .version = "1.0.0",
+            .description = "Orchestrator that runs each workload as a local child process (the reference backend)",
+            .provides = {std::string(Orchestrator::service_id), std::string(HealthCheck::service_id)},
+            .needs = {{"synthorg.Executor/1", true}},
+            .config = ConfigMap{}
+                          .integer("max_workloads", 64,
+                                   "Workloads held at once, running or exited and not yet removed; more is a "
+                                   "capacity error")
+                          .range(1, 4096)
+                          .integer("log_buffer_bytes", 1 << 20,
+                                   "Output kept per workload for logs(); the oldest lines go first")
+                          .range(4096, 256 << 20)};
+  }
+
+  explicit ProcessOrchestratorPlugin(PluginContext& context) : context_(context) {}
+
+  void configure(const nlohmann::json& config) override {
+    limits_.max_workloads = config.at("max_workloads").get<std::size_t>();
+    limits_.log_buffer_bytes = config.at("log_buffer_bytes").get<std::size_t>();
+  }
+
+  void start() override {
+    auto tools = find_host_tools();
+    // Not fatal: a kernel that cannot run local processes (the scratch image has no tools) still
+    // serves everything else; health() says why and spawn() refuses with the same reason.
+    if (tools.setsid.empty() || tools.env.empty())
+      context_.log().warn("setsid (util-linux) or env (coreutils) is missing from /usr/bin: workloads cannot be "
+                          "started; mount the Docker socket or select another orchestrator");
+    else if (tools.setpriv.empty() || tools.prlimit.empty())
+      context_.log().warn("util-linux's setpriv or prlimit is missing: workloads run without hardening or limits");
+    else if (!tools.root)
+      context_.log().warn("Not running as root: workloads keep this user and its capability bounding set");
+    auto orchestrator = std::make_shared<ProcessOrchestrator>(limits_, std::move(tools), context_.executor().io_context(),
+                                                              context_.log());
+    // Held in locals until both succeed: a start that fails half-way leaves nothing registered.
+    auto provided = context_.registry().provide<Orchestrator>(orchestrator, {0, {{"backend", "process"}}});
+    auto health = context_.registry().provide<HealthCheck>(std::make_shared<ProcessHealth>(orchestrator));
+    orchestrator_registration_ = std::move(provided);
+    health_registration_ = std::move(health);
+    orchestrator_ = std::move(orchestrator);
+  }
+
+  void stop() override {
+    // No new callers; a lease still in flight gets `unavailable` from the stopped backend.
+    health_registration_.reset();
+    orchestrator_registration_.reset();
+    if (orchestrator_) orchestrator_->shutdown();
+    orchestrator_.reset();
+  }
+
+ private:
+  PluginContext& context_;
+  Limits limits_;
+  std::shared_ptr<ProcessOrchestrator> orchestrator_;
+  Registration orchestrator_registration_;
+  Registration health_registration_;
+};
+
+}  // namespace
+}  // namespace synthorg::orchestrator_process
+
+SYNTHORG_PLUGIN(synthorg::orchestrator_process::ProcessOrchestratorPlugin)
