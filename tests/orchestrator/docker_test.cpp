@@ -15,6 +15,7 @@
 
 #include "container_config.hpp"
 #include "synthorg/http_client.hpp"
+#include "orchestrator_testing.hpp"
 #include "plugin_host.hpp"
 #include "synthorg/services/health.hpp"
 #include "synthorg/services/orchestrator.hpp"
@@ -26,6 +27,7 @@ namespace {
 namespace fs = std::filesystem;
 using nlohmann::json;
 using namespace std::chrono_literals;
+using synthorg::testing::orchestrator_error_of;
 using synthorg::testing::PluginHost;
 using synthorg::testing::TempDir;
 
@@ -42,16 +44,6 @@ std::string shell(const std::string& command) {
   }
   while (!out.empty() && (out.back() == '\n' || out.back() == '\r')) out.pop_back();
   return out;
-}
-
-OrchestratorError error_of(const std::function<void()>& call) {
-  try {
-    call();
-  } catch (const OrchestratorError& error) {
-    return error;
-  }
-  ADD_FAILURE() << "expected an OrchestratorError";
-  return {OrchestratorErrc::failed, "(none)"};
 }
 
 // A hardened spec for the test image, labelled with this run's own label.
@@ -123,7 +115,7 @@ TEST(DockerMapping, HardeningCanBeTurnedOffButIsOnByDefault) {
 
 TEST(DockerMapping, ContainersWithoutTheManagedLabelAreRefused) {
   json inspect = {{"Id", "0123456789abcdef"}, {"Config", {{"Labels", {{"app", "theirs"}}}}}};
-  auto error = error_of([&] { orchestrator_docker::status_from_inspect(inspect); });
+  auto error = orchestrator_error_of([&] { orchestrator_docker::status_from_inspect(inspect); });
   EXPECT_EQ(error.code(), OrchestratorErrc::not_found);
   EXPECT_TRUE(contains(error.what(), "not managed by SynthOrg")) << error.what();
 }
@@ -133,7 +125,7 @@ TEST(OrchestratorSpec, BadSpecsAreRefusedNamingTheField) {
     WorkloadSpec spec;
     spec.image = "x";
     change(spec);
-    auto error = error_of([&] { orchestrator::check_spec(spec); });
+    auto error = orchestrator_error_of([&] { orchestrator::check_spec(spec); });
     EXPECT_EQ(error.code(), OrchestratorErrc::invalid_spec);
     EXPECT_TRUE(contains(error.what(), expected)) << error.what();
   };
@@ -237,7 +229,7 @@ TEST_F(DockerTest, HardenedWorkloadRunsAndIsReachableOnLoopback) {
   EXPECT_EQ(answer.status, 200);
   EXPECT_TRUE(contains(answer.body, "synthorg test workload"));
 
-  auto error = error_of([&] { docker->endpoint(status.id, 9999); });
+  auto error = orchestrator_error_of([&] { docker->endpoint(status.id, 9999); });
   EXPECT_EQ(error.code(), OrchestratorErrc::invalid_spec);
   EXPECT_TRUE(contains(error.what(), "did not request port 9999")) << error.what();
 }
@@ -268,7 +260,7 @@ TEST_F(DockerTest, AnImageThatDoesNotExistIsImageMissingAndLeavesNothing) {
   auto docker = start();
   auto spec = test_spec(run_label_, "true");
   spec.image = "synthorg-test/does-not-exist:1";
-  auto error = error_of([&] { docker->spawn(spec); });
+  auto error = orchestrator_error_of([&] { docker->spawn(spec); });
   EXPECT_EQ(error.code(), OrchestratorErrc::image_missing) << error.what();
   EXPECT_TRUE(contains(error.what(), "synthorg-test/does-not-exist")) << error.what();
   EXPECT_TRUE(docker->list({{"synthorg.test-run", run_label_}}).empty());
@@ -278,7 +270,7 @@ TEST_F(DockerTest, AMemoryLimitBelowTheEnginesMinimumIsInvalidWithTheEnginesWord
   auto docker = start();
   auto spec = test_spec(run_label_, "true");
   spec.memory_bytes = 1 << 20;  // the engine's minimum is 6 MB
-  auto error = error_of([&] { docker->spawn(spec); });
+  auto error = orchestrator_error_of([&] { docker->spawn(spec); });
   EXPECT_EQ(error.code(), OrchestratorErrc::invalid_spec) << error.what();
   EXPECT_TRUE(contains(error.what(), "Minimum memory limit")) << error.what();
   EXPECT_TRUE(docker->list({{"synthorg.test-run", run_label_}}).empty());
@@ -288,8 +280,8 @@ TEST_F(DockerTest, AnInvalidLabelNeverReachesTheEngine) {
   auto docker = start();
   auto spec = test_spec(run_label_, "true");
   spec.labels["no spaces allowed"] = "x";
-  EXPECT_EQ(error_of([&] { docker->spawn(spec); }).code(), OrchestratorErrc::invalid_spec);
-  EXPECT_EQ(error_of([&] { docker->list({{"bad key!", "x"}}); }).code(), OrchestratorErrc::invalid_spec);
+  EXPECT_EQ(orchestrator_error_of([&] { docker->spawn(spec); }).code(), OrchestratorErrc::invalid_spec);
+  EXPECT_EQ(orchestrator_error_of([&] { docker->list({{"bad key!", "x"}}); }).code(), OrchestratorErrc::invalid_spec);
   EXPECT_TRUE(docker->list({{"synthorg.test-run", run_label_}}).empty());
 }
 
@@ -300,7 +292,7 @@ TEST_F(DockerTest, ContainersWeDoNotManageAreRefusedAndLeftAlone) {
   for (auto& call : std::vector<std::function<void()>>{
            [&] { docker->inspect(theirs); }, [&] { docker->stop(theirs, 1s); }, [&] { docker->remove(theirs); },
            [&] { docker->wait(theirs, 100ms); }, [&] { docker->endpoint(theirs, 80); }}) {
-    auto error = error_of(call);
+    auto error = orchestrator_error_of(call);
     EXPECT_EQ(error.code(), OrchestratorErrc::not_found);
     EXPECT_TRUE(contains(error.what(), "not managed by SynthOrg")) << error.what();
   }
@@ -309,7 +301,7 @@ TEST_F(DockerTest, ContainersWeDoNotManageAreRefusedAndLeftAlone) {
     EXPECT_NE(workload.id, theirs) << "list showed a container we do not manage";
   shell("docker rm -f " + theirs);
   // Ids that could not name a container never reach the engine's URL space.
-  EXPECT_EQ(error_of([&] { docker->inspect("../../_ping"); }).code(), OrchestratorErrc::not_found);
+  EXPECT_EQ(orchestrator_error_of([&] { docker->inspect("../../_ping"); }).code(), OrchestratorErrc::not_found);
 }
 
 TEST_F(DockerTest, AMissingSocketIsReportedWithTheFixAndRecoveryFollowsItsReturn) {
@@ -321,7 +313,8 @@ TEST_F(DockerTest, AMissingSocketIsReportedWithTheFixAndRecoveryFollowsItsReturn
   EXPECT_TRUE(contains(down.detail, "cannot reach the Docker engine")) << down.detail;
   EXPECT_TRUE(contains(down.detail, "No such file")) << down.detail;
   EXPECT_TRUE(contains(down.detail, "DOCKER_HOST")) << down.detail;
-  EXPECT_EQ(error_of([&] { docker->spawn(test_spec(run_label_, "true")); }).code(), OrchestratorErrc::unavailable);
+  EXPECT_EQ(orchestrator_error_of([&] { docker->spawn(test_spec(run_label_, "true")); }).code(),
+            OrchestratorErrc::unavailable);
 
   fs::create_symlink("/var/run/docker.sock", socket);  // the engine "returns"
   auto up = readiness();
@@ -386,7 +379,7 @@ TEST_F(DockerTest, WaitTimesOutWithoutKillingAndStopReportsTheExit) {
   EXPECT_TRUE(done.exited);
   EXPECT_EQ(done.exit_code, 7) << "SIGTERM should reach the workload's trap before any kill";
   docker->remove(status.id);
-  EXPECT_EQ(error_of([&] { docker->inspect(status.id); }).code(), OrchestratorErrc::not_found);
+  EXPECT_EQ(orchestrator_error_of([&] { docker->inspect(status.id); }).code(), OrchestratorErrc::not_found);
   docker->remove(status.id);  // gone already: a no-op
 }
 

@@ -13,17 +13,14 @@
 
 #include <cstdlib>
 #include <filesystem>
-#include <fstream>
 #include <optional>
 #include <set>
 #include <thread>
 
-#include <Poco/Process.h>
-
 #include "fly_api.hpp"
 #include "machine_mapping.hpp"
+#include "orchestrator_testing.hpp"
 #include "plugin_host.hpp"
-#include "synthorg/http_client.hpp"
 #include "synthorg/services/health.hpp"
 #include "synthorg/services/orchestrator.hpp"
 #include "test_support.hpp"
@@ -34,8 +31,9 @@ namespace {
 namespace fs = std::filesystem;
 using nlohmann::json;
 using namespace std::chrono_literals;
+using synthorg::testing::ContractServer;
+using synthorg::testing::orchestrator_error_of;
 using synthorg::testing::PluginHost;
-using synthorg::testing::TempDir;
 
 const std::string plugin_path = std::string(SYNTHORG_PLUGIN_BUILD_DIR) + "/orchestrator-fly.so";
 const std::string server_script = std::string(SYNTHORG_SOURCE_DIR) + "/tests/contract/fly_server.py";
@@ -43,19 +41,6 @@ const std::string contract = std::string(SYNTHORG_CONTRACTS_DIR) + "/fly-machine
 constexpr const char* default_token = "fly-test-token-0123456789";
 
 bool contains(std::string_view text, std::string_view part) { return text.find(part) != std::string_view::npos; }
-
-OrchestratorError error_of(const std::function<void()>& call) {
-  try {
-    call();
-  } catch (const OrchestratorError& error) {
-    return error;
-  } catch (const std::exception& error) {
-    ADD_FAILURE() << "expected an OrchestratorError, got: " << error.what();
-    return {OrchestratorErrc::failed, error.what()};
-  }
-  ADD_FAILURE() << "expected an OrchestratorError";
-  return {OrchestratorErrc::failed, "(none)"};
-}
 
 using synthorg::testing::ScopedEnv;
 
@@ -145,7 +130,7 @@ TEST(FlyMapping, WhatAMachineCannotBeIsRefusedNamingWhy) {
     WorkloadSpec spec;
     spec.image = "x";
     change(spec);
-    auto error = error_of([&] { orchestrator_fly::create_request(spec, options); });
+    auto error = orchestrator_error_of([&] { orchestrator_fly::create_request(spec, options); });
     EXPECT_EQ(error.code(), OrchestratorErrc::invalid_spec) << error.what();
     EXPECT_TRUE(contains(error.what(), expected)) << error.what();
   };
@@ -226,64 +211,17 @@ TEST(FlyMapping, ErrorsMapToTheContractsCodes) {
 // --- Against the contract server -----------------------------------------------------------------
 
 // fly_server.py on an ephemeral port with its own CA, stopped with the object.
-class ContractServer {
+class FlyServer : public ContractServer {
  public:
-  explicit ContractServer(const std::string& token = default_token) {
-    auto ready = dir_ / "ready.json";
-    handle_.emplace(Poco::Process::launch(
-        "/usr/bin/python3", {server_script, "--ready-file", ready.string(), "--workdir", (dir_ / "server").string(),
-                             "--token", token, "--spec", contract}));
-    for (auto deadline = std::chrono::steady_clock::now() + 30s; !fs::exists(ready);) {
-      if (std::chrono::steady_clock::now() > deadline || !Poco::Process::isRunning(*handle_))
-        throw std::runtime_error("the Fly contract server did not start (see its output above)");
-      std::this_thread::sleep_for(50ms);
-    }
-    info_ = json::parse(std::ifstream(ready));
-    http::ClientOptions options;
-    options.base_url = url();
-    options.ca_file = ca_file();
-    client_ = std::make_unique<http::HttpClient>(options);
-  }
-  ~ContractServer() {
-    client_.reset();
-    if (handle_ && Poco::Process::isRunning(*handle_)) {
-      Poco::Process::requestTermination(handle_->id());
-      handle_->wait();
-    }
-  }
-  ContractServer(const ContractServer&) = delete;
-  ContractServer& operator=(const ContractServer&) = delete;
+  explicit FlyServer(const std::string& token = default_token)
+      : ContractServer(server_script, {"--token", token, "--spec", contract}, "the Fly contract server") {}
 
-  std::string url() const { return info_.at("url"); }
-  std::string ca_file() const { return info_.at("ca_file"); }
-  std::string app() const { return info_.at("app"); }
+  std::string app() const { return info().at("app"); }
   json config(json extra = json::object()) const {
     json config = {{"api_url", url()}, {"ca_file", ca_file()}, {"app", app()}};
     config.update(extra);
     return config;
   }
-
-  json hook(const std::string& method, const std::string& path, const json& body = nullptr) {
-    http::ClientRequest request;
-    request.method = method;
-    request.target = path;
-    if (!body.is_null()) {
-      request.body = body.dump();
-      request.headers = {{"Content-Type", "application/json"}};
-    }
-    auto response = client_->send(request);
-    if (response.status != 200) throw std::runtime_error(path + " answered " + std::to_string(response.status));
-    return json::parse(response.body);
-  }
-  std::vector<std::string> violations() { return hook("GET", "/__contract/violations")["violations"]; }
-  json requests() { return hook("GET", "/__contract/requests")["requests"]; }
-  void fail_next(const json& fault) { hook("POST", "/__contract/fail-next", fault); }
-
- private:
-  TempDir dir_;
-  std::optional<Poco::ProcessHandle> handle_;
-  json info_;
-  std::unique_ptr<http::HttpClient> client_;
 };
 
 // GET / over TCP to host:port; the status line, or "" when nothing answered.
@@ -315,7 +253,7 @@ class FlyTest : public ::testing::Test {
     if (!fs::exists(contract))
       GTEST_SKIP() << contract << " is absent (../shared/contracts is not checked out here): the Fly contract "
                    << "server has nothing to check requests against, so these tests cannot run";
-    server_ = std::make_unique<ContractServer>();
+    server_ = std::make_unique<FlyServer>();
   }
 
   void TearDown() override {
@@ -329,7 +267,7 @@ class FlyTest : public ::testing::Test {
     }
     if (check_violations_) {
       auto found = server_->violations();
-      EXPECT_TRUE(found.empty()) << "contract violations:\n" << json(found).dump(2);
+      EXPECT_TRUE(found.empty()) << "contract violations:\n" << found.dump(2);
     }
   }
 
@@ -361,7 +299,7 @@ class FlyTest : public ::testing::Test {
   ScopedEnv token_{"FLY_API_TOKEN", default_token};
   ScopedEnv base_url_{"FLY_FLAPS_BASE_URL", nullptr};
   ScopedEnv app_{"FLY_APP_NAME", nullptr};
-  std::unique_ptr<ContractServer> server_;
+  std::unique_ptr<FlyServer> server_;
   PluginHost host_;
   std::shared_ptr<Orchestrator> orchestrator_;
   std::string run_ = "t" + std::to_string(::getpid()) + "-" + std::to_string(std::rand());
@@ -375,7 +313,7 @@ TEST_F(FlyTest, InsufficientCapacityIsCapacity) {
                       {"status", 412},
                       {"body", {{"error", "insufficient resources to create machine in region iad"},
                                 {"status", "insufficient_capacity"}}}});
-  auto error = error_of([&] { orchestrator->spawn(spec("sleep 60")); });
+  auto error = orchestrator_error_of([&] { orchestrator->spawn(spec("sleep 60")); });
   EXPECT_EQ(error.code(), OrchestratorErrc::capacity) << error.what();
   EXPECT_TRUE(contains(error.what(), "insufficient resources")) << "the API's words are kept: " << error.what();
   EXPECT_TRUE(orchestrator->list({{"synthorg.test-run", run_}}).empty());
@@ -387,7 +325,7 @@ TEST_F(FlyTest, NameTakenIsConflict) {
   first.name = "only-one-" + run_;
   auto made = orchestrator->spawn(first);
   EXPECT_EQ(made.name, first.name);
-  auto error = error_of([&] { orchestrator->spawn(first); });
+  auto error = orchestrator_error_of([&] { orchestrator->spawn(first); });
   EXPECT_EQ(error.code(), OrchestratorErrc::conflict) << error.what();
   EXPECT_EQ(orchestrator->list({{"synthorg.test-run", run_}}).size(), 1u);
 }
@@ -396,7 +334,7 @@ TEST_F(FlyTest, UnauthorizedIsUnavailableWithATokenHintAndNoToken) {
   const char* wrong = "fm2_lJPECAAAAAAAAwYAHVyb3N0ZWQ,fm2_SECRETSECRETSECRET";
   ScopedEnv token("FLY_API_TOKEN", wrong);
   auto orchestrator = start();  // a refused token is not fatal at start: readiness reports it
-  auto error = error_of([&] { orchestrator->list({}); });
+  auto error = orchestrator_error_of([&] { orchestrator->list({}); });
   EXPECT_EQ(error.code(), OrchestratorErrc::unavailable) << error.what();
   EXPECT_TRUE(contains(error.what(), "FLY_API_TOKEN")) << error.what();
   EXPECT_TRUE(contains(error.what(), server_->app())) << "names the app the token needs: " << error.what();
@@ -406,7 +344,7 @@ TEST_F(FlyTest, UnauthorizedIsUnavailableWithATokenHintAndNoToken) {
   EXPECT_FALSE(health.up);
   EXPECT_TRUE(contains(health.detail, "FLY_API_TOKEN")) << health.detail;
   EXPECT_FALSE(contains(health.detail + health.data.dump(), "SECRETSECRET")) << health.detail << health.data.dump();
-  auto spawn_error = error_of([&] { orchestrator->spawn(spec("true")); });
+  auto spawn_error = orchestrator_error_of([&] { orchestrator->spawn(spec("true")); });
   EXPECT_EQ(spawn_error.code(), OrchestratorErrc::unavailable) << spawn_error.what();
 }
 
@@ -421,7 +359,7 @@ TEST_F(FlyTest, TheTokenGoesWithTheSchemeFlyGoUses) {
     SCOPED_TRACE(token);
     // The server accepts exactly what fly-go would send for its token; anything else is a
     // violation (same token, other scheme) or a 401.
-    ContractServer server(token);
+    FlyServer server(token);
     ScopedEnv env("FLY_API_TOKEN", token.c_str());
     PluginHost host;
     host.start(plugin_path, server.config());
@@ -431,7 +369,7 @@ TEST_F(FlyTest, TheTokenGoesWithTheSchemeFlyGoUses) {
     auto seen = server.requests();
     ASSERT_FALSE(seen.empty());
     for (const auto& request : seen) EXPECT_EQ(request["scheme"], scheme) << request.dump();
-    EXPECT_TRUE(server.violations().empty()) << json(server.violations()).dump(2);
+    EXPECT_TRUE(server.violations().empty()) << server.violations().dump(2);
   }
 }
 
@@ -458,7 +396,7 @@ TEST_F(FlyTest, BindMountsAreRefusedBeforeAnyRequest) {
   auto request = spec("true");
   request.mounts = {{"/srv/models", "/models", true}};
   auto before = requests("POST", "/machines").size();
-  auto error = error_of([&] { orchestrator->spawn(request); });
+  auto error = orchestrator_error_of([&] { orchestrator->spawn(request); });
   EXPECT_EQ(error.code(), OrchestratorErrc::invalid_spec) << error.what();
   EXPECT_TRUE(contains(error.what(), "/srv/models") && contains(error.what(), "Fly volume")) << error.what();
   EXPECT_EQ(requests("POST", "/machines").size(), before) << "nothing may reach Fly for a refused spec";
@@ -477,7 +415,7 @@ TEST_F(FlyTest, MachinesSynthOrgDoesNotManageAreRefused) {
            {"remove", [&] { orchestrator->remove(id); }},
            {"wait", [&] { orchestrator->wait(id, 100ms); }},
            {"endpoint", [&] { orchestrator->endpoint(id, 80); }}}) {
-    auto error = error_of(call);
+    auto error = orchestrator_error_of(call);
     EXPECT_EQ(error.code(), OrchestratorErrc::not_found) << what << ": " << error.what();
     EXPECT_TRUE(contains(error.what(), "not managed by SynthOrg")) << what << ": " << error.what();
   }
@@ -534,11 +472,11 @@ TEST_F(FlyTest, UnknownImagesAndServerErrors) {
   auto orchestrator = start();
   auto missing = spec("true");
   missing.image = "missing/nothing:1";
-  auto error = error_of([&] { orchestrator->spawn(missing); });
+  auto error = orchestrator_error_of([&] { orchestrator->spawn(missing); });
   EXPECT_EQ(error.code(), OrchestratorErrc::image_missing) << error.what();
 
   server_->fail_next({{"method", "POST"}, {"path", "/machines$"}, {"status", 503}, {"body", {{"error", "flaps is down"}}}});
-  auto unavailable = error_of([&] { orchestrator->spawn(spec("true")); });
+  auto unavailable = orchestrator_error_of([&] { orchestrator->spawn(spec("true")); });
   EXPECT_EQ(unavailable.code(), OrchestratorErrc::unavailable) << unavailable.what();
 
   // GETs are retried: one 502 is not an error.
@@ -563,7 +501,8 @@ TEST_F(FlyTest, ServeStopWaitRemove) {
     line = http_status_line(endpoint);
   EXPECT_TRUE(line.starts_with("HTTP/")) << "GET http://" << endpoint.host << ":8080/ answered '" << line << "'";
 
-  auto logs = error_of([&] { orchestrator->logs(made.id, {}, [](LogStream, std::string_view) { return true; }); });
+  auto logs =
+      orchestrator_error_of([&] { orchestrator->logs(made.id, {}, [](LogStream, std::string_view) { return true; }); });
   EXPECT_EQ(logs.code(), OrchestratorErrc::failed);
   EXPECT_TRUE(contains(logs.what(), "fly logs")) << logs.what();
 
@@ -579,13 +518,13 @@ TEST_F(FlyTest, ServeStopWaitRemove) {
   EXPECT_EQ(stopped.exit_code, 143);
   EXPECT_FALSE(stopped.finished_at.empty());
   EXPECT_NO_THROW(orchestrator->stop(made.id, 1s)) << "stopping an exited workload is a no-op";
-  EXPECT_EQ(error_of([&] { orchestrator->endpoint(made.id, 8080); }).code(), OrchestratorErrc::failed);
+  EXPECT_EQ(orchestrator_error_of([&] { orchestrator->endpoint(made.id, 8080); }).code(), OrchestratorErrc::failed);
 
   orchestrator->remove(made.id);
   auto removed = requests("DELETE", "/machines/" + made.id);
   ASSERT_EQ(removed.size(), 1u);
   EXPECT_EQ(removed[0]["query"], json::array({json::array({"force", "true"})}));
-  EXPECT_EQ(error_of([&] { orchestrator->inspect(made.id); }).code(), OrchestratorErrc::not_found);
+  EXPECT_EQ(orchestrator_error_of([&] { orchestrator->inspect(made.id); }).code(), OrchestratorErrc::not_found);
   EXPECT_NO_THROW(orchestrator->remove(made.id)) << "removing a removed workload is a no-op";
   EXPECT_TRUE(orchestrator->list({{"synthorg.test-run", run_}}).empty());
 }

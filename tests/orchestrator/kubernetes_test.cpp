@@ -14,17 +14,16 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
-#include <optional>
 #include <thread>
 
 #include <Poco/Pipe.h>
 #include <Poco/PipeStream.h>
 #include <Poco/Process.h>
 
+#include "orchestrator_testing.hpp"
 #include "plugin_host.hpp"
 #include "pod_mapping.hpp"
 #include "synthorg/crypto.hpp"
-#include "synthorg/http_client.hpp"
 #include "synthorg/services/health.hpp"
 #include "synthorg/services/orchestrator.hpp"
 #include "test_support.hpp"
@@ -35,6 +34,8 @@ namespace {
 namespace fs = std::filesystem;
 using nlohmann::json;
 using namespace std::chrono_literals;
+using synthorg::testing::ContractServer;
+using synthorg::testing::orchestrator_error_of;
 using synthorg::testing::PluginHost;
 using synthorg::testing::TempDir;
 
@@ -50,19 +51,6 @@ bool contains(std::string_view text, std::string_view part) { return text.find(p
 std::string read_file(const fs::path& path) {
   std::ifstream in(path, std::ios::binary);
   return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
-
-OrchestratorError error_of(const std::function<void()>& call) {
-  try {
-    call();
-  } catch (const OrchestratorError& error) {
-    return error;
-  } catch (const std::exception& error) {
-    ADD_FAILURE() << "expected an OrchestratorError, got: " << error.what();
-    return {OrchestratorErrc::failed, error.what()};
-  }
-  ADD_FAILURE() << "expected an OrchestratorError";
-  return {OrchestratorErrc::failed, "(none)"};
 }
 
 // What configure() said, or "" when it accepted the configuration.
@@ -172,7 +160,7 @@ TEST(KubernetesMapping, WhatAPodCannotExpressIsInvalidSpec) {
     WorkloadSpec spec;
     spec.image = "x";
     change(spec);
-    auto error = error_of([&] { orchestrator_kubernetes::build_pod(spec, "x-1", {}); });
+    auto error = orchestrator_error_of([&] { orchestrator_kubernetes::build_pod(spec, "x-1", {}); });
     EXPECT_EQ(error.code(), OrchestratorErrc::invalid_spec) << error.what();
     EXPECT_TRUE(contains(error.what(), expected)) << "expected \"" << expected << "\" in: " << error.what();
   };
@@ -391,72 +379,20 @@ TEST(KubernetesConfig, InClusterNeedsItsEnvironmentAndToken) {
 // --- Against the contract server -----------------------------------------------------------------
 
 // kubernetes_server.py on an ephemeral port with its own CA, stopped with the object.
-class ContractServer {
+class KubernetesServer : public ContractServer {
  public:
-  explicit ContractServer(std::vector<std::string> extra = {}) {
-    auto ready = dir_ / "ready.json";
-    std::vector<std::string> args{server_script, "--ready-file", ready.string(), "--workdir", (dir_ / "server").string(),
-                                  "--token", first_token, "--contracts", contracts_dir};
-    args.insert(args.end(), extra.begin(), extra.end());
-    handle_.emplace(Poco::Process::launch("/usr/bin/python3", args));
-    for (auto deadline = std::chrono::steady_clock::now() + 30s; !fs::exists(ready);) {
-      if (std::chrono::steady_clock::now() > deadline || !Poco::Process::isRunning(*handle_))
-        throw std::runtime_error("the Kubernetes contract server did not start (see its output above)");
-      std::this_thread::sleep_for(50ms);
-    }
-    info_ = json::parse(std::ifstream(ready));
-    http::ClientOptions options;
-    options.base_url = url();
-    options.ca_file = ca_file();
-    client_ = std::make_unique<http::HttpClient>(options);
-  }
-  ~ContractServer() {
-    client_.reset();
-    if (handle_ && Poco::Process::isRunning(*handle_)) {
-      Poco::Process::requestTermination(handle_->id());
-      handle_->wait();
-    }
-  }
-  ContractServer(const ContractServer&) = delete;
-  ContractServer& operator=(const ContractServer&) = delete;
+  KubernetesServer()
+      : ContractServer(server_script, {"--token", first_token, "--contracts", contracts_dir},
+                       "the Kubernetes contract server") {}
 
-  std::string url() const { return info_.at("url"); }
-  int port() const { return info_.at("port"); }
-  std::string ca_file() const { return info_.at("ca_file"); }
-  std::string token_file() const { return info_.at("token_file"); }
+  int port() const { return info().at("port"); }
+  std::string token_file() const { return info().at("token_file"); }
   json config(json extra = json::object()) const {
     json config = {{"server", url()}, {"ca_file", ca_file()}, {"token_file", token_file()}, {"namespace", test_namespace}};
     config.update(extra);
     return config;
   }
-
-  http::ClientResponse send(const std::string& method, const std::string& target, const json& body = nullptr,
-                            const std::string& token = {}) {
-    http::ClientRequest request;
-    request.method = method;
-    request.target = target;
-    if (!body.is_null()) {
-      request.body = body.dump();
-      request.headers = {{"Content-Type", "application/json"}};
-    }
-    if (!token.empty()) request.headers.emplace_back("Authorization", "Bearer " + token);
-    return client_->send(request);
-  }
-  json hook(const std::string& method, const std::string& path, const json& body = nullptr) {
-    auto response = send(method, path, body);
-    if (response.status != 200) throw std::runtime_error(path + " answered " + std::to_string(response.status));
-    return json::parse(response.body);
-  }
-  json violations() { return hook("GET", "/__contract/violations"); }
-  json requests() { return hook("GET", "/__contract/requests"); }
-  void fail_next(const json& fault) { hook("POST", "/__contract/fail-next", fault); }
   void accept_only(const std::string& token) { hook("POST", "/__contract/token", {{"token", token}}); }
-
- private:
-  TempDir dir_;
-  std::optional<Poco::ProcessHandle> handle_;
-  json info_;
-  std::unique_ptr<http::HttpClient> client_;
 };
 
 class KubernetesTest : public ::testing::Test {
@@ -465,7 +401,7 @@ class KubernetesTest : public ::testing::Test {
     if (!fs::exists(contract))
       GTEST_SKIP() << contract << " is absent (../shared/contracts is not checked out here): the Kubernetes contract "
                    << "server has nothing to check requests against, so these tests cannot run";
-    server_ = std::make_unique<ContractServer>();
+    server_ = std::make_unique<KubernetesServer>();
   }
 
   void TearDown() override {
@@ -516,7 +452,7 @@ class KubernetesTest : public ::testing::Test {
     return text;
   }
 
-  std::unique_ptr<ContractServer> server_;
+  std::unique_ptr<KubernetesServer> server_;
   PluginHost host_;
   std::shared_ptr<Orchestrator> orchestrator_;
   std::string run_ = "t" + std::to_string(::getpid()) + "-" + std::to_string(std::rand() % 100000);
@@ -568,7 +504,7 @@ TEST_F(KubernetesTest, ThePodSentIsTheSpecAndItRuns) {
   auto endpoint = orchestrator->endpoint(status.id, 8080);
   EXPECT_TRUE(endpoint.host.starts_with("127.0.")) << endpoint.host;
   EXPECT_EQ(endpoint.port, 8080);
-  auto not_requested = error_of([&] { orchestrator->endpoint(status.id, 9090); });
+  auto not_requested = orchestrator_error_of([&] { orchestrator->endpoint(status.id, 9090); });
   EXPECT_EQ(not_requested.code(), OrchestratorErrc::invalid_spec) << not_requested.what();
 
   // Every request carried the token; no request's recorded form holds it.
@@ -584,7 +520,7 @@ TEST_F(KubernetesTest, UnauthorizedNamesTheTokenFileNeverTheToken) {
   TempDir dir;
   auto wrong = dir.write("token", "wrong-SECRET-token\n");
   auto orchestrator = start(server_->config({{"token_file", wrong.string()}}));
-  auto error = error_of([&] { orchestrator->list({}); });
+  auto error = orchestrator_error_of([&] { orchestrator->list({}); });
   EXPECT_EQ(error.code(), OrchestratorErrc::unavailable) << error.what();
   EXPECT_TRUE(contains(error.what(), "refused the bearer token") && contains(error.what(), "401") &&
               contains(error.what(), wrong.string()))
@@ -594,7 +530,7 @@ TEST_F(KubernetesTest, UnauthorizedNamesTheTokenFileNeverTheToken) {
   EXPECT_FALSE(health.up);
   EXPECT_TRUE(contains(health.detail, "refused the bearer token")) << health.detail;
   EXPECT_FALSE(contains(health.detail + health.data.dump(), "SECRET")) << health.detail << health.data.dump();
-  auto spawn_error = error_of([&] { orchestrator->spawn(spec("true")); });
+  auto spawn_error = orchestrator_error_of([&] { orchestrator->spawn(spec("true")); });
   EXPECT_EQ(spawn_error.code(), OrchestratorErrc::unavailable) << spawn_error.what();
 }
 
@@ -603,7 +539,7 @@ TEST_F(KubernetesTest, ForbiddenNamesRbacAndTheServersWords) {
   const std::string message = "pods is forbidden: User \"system:serviceaccount:synthorg:synthorg\" cannot list "
                               "resource \"pods\" in API group \"\" in the namespace \"synthorg-test\"";
   server_->fail_next({{"status", 403}, {"reason", "Forbidden"}, {"message", message}, {"match", "/pods"}});
-  auto error = error_of([&] { orchestrator->list({}); });
+  auto error = orchestrator_error_of([&] { orchestrator->list({}); });
   EXPECT_EQ(error.code(), OrchestratorErrc::unavailable) << error.what();
   EXPECT_TRUE(contains(error.what(), message)) << "the server's words are kept: " << error.what();
   EXPECT_TRUE(contains(error.what(), "RBAC") && contains(error.what(), "packaging/k8s/role.yaml")) << error.what();
@@ -621,7 +557,7 @@ TEST_F(KubernetesTest, QuotaIsCapacity) {
   const std::string message = "pods \"x\" is forbidden: exceeded quota: compute, requested: limits.memory=64Mi, "
                               "used: limits.memory=1Gi, limited: limits.memory=1Gi";
   server_->fail_next({{"status", 403}, {"reason", "Forbidden"}, {"message", message}, {"method", "POST"}});
-  auto error = error_of([&] { orchestrator->spawn(spec("true")); });
+  auto error = orchestrator_error_of([&] { orchestrator->spawn(spec("true")); });
   EXPECT_EQ(error.code(), OrchestratorErrc::capacity) << error.what();
   EXPECT_TRUE(contains(error.what(), "exceeded quota: compute")) << error.what();
 }
@@ -630,19 +566,19 @@ TEST_F(KubernetesTest, ConflictAndInvalidCarryTheServersMessage) {
   auto orchestrator = start();
   server_->fail_next({{"status", 409}, {"reason", "AlreadyExists"}, {"message", "pods \"web-abcde\" already exists"},
                       {"method", "POST"}});
-  auto conflict = error_of([&] { orchestrator->spawn(spec("true")); });
+  auto conflict = orchestrator_error_of([&] { orchestrator->spawn(spec("true")); });
   EXPECT_EQ(conflict.code(), OrchestratorErrc::conflict) << conflict.what();
   EXPECT_TRUE(contains(conflict.what(), "pods \"web-abcde\" already exists")) << conflict.what();
 
   const std::string invalid = "Pod \"web-abcde\" is invalid: spec.containers[0].securityContext.runAsUser: Invalid "
                               "value: -1: must be between 0 and 2147483647, inclusive";
   server_->fail_next({{"status", 422}, {"reason", "Invalid"}, {"message", invalid}, {"method", "POST"}});
-  auto refused = error_of([&] { orchestrator->spawn(spec("true")); });
+  auto refused = orchestrator_error_of([&] { orchestrator->spawn(spec("true")); });
   EXPECT_EQ(refused.code(), OrchestratorErrc::invalid_spec) << refused.what();
   EXPECT_TRUE(contains(refused.what(), invalid)) << refused.what();
 
   server_->fail_next({{"status", 500}, {"reason", "InternalError"}, {"message", "etcdserver: request timed out"}});
-  auto internal = error_of([&] { orchestrator->list({}); });
+  auto internal = orchestrator_error_of([&] { orchestrator->list({}); });
   EXPECT_EQ(internal.code(), OrchestratorErrc::unavailable) << internal.what();
   EXPECT_TRUE(contains(internal.what(), "etcdserver: request timed out")) << internal.what();
   EXPECT_TRUE(orchestrator->list({{"synthorg.test-run", run_}}).empty()) << "refused spawns created nothing";
@@ -656,7 +592,7 @@ TEST_F(KubernetesTest, AnUnreachableServerIsUnavailable) {
   auto config = server_->config({{"ca_file", (dir / "ca.crt").string()}, {"token_file", (dir / "token").string()}});
   server_.reset();
   auto orchestrator = start(config);
-  auto error = error_of([&] { orchestrator->inspect("anything"); });
+  auto error = orchestrator_error_of([&] { orchestrator->inspect("anything"); });
   EXPECT_EQ(error.code(), OrchestratorErrc::unavailable) << error.what();
   EXPECT_TRUE(contains(error.what(), "cannot reach the Kubernetes API server")) << error.what();
   EXPECT_FALSE(host_.get<HealthCheck>()->check().up);
@@ -671,7 +607,7 @@ TEST_F(KubernetesTest, ARotatedTokenIsReadAgain) {
   // The cluster rotates the projected token: the server takes only the new one, and the file
   // is rewritten a moment later, as the kubelet does.
   server_->accept_only("rotated-token-2");
-  auto refused = error_of([&] { orchestrator->inspect(before.id); });
+  auto refused = orchestrator_error_of([&] { orchestrator->inspect(before.id); });
   EXPECT_EQ(refused.code(), OrchestratorErrc::unavailable) << "the file still holds the old token: " << refused.what();
   dir.write("token", "rotated-token-2\n");
   EXPECT_EQ(orchestrator->inspect(before.id).state, WorkloadState::running) << "a 401 makes the plugin read the file again";
@@ -734,13 +670,13 @@ TEST_F(KubernetesTest, KubeconfigConfiguration) {
 
   // The kubeconfig's CA must be the one that signed the server: another CA (a second server's)
   // fails the handshake, and says the server cannot be reached, never that it answered.
-  ContractServer stranger;
+  KubernetesServer stranger;
   auto text = read_file(kubeconfig);
   text.replace(text.find(ca), ca.size(), base64(read_file(stranger.ca_file())));
   auto other_ca = dir.write("config-wrong-ca", text);
   PluginHost wrong_ca;
   wrong_ca.start(plugin_path, {{"kubeconfig", other_ca.string()}});
-  auto error = error_of([&] { wrong_ca.get<Orchestrator>()->list({}); });
+  auto error = orchestrator_error_of([&] { wrong_ca.get<Orchestrator>()->list({}); });
   EXPECT_EQ(error.code(), OrchestratorErrc::unavailable) << error.what();
   EXPECT_TRUE(contains(error.what(), "cannot reach the Kubernetes API server")) << error.what();
 }
@@ -761,7 +697,7 @@ TEST_F(KubernetesTest, PodsThatAreNotOursAreLeftAlone) {
            {"wait", [&] { orchestrator->wait("someone-elses", 100ms); }},
            {"endpoint", [&] { orchestrator->endpoint("someone-elses", 80); }},
            {"logs", [&] { orchestrator->logs("someone-elses", {}, [](LogStream, std::string_view) { return true; }); }}}) {
-    auto error = error_of(call);
+    auto error = orchestrator_error_of(call);
     EXPECT_EQ(error.code(), OrchestratorErrc::not_found) << what << ": " << error.what();
     EXPECT_TRUE(contains(error.what(), "not managed by SynthOrg")) << what << ": " << error.what();
   }
@@ -775,7 +711,7 @@ TEST_F(KubernetesTest, AMissingImageIsImageMissingAndLeavesNothing) {
   auto orchestrator = start();
   auto request = spec("true");
   request.image = "missing/nothing:1";
-  auto error = error_of([&] { orchestrator->spawn(request); });
+  auto error = orchestrator_error_of([&] { orchestrator->spawn(request); });
   EXPECT_EQ(error.code(), OrchestratorErrc::image_missing) << error.what();
   EXPECT_TRUE(contains(error.what(), "ErrImagePull") && contains(error.what(), "missing/nothing:1")) << error.what();
   EXPECT_TRUE(orchestrator->list({{"synthorg.test-run", run_}}).empty()) << "the pod that could not start is deleted";
@@ -785,7 +721,7 @@ TEST_F(KubernetesTest, APodNoNodeCanTakeIsCapacity) {
   auto orchestrator = start();
   auto request = spec("true");
   request.gpu = {1, "nvidia"};
-  auto error = error_of([&] { orchestrator->spawn(request); });
+  auto error = orchestrator_error_of([&] { orchestrator->spawn(request); });
   EXPECT_EQ(error.code(), OrchestratorErrc::capacity) << error.what();
   EXPECT_TRUE(contains(error.what(), "Insufficient nvidia.com/gpu") && contains(error.what(), "unschedulable_timeout"))
       << error.what();
@@ -820,7 +756,7 @@ TEST_F(KubernetesTest, StopKeepsTheExitCodeAndTheLastLines) {
   EXPECT_EQ(server_->send("GET", "/api/v1/namespaces/synthorg-test/pods/" + status.id, nullptr, first_token).status, 404)
       << "on Kubernetes a stopped pod is a deleted pod";
   orchestrator->remove(status.id);
-  EXPECT_EQ(error_of([&] { orchestrator->inspect(status.id); }).code(), OrchestratorErrc::not_found);
+  EXPECT_EQ(orchestrator_error_of([&] { orchestrator->inspect(status.id); }).code(), OrchestratorErrc::not_found);
   orchestrator->remove(status.id);  // no-op
 }
 
@@ -828,7 +764,7 @@ TEST_F(KubernetesTest, StopKeepsTheExitCodeAndTheLastLines) {
 
 TEST(KubernetesContractServer, RefusesWhatTheDocumentDoesNotAllow) {
   if (!fs::exists(contract)) GTEST_SKIP() << contract << " is absent";
-  ContractServer server;
+  KubernetesServer server;
   json pod = {{"apiVersion", "v1"},
               {"kind", "Pod"},
               {"metadata", {{"name", "p"}}},
