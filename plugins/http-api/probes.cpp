@@ -6,6 +6,7 @@
 
 #include "synthorg/services/health.hpp"
 #include "synthorg/services/kernel_info.hpp"
+#include "synthorg/services/workloads.hpp"
 #include "synthorg/version.hpp"
 
 namespace synthorg::http_api {
@@ -121,11 +122,19 @@ std::vector<Token> mount_probes(Router& router, PluginContext& context, std::sha
                 {{"200", json_response("Healthy", {{"type", "object"}})},
                  {"503", json_response("Unhealthy", {{"type", "object"}})}}),
       [&context, uptime](HttpRequest&, Responder respond) {
-        with_checks(context, respond, [uptime](const Readiness& r) {
-          return HttpResponse::json(r.ready ? 200 : 503, {{"status", r.ready ? "healthy" : "unhealthy"},
-                                                          {"uptime_seconds", uptime()},
-                                                          {"version", SYNTHORG_SDK_VERSION},
-                                                          {"checks", r.checks}});
+        with_checks(context, respond, [&context, uptime](const Readiness& r) {
+          json body = {{"status", r.ready ? "healthy" : "unhealthy"},
+                       {"uptime_seconds", uptime()},
+                       {"version", SYNTHORG_SDK_VERSION},
+                       {"checks", r.checks}};
+          // Per-user containers, when the workloads plugin runs.
+          if (auto workloads = context.registry().get<Workloads>()) {
+            auto counters = workloads->counters();
+            body["containers"] = {{"active", counters.active},
+                                  {"total_spawned", counters.total_spawned},
+                                  {"total_stopped", counters.total_stopped}};
+          }
+          return HttpResponse::json(r.ready ? 200 : 503, body);
         });
       });
   add("GET", "/api/v1/openapi.json",

@@ -1,0 +1,461 @@
+#include "manager.hpp"
+
+#include <set>
+
+#include <fmt/format.h>
+
+#include "synthorg/crypto.hpp"
+
+namespace synthorg::workloads {
+namespace {
+
+using nlohmann::json;
+
+const std::string component_label = "synthorg.component";
+const std::string instance_label = "synthorg.instance";
+const std::string owner_label_key = "synthorg.owner";
+const std::string workload_label = "synthorg.workload";
+
+bool holds_slot(const json& data) {
+  auto state = data.value("state", "");
+  return state == "starting" || state == "running";
+}
+
+// How a failed spawn reads to the caller: the status and code follow the orchestrator's reason.
+WorkloadProblem failure_problem(const Document& record, std::int64_t retry_after) {
+  auto reason = record.data.value("reason", "failed");
+  auto message = record.data.value("message", "");
+  int status = 502;
+  std::string code = "spawn_failed";
+  std::string detail;
+  if (reason == "image_missing") {
+    code = "image_missing";
+    detail = "the workload image is not available: " + message;
+  } else if (reason == "invalid_spec") {
+    code = "invalid_spec";
+    detail = "the workload configuration was refused by the orchestrator: " + message;
+  } else if (reason == "capacity") {
+    status = 503;
+    code = "capacity";
+    detail = "the orchestrator has no room for another workload: " + message;
+  } else if (reason == "unavailable") {
+    status = 503;
+    code = "orchestrator_unavailable";
+    detail = "the orchestrator cannot be reached: " + message;
+  } else {
+    detail = "the workload failed to start: " + message;
+  }
+  detail += fmt::format(" (the failure is kept for {} s before a new attempt)", retry_after);
+  return WorkloadProblem(status, code, detail, {{"workload", Manager::to_json(record)}, {"reason", reason}},
+                         retry_after);
+}
+
+std::string rfc3339_ms(std::int64_t ms) {
+  std::time_t seconds = static_cast<std::time_t>(ms / 1000);
+  std::tm parts{};
+  ::gmtime_r(&seconds, &parts);
+  char text[32];
+  std::strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%S", &parts);
+  return fmt::format("{}.{:03}Z", text, ms % 1000);
+}
+
+}  // namespace
+
+std::int64_t now_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+Manager::Manager(Options options, std::shared_ptr<Store> store, std::shared_ptr<Orchestrator> orchestrator,
+                 ScopedBus& bus, log::Logger log)
+    : options_(std::move(options)), store_(std::move(store)), orchestrator_(std::move(orchestrator)), bus_(bus),
+      log_(std::move(log)) {}
+
+void Manager::ensure_collection() {
+  // active_owner is set while a record holds its user's one workload (starting, running, or
+  // failed within the cool-down): the unique index makes "one per user" hold across replicas.
+  store_->ensure_collection({std::string(collection),
+                             {{"owner", false}, {"active_owner", true}, {"state", false}},
+                             {{1, "workload records", [](StoreOps&) {}}}});
+}
+
+std::string Manager::owner_label(const std::string& subject) {
+  return "u" + crypto::to_hex(crypto::sha256(subject)).substr(0, 40);
+}
+
+std::map<std::string, std::string> Manager::selector() const {
+  return {{component_label, "workloads"}, {instance_label, options_.instance}};
+}
+
+json Manager::to_json(const Document& record) {
+  const auto& data = record.data;
+  json out = {{"id", record.id},
+              {"owner", data.value("owner", "")},
+              {"state", data.value("state", "")},
+              {"reason", data.value("reason", "")},
+              {"message", data.value("message", "")},
+              {"container_id", data.value("container_id", "")},
+              {"endpoint", data.value("endpoint", json(nullptr))},
+              {"created_at", record.created_at},
+              {"updated_at", record.updated_at},
+              {"last_used_at", rfc3339_ms(data.value("last_used_ms", std::int64_t{0}))},
+              // The proxy (/proxy/*) is the next step of issue 6; its URL is reserved already.
+              {"urls", {{"self", "/api/v1/workloads/" + record.id}, {"proxy", "/api/v1/workloads/" + record.id + "/proxy/"}}}};
+  return out;
+}
+
+std::shared_ptr<std::mutex> Manager::user_lock(const std::string& user) {
+  std::lock_guard guard(locks_mutex_);
+  auto& slot = locks_[user];
+  auto lock = slot.lock();
+  if (!lock) {
+    lock = std::make_shared<std::mutex>();
+    slot = lock;
+  }
+  // Forget users nobody holds a lock for, so the map stays as small as the concurrency.
+  if (locks_.size() > 1024)
+    std::erase_if(locks_, [](const auto& entry) { return entry.second.expired(); });
+  return lock;
+}
+
+Document Manager::update(const Document& record, const std::function<void(json&)>& change) {
+  Document current = record;
+  for (int attempt = 0;; ++attempt) {
+    json data = current.data;
+    change(data);
+    try {
+      return store_->update(collection, current.id, data, current.version);
+    } catch (const StoreError& error) {
+      if (error.code() != StoreErrc::conflict || attempt >= 8) throw;
+      auto fresh = store_->get(collection, current.id);
+      if (!fresh) throw StoreError(StoreErrc::not_found, "workload " + current.id + " is gone");
+      current = *fresh;
+    }
+  }
+}
+
+void Manager::publish(const std::string& topic, const Document& record, json extra) {
+  json payload = {{"workload_id", record.id},
+                  {"user_id", record.data.value("owner", "")},
+                  {"container_id", record.data.value("container_id", "")},
+                  {"state", record.data.value("state", "")}};
+  payload.update(extra);
+  bus_.publish(topic, std::move(payload));
+}
+
+std::vector<Document> Manager::active_records() {
+  std::vector<Document> out;
+  for (const char* state : {"starting", "running"}) {
+    Query query;
+    query.where = {{"state", state}};
+    query.limit = 1000;
+    for (;;) {
+      auto page = store_->query(collection, query);
+      for (auto& document : page.documents) out.push_back(std::move(document));
+      if (page.next_cursor.empty()) break;
+      query.cursor = page.next_cursor;
+    }
+  }
+  return out;
+}
+
+Outcome Manager::get_or_create(const std::string& user) {
+  auto lock = user_lock(user);
+  std::lock_guard guard(*lock);
+  Query query;
+  query.where = {{"active_owner", user}};
+  query.limit = 1;
+  auto page = store_->query(collection, query);
+  if (!page.documents.empty()) {
+    auto& record = page.documents.front();
+    auto state = record.data.value("state", "");
+    if (state == "running") return {touch(record), false};
+    // Another replica is starting it (this process would hold the user's lock): answer as is.
+    if (state == "starting") return {record, false};
+    // A failed spawn is answered as is for the cool-down: no retry storm against the backend.
+    auto left = record.data.value("failed_ms", std::int64_t{0}) + options_.failure_cooldown.count() - now_ms();
+    if (left > 0) throw failure_problem(record, (left + 999) / 1000);
+    update(record, [](json& data) { data.erase("active_owner"); });
+  }
+  return {spawn(user), true};
+}
+
+Document Manager::spawn(const std::string& user) {
+  {
+    std::lock_guard guard(slots_mutex_);
+    if (slots_used_ >= options_.max_per_host)
+      throw WorkloadProblem(503, "max_per_host",
+                            fmt::format("this host already runs its limit of {} workloads (max_per_host); try again "
+                                        "when one stops",
+                                        options_.max_per_host),
+                            {{"max_per_host", options_.max_per_host}}, 30);
+    ++slots_used_;
+  }
+  std::string record_id;
+  auto release = [this, &record_id] {
+    std::lock_guard guard(slots_mutex_);
+    --slots_used_;
+    mine_.erase(record_id);
+  };
+  auto now = now_ms();
+  Document record;
+  try {
+    record = store_->insert(collection, {{"owner", user},
+                                         {"active_owner", user},
+                                         {"state", "starting"},
+                                         {"reason", ""},
+                                         {"message", ""},
+                                         {"container_id", ""},
+                                         {"last_used_ms", now}});
+    record_id = record.id;
+    std::lock_guard guard(slots_mutex_);
+    mine_.insert(record_id);
+  } catch (const StoreError& error) {
+    release();
+    if (error.code() == StoreErrc::conflict)
+      throw WorkloadProblem(409, "conflict", "another request is starting this user's workload; retry", {}, 1);
+    throw;
+  }
+
+  WorkloadSpec spec;
+  spec.name = "workload-" + record.id;
+  spec.image = options_.image;
+  spec.command = options_.command;
+  spec.env = options_.env;
+  spec.labels = {{component_label, "workloads"},
+                 {instance_label, options_.instance},
+                 {owner_label_key, owner_label(user)},
+                 {workload_label, record.id}};
+  spec.memory_bytes = options_.memory_bytes;
+  spec.cpus = options_.cpus;
+  spec.pids_limit = options_.pids_limit;
+  spec.read_only_root = options_.read_only_root;
+  spec.drop_all_capabilities = options_.drop_all_capabilities;
+  spec.no_new_privileges = options_.no_new_privileges;
+  spec.user = options_.user;
+  spec.tmpfs.push_back({"/tmp", options_.tmpfs_options});
+  spec.network = options_.network;
+  if (options_.port) spec.ports.push_back({options_.port, "tcp"});
+
+  std::string container_id;
+  try {
+    auto status = orchestrator_->spawn(spec);
+    container_id = status.id;
+    ++spawned_;
+    record = update(record, [&](json& data) { data["container_id"] = container_id; });
+    publish("workload.spawned", record);
+    log_.info("Container spawned", {{"user_id", user}, {"container_id", container_id}, {"workload_id", record.id}});
+    json endpoint = nullptr;
+    if (options_.port) {
+      auto where = orchestrator_->endpoint(container_id, options_.port);
+      endpoint = {{"host", where.host}, {"port", where.port}};
+    }
+    record = update(record, [&](json& data) {
+      data["state"] = "running";
+      data["endpoint"] = endpoint;
+      data["last_used_ms"] = now_ms();
+    });
+    publish("workload.ready", record);
+    return record;
+  } catch (const std::exception& error) {
+    release();
+    std::string reason = "failed";
+    if (auto* orchestrator_error = dynamic_cast<const OrchestratorError*>(&error))
+      reason = std::string(to_string(orchestrator_error->code()));
+    if (!container_id.empty()) {
+      try {
+        orchestrator_->remove(container_id);
+      } catch (const std::exception& cleanup) {
+        log_.warn("could not remove a half-started container; the next start reconciles it",
+                  {{"container_id", container_id}, {"error", cleanup.what()}});
+      }
+      ++stopped_;
+    }
+    log_.warn("Container spawn failed", {{"user_id", user}, {"workload_id", record.id}, {"reason", reason},
+                                         {"error", error.what()}});
+    record = update(record, [&](json& data) {
+      data["state"] = "failed";
+      data["reason"] = reason;
+      data["message"] = error.what();
+      data["failed_ms"] = now_ms();
+    });
+    publish("workload.failed", record, {{"reason", reason}, {"message", error.what()}});
+    throw failure_problem(record, (options_.failure_cooldown.count() + 999) / 1000);
+  }
+}
+
+std::optional<Document> Manager::find(const std::string& id) {
+  if (!store::valid_document_id(id)) return std::nullopt;
+  return store_->get(collection, id);
+}
+
+Page Manager::list(const std::string& owner, std::size_t limit, const std::string& cursor) {
+  Query query;
+  if (!owner.empty()) query.where = {{"owner", owner}};
+  query.order_by = "created_at";
+  query.descending = true;
+  query.limit = limit;
+  query.cursor = cursor;
+  return store_->query(collection, query);
+}
+
+Document Manager::touch(const Document& record) {
+  if (record.data.value("state", "") != "running")
+    throw WorkloadProblem(409, "not_running", fmt::format("workload {} is {}, not running", record.id,
+                                                           record.data.value("state", "")));
+  return update(record, [](json& data) { data["last_used_ms"] = now_ms(); });
+}
+
+Document Manager::stop(const Document& given, const std::string& reason, bool idle_only) {
+  auto lock = user_lock(given.data.value("owner", ""));
+  std::lock_guard guard(*lock);
+  auto fresh = store_->get(collection, given.id);
+  if (!fresh) throw WorkloadProblem(404, "not_found", "no such workload");
+  auto record = *fresh;
+  if (!holds_slot(record.data)) {
+    // A failed one gives up its cool-down when its owner deletes it: the next POST tries again.
+    if (record.data.contains("active_owner")) record = update(record, [](json& data) { data.erase("active_owner"); });
+    return record;
+  }
+  if (idle_only &&
+      record.data.value("last_used_ms", std::int64_t{0}) + options_.idle_timeout.count() > now_ms())
+    return record;
+  auto container_id = record.data.value("container_id", "");
+  if (!container_id.empty()) {
+    try {
+      orchestrator_->stop(container_id, options_.stop_grace);
+      orchestrator_->remove(container_id);
+    } catch (const OrchestratorError& error) {
+      if (error.code() != OrchestratorErrc::not_found) {
+        if (error.code() == OrchestratorErrc::unavailable)
+          throw WorkloadProblem(503, "orchestrator_unavailable",
+                                std::string("the orchestrator cannot be reached: ") + error.what(), {}, 5);
+        throw WorkloadProblem(502, "stop_failed", std::string("the container could not be stopped: ") + error.what());
+      }
+    }
+  }
+  record = update(record, [&](json& data) {
+    data["state"] = "stopped";
+    data["reason"] = reason;
+    data["stopped_ms"] = now_ms();
+    data.erase("active_owner");
+  });
+  {
+    std::lock_guard slots(slots_mutex_);
+    --slots_used_;
+    mine_.erase(record.id);
+  }
+  ++stopped_;
+  publish("workload.stopped", record, {{"reason", reason}});
+  log_.info("Container stopped", {{"user_id", record.data.value("owner", "")},
+                                  {"container_id", container_id},
+                                  {"workload_id", record.id},
+                                  {"reason", reason}});
+  return record;
+}
+
+std::size_t Manager::reap() {
+  std::size_t reaped = 0;
+  auto cutoff = now_ms() - options_.idle_timeout.count();
+  for (const auto& record : active_records()) {
+    if (record.data.value("state", "") != "running") continue;
+    if (record.data.value("last_used_ms", std::int64_t{0}) > cutoff) continue;
+    try {
+      auto after = stop(record, "idle_timeout", true);
+      if (after.data.value("state", "") == "stopped") ++reaped;
+    } catch (const std::exception& error) {
+      log_.warn("could not reap an idle workload; trying again next round",
+                {{"workload_id", record.id}, {"error", error.what()}});
+    }
+  }
+  return reaped;
+}
+
+void Manager::stop_all(const std::string& reason) {
+  for (const auto& record : active_records()) {
+    try {
+      stop(record, reason);
+    } catch (const std::exception& error) {
+      log_.warn("could not stop a workload", {{"workload_id", record.id}, {"error", error.what()}});
+    }
+  }
+}
+
+void Manager::reconcile() {
+  auto containers = orchestrator_->list(selector());
+  std::set<std::string> mine;
+  {
+    std::lock_guard guard(slots_mutex_);
+    mine = mine_;
+  }
+  std::map<std::string, Document> active;
+  for (auto& record : active_records())
+    if (!mine.contains(record.id)) active.emplace(record.id, std::move(record));
+  std::set<std::string> adopted;
+  std::size_t removed = 0, vanished = 0;
+  for (const auto& container : containers) {
+    auto label = container.labels.find(workload_label);
+    if (label != container.labels.end() && mine.contains(label->second)) continue;  // started here since
+    auto it = label == container.labels.end() ? active.end() : active.find(label->second);
+    bool ours = it != active.end() && container.state == WorkloadState::running && !adopted.contains(it->first);
+    if (ours) {
+      auto recorded = it->second.data.value("container_id", "");
+      ours = recorded.empty() || recorded == container.id;
+    }
+    if (ours) {
+      try {
+        json endpoint = nullptr;
+        if (options_.port) {
+          auto where = orchestrator_->endpoint(container.id, options_.port);
+          endpoint = {{"host", where.host}, {"port", where.port}};
+        }
+        update(it->second, [&](json& data) {
+          data["state"] = "running";
+          data["container_id"] = container.id;
+          data["endpoint"] = endpoint;
+        });
+        adopted.insert(it->first);
+        {
+          std::lock_guard slots(slots_mutex_);
+          ++slots_used_;
+          mine_.insert(it->first);
+        }
+        log_.info("Container adopted", {{"user_id", it->second.data.value("owner", "")},
+                                        {"container_id", container.id},
+                                        {"workload_id", it->first}});
+        continue;
+      } catch (const std::exception& error) {
+        log_.warn("could not adopt a container; removing it", {{"container_id", container.id}, {"error", error.what()}});
+      }
+    }
+    try {
+      orchestrator_->remove(container.id);
+      ++removed;
+      log_.warn("Orphaned container removed", {{"container_id", container.id},
+                                               {"workload_id", label == container.labels.end() ? "" : label->second}});
+    } catch (const std::exception& error) {
+      log_.warn("could not remove an orphaned container", {{"container_id", container.id}, {"error", error.what()}});
+    }
+  }
+  for (auto& [id, record] : active) {
+    if (adopted.contains(id)) continue;
+    auto after = update(record, [](json& data) {
+      data["state"] = "stopped";
+      data["reason"] = "vanished";
+      data["stopped_ms"] = now_ms();
+      data.erase("active_owner");
+    });
+    ++vanished;
+    ++stopped_;
+    publish("workload.stopped", after, {{"reason", "vanished"}});
+  }
+  reconciled_ = true;
+  log_.info("workloads reconciled", {{"adopted", adopted.size()}, {"orphans_removed", removed}, {"vanished", vanished}});
+}
+
+WorkloadCounters Manager::counters() const {
+  std::lock_guard guard(slots_mutex_);
+  return {slots_used_, spawned_.load(), stopped_.load()};
+}
+
+}  // namespace synthorg::workloads

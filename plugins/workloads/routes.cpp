@@ -1,0 +1,240 @@
+#include "routes.hpp"
+
+#include <fmt/format.h>
+
+namespace synthorg::workloads {
+namespace {
+
+using nlohmann::json;
+using Work = std::function<HttpResponse()>;
+
+HttpResponse problem(const WorkloadProblem& error) {
+  auto response = HttpResponse::problem(error.status, error.code, error.what(), error.extra);
+  if (error.retry_after > 0) response.header("retry-after", std::to_string(error.retry_after));
+  return response;
+}
+
+HttpResponse failure(const RouteContext& context, std::string_view route) {
+  try {
+    throw;
+  } catch (const WorkloadProblem& error) {
+    return problem(error);
+  } catch (const StoreError& error) {
+    if (error.code() == StoreErrc::unavailable) {
+      context.log.warn("store unavailable", {{"route", route}, {"error", error.what()}});
+      return HttpResponse::problem(503, "store_unavailable", "the database cannot be reached; retry shortly")
+          .header("retry-after", "5");
+    }
+    if (error.code() == StoreErrc::conflict)
+      return HttpResponse::problem(409, "conflict", "the workload changed meanwhile; retry");
+    context.log.error("store call failed", {{"route", route}, {"error", error.what()}});
+  } catch (const OrchestratorError& error) {
+    if (error.code() == OrchestratorErrc::unavailable)
+      return HttpResponse::problem(503, "orchestrator_unavailable",
+                                   std::string("the orchestrator cannot be reached: ") + error.what())
+          .header("retry-after", "5");
+    context.log.error("orchestrator call failed", {{"route", route}, {"error", error.what()}});
+  } catch (const std::exception& error) {
+    context.log.error("workloads route failed", {{"route", route}, {"error", error.what()}});
+  } catch (...) {
+    context.log.error("workloads route failed", {{"route", route}});
+  }
+  return HttpResponse::problem(500, "internal_error", "the server failed to handle this request; it was logged");
+}
+
+// Rate limit on the I/O thread, then the work on the blocking pool; 429 or 503 busy otherwise.
+void guarded(const std::shared_ptr<RouteContext>& context, std::string route, HttpRequest& request,
+             Responder respond, Work work) {
+  const auto& user = request.principal->subject;
+  auto per_minute = context->settings->get("workloads", "requests_per_minute").value.get<double>();
+  auto burst = context->settings->get("workloads", "burst_size").value.get<double>();
+  if (auto wait = context->limiter->take(user, per_minute, burst, RateLimiter::Clock::now())) {
+    context->log.warn("Rate limit exceeded", {{"user_id", user}, {"route", route}, {"retry_after", wait}});
+    return respond(HttpResponse::problem(429, "rate_limited",
+                                         fmt::format("too many workload requests; try again in {} s", wait),
+                                         {{"retry_after", wait}})
+                       .header("retry-after", std::to_string(wait)));
+  }
+  bool queued = context->executor.try_post_blocking([context, route, respond, work = std::move(work)] {
+    try {
+      respond(work());
+    } catch (...) {
+      respond(failure(*context, route));
+    }
+  });
+  if (!queued)
+    respond(HttpResponse::problem(503, "busy", "the server is too busy to take this now; retry shortly")
+                .header("retry-after", "1"));
+}
+
+bool is_admin(const HttpRequest& request) { return role_at_least(request.principal->role, "admin"); }
+
+// The record when the caller may see it; another user's is "not found", never "forbidden".
+std::optional<Document> visible(RouteContext& context, const HttpRequest& request, const std::string& id) {
+  auto record = context.manager->find(id);
+  if (!record) return std::nullopt;
+  if (!is_admin(request) && record->data.value("owner", "") != request.principal->subject) return std::nullopt;
+  return record;
+}
+
+HttpResponse not_found() { return HttpResponse::problem(404, "not_found", "no such workload"); }
+
+// ---- OpenAPI ----
+
+json ref(std::string_view name) { return {{"$ref", fmt::format("#/components/schemas/{}", name)}}; }
+
+json response(std::string description, json schema) {
+  return {{"description", std::move(description)}, {"content", {{"application/json", {{"schema", std::move(schema)}}}}}};
+}
+
+json problem_response(std::string description) {
+  return {{"description", std::move(description)},
+          {"content", {{"application/problem+json", {{"schema", ref("Problem")}}}}}};
+}
+
+json operation(std::string summary, json responses, bool with_id) {
+  json out = {{"summary", std::move(summary)}, {"tags", {"workloads"}}, {"responses", std::move(responses)}};
+  out["responses"]["429"] = problem_response("Rate limited (rate_limited); see Retry-After");
+  out["responses"]["503"] = problem_response(
+      "Busy, max_per_host reached, capacity, orchestrator_unavailable or store_unavailable; see Retry-After");
+  // http-api adds the {id} path parameter itself.
+  if (with_id) out["responses"]["404"] = problem_response("No such workload, or another user's (not_found)");
+  return out;
+}
+
+json workload_schema() {
+  json text = {{"type", "string"}};
+  return {{"type", "object"},
+          {"required", {"id", "owner", "state", "reason", "container_id", "created_at", "last_used_at", "urls"}},
+          {"properties",
+           {{"id", text},
+            {"owner", text},
+            {"state", {{"type", "string"}, {"enum", {"starting", "running", "stopped", "failed"}}}},
+            {"reason", text},
+            {"message", text},
+            {"container_id", text},
+            {"endpoint", {{"type", {"object", "null"}}}},
+            {"created_at", text},
+            {"updated_at", text},
+            {"last_used_at", text},
+            {"urls", {{"type", "object"}}}}}};
+}
+
+// ---- handlers ----
+
+void create(const std::shared_ptr<RouteContext>& context, HttpRequest& request, Responder respond) {
+  guarded(context, "create", request, respond, [context, user = request.principal->subject] {
+    auto outcome = context->manager->get_or_create(user);
+    return HttpResponse::json(outcome.created ? 201 : 200, Manager::to_json(outcome.record));
+  });
+}
+
+void list(const std::shared_ptr<RouteContext>& context, HttpRequest& request, Responder respond) {
+  std::size_t limit = 100;
+  if (auto given = request.query_param("limit")) {
+    std::size_t used = 0;
+    long value = 0;
+    try {
+      value = std::stol(*given, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (used == 0 || used != given->size() || value < 1 || value > 1000)
+      return respond(HttpResponse::problem(400, "invalid_query", "limit must be a whole number from 1 to 1000"));
+    limit = static_cast<std::size_t>(value);
+  }
+  // Admins see everybody's, or one user's with ?user=; others only ever their own.
+  std::string owner = request.principal->subject;
+  if (is_admin(request)) owner = request.query_param("user").value_or("");
+  auto cursor = request.query_param("cursor").value_or("");
+  guarded(context, "list", request, respond, [context, owner, limit, cursor] {
+    try {
+      auto page = context->manager->list(owner, limit, cursor);
+      json items = json::array();
+      for (const auto& record : page.documents) items.push_back(Manager::to_json(record));
+      return HttpResponse::json(200, {{"workloads", items}, {"next_cursor", page.next_cursor}});
+    } catch (const StoreError& error) {
+      if (error.code() != StoreErrc::invalid) throw;
+      return HttpResponse::problem(400, "invalid_cursor", "the cursor is not one this list gave out");
+    }
+  });
+}
+
+void get_one(const std::shared_ptr<RouteContext>& context, HttpRequest& request, Responder respond) {
+  guarded(context, "get", request, respond, [context, request] {
+    auto record = visible(*context, request, request.params.at("id"));
+    if (!record) return not_found();
+    return HttpResponse::json(200, Manager::to_json(*record));
+  });
+}
+
+void remove(const std::shared_ptr<RouteContext>& context, HttpRequest& request, Responder respond) {
+  guarded(context, "delete", request, respond, [context, request] {
+    auto record = visible(*context, request, request.params.at("id"));
+    if (!record) return not_found();
+    return HttpResponse::json(200, Manager::to_json(context->manager->stop(*record, "user")));
+  });
+}
+
+void touch(const std::shared_ptr<RouteContext>& context, HttpRequest& request, Responder respond) {
+  guarded(context, "touch", request, respond, [context, request] {
+    auto record = visible(*context, request, request.params.at("id"));
+    if (!record) return not_found();
+    return HttpResponse::json(200, Manager::to_json(context->manager->touch(*record)));
+  });
+}
+
+}  // namespace
+
+std::vector<Token> mount_routes(HttpRouter& router, std::shared_ptr<RouteContext> context) {
+  std::vector<Token> tokens;
+  tokens.push_back(router.add_schema("Workload", workload_schema()));
+  auto add = [&](std::string method, std::string pattern, json openapi,
+                 void (*handler)(const std::shared_ptr<RouteContext>&, HttpRequest&, Responder)) {
+    tokens.push_back(router.add({std::move(method), std::move(pattern), Access::signed_in, {}, std::move(openapi),
+                                 [context, handler](HttpRequest& request, Responder respond) {
+                                   handler(context, request, std::move(respond));
+                                 }}));
+  };
+  json failed = problem_response("The spawn failed (image_missing, invalid_spec, spawn_failed); the reason is in "
+                                 "detail and the failed record in `workload`, kept for a cool-down");
+  add("POST", "/api/v1/workloads",
+      operation("Get or create the caller's workload (one per user)",
+                {{"200", response("The caller's workload, already there", ref("Workload"))},
+                 {"201", response("Started now", ref("Workload"))},
+                 {"502", failed}},
+                false),
+      create);
+  json listing = operation("Workloads: your own; admins everybody's, or one user's with ?user=",
+                           {{"200", response("A page, newest first",
+                                             {{"type", "object"},
+                                              {"properties", {{"workloads", {{"type", "array"}, {"items", ref("Workload")}}},
+                                                              {"next_cursor", {{"type", "string"}}}}}})},
+                            {"400", problem_response("A bad limit or cursor")}},
+                           false);
+  listing["parameters"] = {
+      {{"name", "user"}, {"in", "query"}, {"required", false}, {"schema", {{"type", "string"}}}},
+      {{"name", "limit"}, {"in", "query"}, {"required", false},
+       {"schema", {{"type", "integer"}, {"minimum", 1}, {"maximum", 1000}, {"default", 100}}}},
+      {{"name", "cursor"}, {"in", "query"}, {"required", false}, {"schema", {{"type", "string"}}}}};
+  add("GET", "/api/v1/workloads", listing, list);
+  json missing = problem_response("No such workload, or another user's (not_found)");
+  add("GET", "/api/v1/workloads/{id}",
+      operation("One workload", {{"200", response("The workload", ref("Workload"))}, {"404", missing}}, true), get_one);
+  add("DELETE", "/api/v1/workloads/{id}",
+      operation("Stop and remove it (reason user); idempotent",
+                {{"200", response("The stopped record", ref("Workload"))}, {"404", missing},
+                 {"502", problem_response("The container could not be stopped (stop_failed)")}},
+                true),
+      remove);
+  add("POST", "/api/v1/workloads/{id}/touch",
+      operation("Mark it used now, postponing the idle reaper",
+                {{"200", response("The workload", ref("Workload"))}, {"404", missing},
+                 {"409", problem_response("It is not running (not_running)")}},
+                true),
+      touch);
+  // TODO(issue 6, part 3): mount /api/v1/workloads/{id}/proxy/* here.
+  return tokens;
+}
+
+}  // namespace synthorg::workloads
