@@ -401,19 +401,7 @@ void create_user(const std::shared_ptr<AuthContext>& context, HttpRequest& reque
 }
 
 void list_users(const std::shared_ptr<AuthContext>& context, HttpRequest& request, Responder respond) {
-  std::size_t limit = 100;
-  if (auto given = request.query_param("limit")) {
-    std::size_t used = 0;
-    long value = 0;
-    try {
-      value = std::stol(*given, &used);
-    } catch (const std::exception&) {
-      used = 0;
-    }
-    if (used == 0 || used != given->size() || value < 1 || value > 1000)
-      return respond(HttpResponse::problem(400, "invalid_query", "limit must be a whole number from 1 to 1000"));
-    limit = static_cast<std::size_t>(value);
-  }
+  auto limit = request.page_limit();
   auto cursor = request.query_param("cursor").value_or("");
   blocking(context, "list-users", respond, [context, limit, cursor] {
     try {

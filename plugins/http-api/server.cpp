@@ -258,6 +258,8 @@ class Session : public std::enable_shared_from_this<Session> {
     try {
       Dispatching during(dispatching_);
       match.route->handler(*request, responder);
+    } catch (const HttpRequestError& refused) {  // the handler's own refusal of what was sent
+      responder(HttpResponse::problem(refused.status(), refused.code(), refused.what()));
     } catch (const std::exception& error) {
       server_->log.error("route handler threw", {{"route", match.pattern}, {"error", error.what()},
                                                  {"request_id", request->request_id}});

@@ -130,19 +130,7 @@ void create(const std::shared_ptr<RouteContext>& context, HttpRequest& request, 
 }
 
 void list(const std::shared_ptr<RouteContext>& context, HttpRequest& request, Responder respond) {
-  std::size_t limit = 100;
-  if (auto given = request.query_param("limit")) {
-    std::size_t used = 0;
-    long value = 0;
-    try {
-      value = std::stol(*given, &used);
-    } catch (const std::exception&) {
-      used = 0;
-    }
-    if (used == 0 || used != given->size() || value < 1 || value > 1000)
-      return respond(HttpResponse::problem(400, "invalid_query", "limit must be a whole number from 1 to 1000"));
-    limit = static_cast<std::size_t>(value);
-  }
+  auto limit = request.page_limit();
   // Admins see everybody's, or one user's with ?user=; others only ever their own.
   std::string owner = request.principal->subject;
   if (is_admin(request)) owner = request.query_param("user").value_or("");

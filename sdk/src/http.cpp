@@ -1,4 +1,5 @@
 // The value types of the HttpRouter contract.
+#include <charconv>
 #include "synthorg/services/http.hpp"
 
 #include <array>
@@ -50,6 +51,16 @@ std::optional<std::string> HttpRequest::query_param(std::string_view name) const
     rest.remove_prefix(end + 1);
   }
   return std::nullopt;
+}
+
+std::size_t HttpRequest::page_limit(std::size_t fallback) const {
+  auto given = query_param("limit");
+  if (!given) return fallback;
+  std::size_t value = 0;
+  auto [end, error] = std::from_chars(given->data(), given->data() + given->size(), value);
+  if (error != std::errc() || end != given->data() + given->size() || value < 1 || value > 1000)
+    throw HttpRequestError(400, "invalid_query", "limit must be a whole number from 1 to 1000");
+  return value;
 }
 
 HttpResponse HttpResponse::json(int status, const nlohmann::json& body) {

@@ -9,6 +9,7 @@
 #include <functional>
 #include <map>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -42,6 +43,23 @@ struct HttpRequest {
   std::string_view header(std::string_view name) const;
   // A query parameter, percent-decoded; nullopt when absent.
   std::optional<std::string> query_param(std::string_view name) const;
+  // ?limit= as a page size from 1 to 1000, `fallback` when absent; throws HttpRequestError
+  // (400 invalid_query) when it is anything else.
+  std::size_t page_limit(std::size_t fallback = 100) const;
+};
+
+// Thrown by a handler (before it responds) to refuse what was sent: the server answers with
+// problem(status, code, what()).
+class HttpRequestError : public std::runtime_error {
+ public:
+  HttpRequestError(int status, std::string code, const std::string& detail)
+      : std::runtime_error(detail), status_(status), code_(std::move(code)) {}
+  int status() const noexcept { return status_; }
+  const std::string& code() const noexcept { return code_; }
+
+ private:
+  int status_;
+  std::string code_;
 };
 
 struct HttpResponse {
