@@ -27,6 +27,7 @@ namespace {
 namespace fs = std::filesystem;
 using nlohmann::json;
 using namespace std::chrono_literals;
+using synthorg::testing::busybox_spec;
 using synthorg::testing::orchestrator_error_of;
 using synthorg::testing::PluginHost;
 using synthorg::testing::TempDir;
@@ -46,16 +47,6 @@ std::string shell(const std::string& command) {
   return out;
 }
 
-// A hardened spec for the test image, labelled with this run's own label.
-WorkloadSpec test_spec(const std::string& run_label, const std::string& script) {
-  WorkloadSpec spec;
-  spec.image = test_image;
-  spec.command = {"/bin/busybox", "sh", "-c", script};
-  spec.labels = {{"synthorg.test-run", run_label}};
-  spec.user = "65534:65534";
-  spec.tmpfs = {{"/tmp"}};
-  return spec;
-}
 
 // --- The mapping, without an engine -------------------------------------------------------------
 
@@ -193,7 +184,7 @@ class DockerTest : public ::testing::Test {
 
 TEST_F(DockerTest, HardenedWorkloadRunsAndIsReachableOnLoopback) {
   auto docker = start();
-  auto spec = test_spec(run_label_, "echo up; exec /bin/busybox httpd -f -p 0.0.0.0:8080 -h /www");
+  auto spec = busybox_spec(run_label_, "echo up; exec /bin/busybox httpd -f -p 0.0.0.0:8080 -h /www");
   spec.memory_bytes = 64ll << 20;
   spec.cpus = 0.25;
   spec.pids_limit = 32;
@@ -236,7 +227,7 @@ TEST_F(DockerTest, HardenedWorkloadRunsAndIsReachableOnLoopback) {
 
 TEST_F(DockerTest, LogsKeepStdoutAndStderrApartAndFollowStopsOnRequest) {
   auto docker = start();
-  auto status = docker->spawn(test_spec(run_label_, "echo to-out; echo to-err >&2; sleep 30"));
+  auto status = docker->spawn(busybox_spec(run_label_, "echo to-out; echo to-err >&2; sleep 30"));
   std::vector<std::pair<LogStream, std::string>> lines;
   std::stop_source stop;
   std::thread stopper([&] {
@@ -258,7 +249,7 @@ TEST_F(DockerTest, LogsKeepStdoutAndStderrApartAndFollowStopsOnRequest) {
 
 TEST_F(DockerTest, AnImageThatDoesNotExistIsImageMissingAndLeavesNothing) {
   auto docker = start();
-  auto spec = test_spec(run_label_, "true");
+  auto spec = busybox_spec(run_label_, "true");
   spec.image = "synthorg-test/does-not-exist:1";
   auto error = orchestrator_error_of([&] { docker->spawn(spec); });
   EXPECT_EQ(error.code(), OrchestratorErrc::image_missing) << error.what();
@@ -268,7 +259,7 @@ TEST_F(DockerTest, AnImageThatDoesNotExistIsImageMissingAndLeavesNothing) {
 
 TEST_F(DockerTest, AMemoryLimitBelowTheEnginesMinimumIsInvalidWithTheEnginesWords) {
   auto docker = start();
-  auto spec = test_spec(run_label_, "true");
+  auto spec = busybox_spec(run_label_, "true");
   spec.memory_bytes = 1 << 20;  // the engine's minimum is 6 MB
   auto error = orchestrator_error_of([&] { docker->spawn(spec); });
   EXPECT_EQ(error.code(), OrchestratorErrc::invalid_spec) << error.what();
@@ -278,7 +269,7 @@ TEST_F(DockerTest, AMemoryLimitBelowTheEnginesMinimumIsInvalidWithTheEnginesWord
 
 TEST_F(DockerTest, AnInvalidLabelNeverReachesTheEngine) {
   auto docker = start();
-  auto spec = test_spec(run_label_, "true");
+  auto spec = busybox_spec(run_label_, "true");
   spec.labels["no spaces allowed"] = "x";
   EXPECT_EQ(orchestrator_error_of([&] { docker->spawn(spec); }).code(), OrchestratorErrc::invalid_spec);
   EXPECT_EQ(orchestrator_error_of([&] { docker->list({{"bad key!", "x"}}); }).code(), OrchestratorErrc::invalid_spec);
@@ -313,14 +304,14 @@ TEST_F(DockerTest, AMissingSocketIsReportedWithTheFixAndRecoveryFollowsItsReturn
   EXPECT_TRUE(contains(down.detail, "cannot reach the Docker engine")) << down.detail;
   EXPECT_TRUE(contains(down.detail, "No such file")) << down.detail;
   EXPECT_TRUE(contains(down.detail, "DOCKER_HOST")) << down.detail;
-  EXPECT_EQ(orchestrator_error_of([&] { docker->spawn(test_spec(run_label_, "true")); }).code(),
+  EXPECT_EQ(orchestrator_error_of([&] { docker->spawn(busybox_spec(run_label_, "true")); }).code(),
             OrchestratorErrc::unavailable);
 
   fs::create_symlink("/var/run/docker.sock", socket);  // the engine "returns"
   auto up = readiness();
   EXPECT_TRUE(up.up) << up.detail;
   EXPECT_EQ(up.data["api_version"], "1.41");
-  auto status = docker->spawn(test_spec(run_label_, "exit 4"));
+  auto status = docker->spawn(busybox_spec(run_label_, "exit 4"));
   EXPECT_EQ(docker->wait(status.id, 10s).exit_code, 4);
 }
 
@@ -368,7 +359,7 @@ TEST_F(DockerTest, AnUnusableHostIsRefusedAtConfigureNamingIt) {
 
 TEST_F(DockerTest, WaitTimesOutWithoutKillingAndStopReportsTheExit) {
   auto docker = start();
-  auto status = docker->spawn(test_spec(run_label_, "trap 'exit 7' TERM; sleep 30 & wait"));
+  auto status = docker->spawn(busybox_spec(run_label_, "trap 'exit 7' TERM; sleep 30 & wait"));
   auto started = std::chrono::steady_clock::now();
   auto early = docker->wait(status.id, 300ms);
   EXPECT_FALSE(early.exited);
@@ -391,7 +382,7 @@ TEST_F(DockerTest, EngineRestartMidOperation) {
     GTEST_SKIP() << "restarts dockerd; set SYNTHORG_TEST_DOCKER_RESTART=1 (ctest runs it as docker.engine_restart)";
   auto docker = start();
   // Ends at once on SIGTERM, so the engine's shutdown does not wait out its 10 s.
-  auto status = docker->spawn(test_spec(run_label_, "trap 'exit 0' TERM; sleep 300 & wait"));
+  auto status = docker->spawn(busybox_spec(run_label_, "trap 'exit 0' TERM; sleep 300 & wait"));
   std::string restart_output;
   std::thread restart([&] {
     std::this_thread::sleep_for(500ms);
@@ -412,7 +403,7 @@ TEST_F(DockerTest, EngineRestartMidOperation) {
   EXPECT_TRUE(failed_cleanly);
   auto ready = readiness();
   ASSERT_TRUE(ready.up) << ready.detail << "\nscripts/services said: " << restart_output;
-  auto again = docker->spawn(test_spec(run_label_, "exit 0"));
+  auto again = docker->spawn(busybox_spec(run_label_, "exit 0"));
   EXPECT_EQ(docker->wait(again.id, 10s).exit_code, 0);
 }
 

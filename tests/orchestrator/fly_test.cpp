@@ -32,6 +32,7 @@ namespace fs = std::filesystem;
 using nlohmann::json;
 using namespace std::chrono_literals;
 using synthorg::testing::ContractServer;
+using synthorg::testing::ContractServerTest;
 using synthorg::testing::orchestrator_error_of;
 using synthorg::testing::PluginHost;
 
@@ -247,63 +248,18 @@ std::string http_status_line(const Endpoint& endpoint) {
   return line.substr(0, line.find("\r\n"));
 }
 
-class FlyTest : public ::testing::Test {
+class FlyTest : public ContractServerTest<FlyServer> {
  protected:
-  void SetUp() override {
-    if (!fs::exists(contract))
-      GTEST_SKIP() << contract << " is absent (../shared/contracts is not checked out here): the Fly contract "
-                   << "server has nothing to check requests against, so these tests cannot run";
-    server_ = std::make_unique<FlyServer>();
-  }
-
-  void TearDown() override {
-    if (!server_) return;
-    if (orchestrator_) {
-      try {
-        for (const auto& status : orchestrator_->list({{"synthorg.test-run", run_}})) orchestrator_->remove(status.id);
-      } catch (const std::exception&) {
-        // A test that breaks the token cannot clean up through the plugin; the server goes anyway.
-      }
-    }
-    if (check_violations_) {
-      auto found = server_->violations();
-      EXPECT_TRUE(found.empty()) << "contract violations:\n" << found.dump(2);
-    }
-  }
+  FlyTest() : ContractServerTest(contract, "Fly") {}
 
   std::shared_ptr<Orchestrator> start(json extra = json::object()) {
-    host_.start(plugin_path, server_->config(std::move(extra)));
-    orchestrator_ = host_.get<Orchestrator>();
-    return orchestrator_;
-  }
-
-  WorkloadSpec spec(const std::string& script) const {
-    WorkloadSpec spec;
-    spec.image = "synthorg-test/busybox:latest";
-    spec.command = {"/bin/busybox", "sh", "-c", script};
-    spec.labels = {{"synthorg.test-run", run_}};
-    spec.user = "65534:65534";
-    spec.tmpfs = {{"/tmp"}};
-    return spec;
-  }
-
-  // The requests the server received for `method` on paths ending in `suffix`.
-  std::vector<json> requests(const std::string& method, const std::string& suffix) {
-    std::vector<json> out;
-    for (const auto& request : server_->requests())
-      if (request["method"] == method && request["path"].get<std::string>().ends_with(suffix)) out.push_back(request);
-    return out;
+    return start_plugin(plugin_path, server_->config(std::move(extra)));
   }
 
   // The plugin reads the token (and the overrides fly-go honours) from the environment.
   ScopedEnv token_{"FLY_API_TOKEN", default_token};
   ScopedEnv base_url_{"FLY_FLAPS_BASE_URL", nullptr};
   ScopedEnv app_{"FLY_APP_NAME", nullptr};
-  std::unique_ptr<FlyServer> server_;
-  PluginHost host_;
-  std::shared_ptr<Orchestrator> orchestrator_;
-  std::string run_ = "t" + std::to_string(::getpid()) + "-" + std::to_string(std::rand());
-  bool check_violations_ = true;
 };
 
 TEST_F(FlyTest, InsufficientCapacityIsCapacity) {

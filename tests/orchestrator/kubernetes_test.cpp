@@ -35,6 +35,7 @@ namespace fs = std::filesystem;
 using nlohmann::json;
 using namespace std::chrono_literals;
 using synthorg::testing::ContractServer;
+using synthorg::testing::ContractServerTest;
 using synthorg::testing::orchestrator_error_of;
 using synthorg::testing::PluginHost;
 using synthorg::testing::TempDir;
@@ -395,53 +396,12 @@ class KubernetesServer : public ContractServer {
   void accept_only(const std::string& token) { hook("POST", "/__contract/token", {{"token", token}}); }
 };
 
-class KubernetesTest : public ::testing::Test {
+class KubernetesTest : public ContractServerTest<KubernetesServer> {
  protected:
-  void SetUp() override {
-    if (!fs::exists(contract))
-      GTEST_SKIP() << contract << " is absent (../shared/contracts is not checked out here): the Kubernetes contract "
-                   << "server has nothing to check requests against, so these tests cannot run";
-    server_ = std::make_unique<KubernetesServer>();
-  }
+  KubernetesTest() : ContractServerTest(contract, "Kubernetes") {}
 
-  void TearDown() override {
-    if (!server_) return;
-    if (orchestrator_) {
-      try {
-        for (const auto& status : orchestrator_->list({{"synthorg.test-run", run_}})) orchestrator_->remove(status.id);
-      } catch (const std::exception&) {
-        // A test that breaks the token cannot clean up through the plugin; the server goes anyway.
-      }
-    }
-    if (check_violations_) {
-      auto found = server_->violations();
-      EXPECT_TRUE(found.empty()) << "contract violations:\n" << found.dump(2);
-    }
-  }
-
-  std::shared_ptr<Orchestrator> start(json config) {
-    host_.start(plugin_path, config);
-    orchestrator_ = host_.get<Orchestrator>();
-    return orchestrator_;
-  }
+  std::shared_ptr<Orchestrator> start(const json& config) { return start_plugin(plugin_path, config); }
   std::shared_ptr<Orchestrator> start() { return start(server_->config()); }
-
-  WorkloadSpec spec(const std::string& script) const {
-    WorkloadSpec spec;
-    spec.image = "synthorg-test/busybox:latest";
-    spec.command = {"/bin/busybox", "sh", "-c", script};
-    spec.labels = {{"synthorg.test-run", run_}};
-    spec.user = "65534:65534";
-    spec.tmpfs = {{"/tmp"}};
-    return spec;
-  }
-
-  std::vector<json> requests(const std::string& method, const std::string& suffix) {
-    std::vector<json> out;
-    for (const auto& request : server_->requests())
-      if (request["method"] == method && request["path"].get<std::string>().ends_with(suffix)) out.push_back(request);
-    return out;
-  }
 
   std::string logs_of(const std::string& id) {
     std::string text;
@@ -452,11 +412,6 @@ class KubernetesTest : public ::testing::Test {
     return text;
   }
 
-  std::unique_ptr<KubernetesServer> server_;
-  PluginHost host_;
-  std::shared_ptr<Orchestrator> orchestrator_;
-  std::string run_ = "t" + std::to_string(::getpid()) + "-" + std::to_string(std::rand() % 100000);
-  bool check_violations_ = true;
 };
 
 TEST_F(KubernetesTest, ThePodSentIsTheSpecAndItRuns) {

@@ -17,6 +17,7 @@
 #include <nlohmann/json.hpp>
 #include <Poco/Process.h>
 
+#include "plugin_host.hpp"
 #include "synthorg/http_client.hpp"
 #include "synthorg/services/orchestrator.hpp"
 #include "test_support.hpp"
@@ -123,6 +124,73 @@ class ContractServer {
   std::optional<Poco::ProcessHandle> handle_;
   nlohmann::json info_;
   std::unique_ptr<http::HttpClient> client_;
+};
+
+// A hardened workload of the test image running `script`, labelled with the test's run.
+inline WorkloadSpec busybox_spec(const std::string& run, const std::string& script) {
+  WorkloadSpec spec;
+  spec.image = "synthorg-test/busybox:latest";
+  spec.command = {"/bin/busybox", "sh", "-c", script};
+  spec.labels = {{"synthorg.test-run", run}};
+  spec.user = "65534:65534";
+  spec.tmpfs = {{"/tmp"}};
+  return spec;
+}
+
+// A fixture around one contract server: skipped, saying why, where the contract document is
+// absent; at the end the run's workloads are removed and no contract violation may be left.
+template <class Server>
+class ContractServerTest : public ::testing::Test {
+ protected:
+  ContractServerTest(std::filesystem::path contract, std::string backend)
+      : contract_(std::move(contract)), backend_(std::move(backend)) {}
+
+  void SetUp() override {
+    if (!std::filesystem::exists(contract_))
+      GTEST_SKIP() << contract_ << " is absent (../shared/contracts is not checked out here): the " << backend_
+                   << " contract server has nothing to check requests against, so these tests cannot run";
+    server_ = std::make_unique<Server>();
+  }
+
+  void TearDown() override {
+    if (!server_) return;
+    if (orchestrator_) {
+      try {
+        for (const auto& status : orchestrator_->list({{"synthorg.test-run", run_}})) orchestrator_->remove(status.id);
+      } catch (const std::exception&) {
+        // A test that breaks the token cannot clean up through the plugin; the server goes anyway.
+      }
+    }
+    if (check_violations_) {
+      auto found = server_->violations();
+      EXPECT_TRUE(found.empty()) << "contract violations:\n" << found.dump(2);
+    }
+  }
+
+  std::shared_ptr<Orchestrator> start_plugin(const std::string& path, const nlohmann::json& config) {
+    host_.start(path, config);
+    orchestrator_ = host_.get<Orchestrator>();
+    return orchestrator_;
+  }
+
+  WorkloadSpec spec(const std::string& script) const { return busybox_spec(run_, script); }
+
+  // The requests the server received for `method` on paths ending in `suffix`.
+  std::vector<nlohmann::json> requests(const std::string& method, const std::string& suffix) {
+    std::vector<nlohmann::json> out;
+    for (const auto& request : server_->requests())
+      if (request["method"] == method && request["path"].template get<std::string>().ends_with(suffix))
+        out.push_back(request);
+    return out;
+  }
+
+  std::filesystem::path contract_;
+  std::string backend_;
+  std::unique_ptr<Server> server_;
+  PluginHost host_;
+  std::shared_ptr<Orchestrator> orchestrator_;
+  std::string run_ = "t" + std::to_string(::getpid()) + "-" + std::to_string(std::rand() % 100000);
+  bool check_violations_ = true;
 };
 
 }  // namespace synthorg::testing
