@@ -19,8 +19,6 @@
 
 namespace synthorg::auth {
 
-inline constexpr std::string_view session_cookie = "synthorg_session";
-
 std::int64_t unix_now();
 
 // The token of a request: the Authorization bearer credentials when that header uses the

@@ -63,6 +63,8 @@ class HttpApiPlugin final : public Plugin {
              limit("max_body_bytes", 1 << 20, 0, 1 << 30, "Largest request body, in bytes (413 beyond)"),
              limit("request_timeout_ms", 10'000, 100, 600'000, "A request must arrive whole within this, from its first byte (408)"),
              limit("idle_timeout_ms", 60'000, 100, 3'600'000, "A kept-alive connection with no request is closed after this"),
+             limit("upstream_timeout_ms", 60'000, 100, 3'600'000,
+                   "Proxy routes: to connect to the upstream, and for each wait on it (504 before it answers)"),
              limit("max_connections", 10'000, 1, 1'000'000, "Open connections; more get 503 and are closed"),
          })
       definitions.push_back(settings->define(definition));
@@ -81,6 +83,7 @@ class HttpApiPlugin final : public Plugin {
     options.limits.max_body_bytes = static_cast<std::size_t>(integer("max_body_bytes"));
     options.limits.request_timeout = std::chrono::milliseconds(integer("request_timeout_ms"));
     options.limits.idle_timeout = std::chrono::milliseconds(integer("idle_timeout_ms"));
+    options.limits.upstream_timeout = std::chrono::milliseconds(integer("upstream_timeout_ms"));
     options.limits.max_connections = static_cast<std::size_t>(integer("max_connections"));
     options.access_log = settings->get("http", "access_log").value.get<bool>();
 

@@ -8,10 +8,14 @@ namespace synthorg::http_api {
 namespace {
 
 bool is_param(const std::string& segment) { return segment.size() > 2 && segment.front() == '{' && segment.back() == '}'; }
+// {*name}: the rest of the path.
+bool is_tail(const std::string& segment) { return is_param(segment) && segment[1] == '*'; }
+std::string param_name(const std::string& segment) { return segment.substr(is_tail(segment) ? 2 : 1, segment.size() - (is_tail(segment) ? 3 : 2)); }
 
 bool valid_segment(const std::string& segment) {
   if (is_param(segment)) {
-    auto name = segment.substr(1, segment.size() - 2);
+    auto name = param_name(segment);
+    if (name.empty()) return false;
     return std::all_of(name.begin(), name.end(), [](char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '_'; });
   }
   return !segment.empty() && std::all_of(segment.begin(), segment.end(), [](char c) {
@@ -49,7 +53,11 @@ Token Router::add(RouteSpec route) {
   for (const auto& segment : segments)
     if (!valid_segment(segment))
       throw std::invalid_argument("route pattern '" + route.pattern + "' has a bad segment '" + segment + "'");
-  if (!route.handler) throw std::invalid_argument("route " + route.method + " " + route.pattern + " has no handler");
+  for (std::size_t i = 0; i + 1 < segments.size(); ++i)
+    if (is_tail(segments[i]))
+      throw std::invalid_argument("route pattern '" + route.pattern + "': {*" + param_name(segments[i]) + "} must be the last segment");
+  if (!route.handler == !route.proxy)
+    throw std::invalid_argument("route " + route.method + " " + route.pattern + " needs exactly one of a handler and a proxy resolver");
   if (route.access == Access::role && route.role != "viewer" && route.role != "operator" && route.role != "admin")
     throw std::invalid_argument("route " + route.pattern + ": role must be viewer, operator or admin");
   auto shared = std::make_shared<const RouteSpec>(std::move(route));
@@ -91,17 +99,24 @@ Match Router::match(std::string_view method, std::string_view path) const {
   Match result;
   std::shared_lock lock(mutex_);
   for (const auto& entry : entries_) {
-    if (entry.segments.size() != segments.size()) continue;
+    bool tail = !entry.segments.empty() && is_tail(entry.segments.back());
+    auto fixed = entry.segments.size() - (tail ? 1 : 0);
+    if (tail ? segments.size() < fixed : segments.size() != fixed) continue;
     std::map<std::string, std::string, std::less<>> params;
     bool same = true;
-    for (std::size_t i = 0; i < segments.size() && same; ++i) {
+    for (std::size_t i = 0; i < fixed && same; ++i) {
       const auto& want = entry.segments[i];
       if (is_param(want)) {
         if (segments[i].empty()) same = false;
-        else params[want.substr(1, want.size() - 2)] = segments[i];
+        else params[param_name(want)] = segments[i];
       } else {
         same = want == segments[i];
       }
+    }
+    if (same && tail) {
+      std::string rest;
+      for (auto i = fixed; i < segments.size(); ++i) rest += (i == fixed ? "" : "/") + segments[i];
+      params[param_name(entry.segments.back())] = std::move(rest);
     }
     if (!same) continue;
     if (entry.route->method == method || (method == "HEAD" && entry.route->method == "GET")) {
@@ -135,7 +150,7 @@ nlohmann::json Router::openapi(std::string_view version) const {
        {{"schemas", {{"Problem", problem}}},
         {"securitySchemes",
          {{"bearer", {{"type", "http"}, {"scheme", "bearer"}, {"bearerFormat", "JWT"}}},
-          {"cookie", {{"type", "apiKey"}, {"in", "cookie"}, {"name", "synthorg_session"}}}}}}}};
+          {"cookie", {{"type", "apiKey"}, {"in", "cookie"}, {"name", std::string(session_cookie)}}}}}}}};
   std::shared_lock lock(mutex_);
   for (const auto& [name, schema] : schemas_) document["components"]["schemas"][name] = schema;
   for (const auto& entry : entries_) {
@@ -152,16 +167,21 @@ nlohmann::json Router::openapi(std::string_view version) const {
                                                                          : "role " + route.role;
     if (route.access != Access::open) operation["security"] = json::array({{{"bearer", json::array()}}, {{"cookie", json::array()}}});
     json parameters = operation.value("parameters", json::array());
-    for (const auto& segment : entry.segments)
+    std::string path;  // OpenAPI has no rest-of-path template: {*name} reads {name}, described
+    for (const auto& segment : entry.segments) {
+      path += "/" + (is_param(segment) ? "{" + param_name(segment) + "}" : segment);
       if (is_param(segment))
-        parameters.push_back({{"name", segment.substr(1, segment.size() - 2)},
+        parameters.push_back({{"name", param_name(segment)},
                               {"in", "path"},
                               {"required", true},
                               {"schema", {{"type", "string"}}}});
+      if (is_tail(segment)) parameters.back()["description"] = "the rest of the path, slashes included";
+    }
+    if (path.empty()) path = "/";
     if (!parameters.empty()) operation["parameters"] = parameters;
     std::string method = route.method;
     std::transform(method.begin(), method.end(), method.begin(), [](unsigned char c) { return std::tolower(c); });
-    document["paths"][route.pattern][method] = operation;
+    document["paths"][path][method] = operation;
   }
   return document;
 }

@@ -7,6 +7,7 @@
 #include <random>
 #include <thread>
 
+#include <boost/asio/co_spawn.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -17,6 +18,7 @@
 #include <fmt/format.h>
 
 #include "synthorg/crypto.hpp"
+#include "proxy.hpp"
 #include "request.hpp"
 #include "websocket.hpp"
 
@@ -116,6 +118,7 @@ class Session : public std::enable_shared_from_this<Session> {
     beast::error_code ignored;
     stream_.socket().shutdown(tcp::socket::shutdown_both, ignored);
     stream_.close();
+    if (upstream_.stream) upstream_.stream->close();
   }
 
  private:
@@ -141,6 +144,25 @@ class Session : public std::enable_shared_from_this<Session> {
     parser_->header_limit(static_cast<std::uint32_t>(server_->options.limits.max_header_bytes));
     parser_->body_limit(server_->options.limits.max_body_bytes);
     arm(server_->options.limits.request_timeout);
+    http::async_read_header(stream_, buffer_, *parser_, [self = shared_from_this()](beast::error_code ec, std::size_t) {
+      if (ec || self->timed_out_ || self->parser_->is_done()) {
+        self->deadline_ = kNoDeadline;
+        return self->on_read(ec);
+      }
+      self->read_body();
+    });
+  }
+
+  // A body follows the header. A proxy route streams it to its upstream; every other route gets
+  // it whole, under the body limit and the request deadline armed at the first byte.
+  void read_body() {
+    const auto& head = parser_->get();
+    auto target = std::string_view(head.target().data(), head.target().size());
+    auto route = server_->router->match(std::string(head.method_string()), target.substr(0, target.find('?'))).route;
+    if (route && route->proxy) {
+      deadline_ = kNoDeadline;
+      return on_read({});
+    }
     http::async_read(stream_, buffer_, *parser_, [self = shared_from_this()](beast::error_code ec, std::size_t) {
       self->deadline_ = kNoDeadline;
       self->on_read(ec);
@@ -180,7 +202,7 @@ class Session : public std::enable_shared_from_this<Session> {
       return reply_and_close(HttpResponse::problem(400, "malformed_request",
                                                    fmt::format("the request is not valid HTTP/1.1: {}", ec.message())));
     }
-    dispatch_request(parser_->release());
+    dispatch_request(parser_->get());
   }
 
   // An upgrade to /api/v1/ws that passes the gate leaves this session for the hub.
@@ -206,7 +228,8 @@ class Session : public std::enable_shared_from_this<Session> {
     return true;
   }
 
-  void dispatch_request(http::request<http::string_body> message) {
+  // `message` is the parser's: a proxy route still reads the body through the parser.
+  void dispatch_request(http::request<http::string_body>& message) {
     if (try_websocket(message)) return;
     ++server_->stats.requests;
     busy_ = true;
@@ -236,7 +259,11 @@ class Session : public std::enable_shared_from_this<Session> {
       return respond(HttpResponse::problem(404, "not_found", fmt::format("there is no route {}", request->path)));
     }
     request->params = std::move(match.params);
-    if (auto refused = server_->gate(*match.route, *request)) return respond(std::move(*refused));
+    if (auto refused = server_->gate(*match.route, *request)) {
+      keep_alive_ = keep_alive_ && parser_->is_done();  // an unread body would be taken for the next request
+      return respond(std::move(*refused));
+    }
+    if (match.route->proxy) return resolve_proxy(*match.route, request);
 
     auto self = shared_from_this();
     auto answered = std::make_shared<std::atomic<bool>>(false);
@@ -273,6 +300,57 @@ class Session : public std::enable_shared_from_this<Session> {
     }
   }
 
+  // The route picks the upstream (or answers itself), possibly later from another thread.
+  void resolve_proxy(const RouteSpec& route, const std::shared_ptr<HttpRequest>& request) {
+    auto self = shared_from_this();
+    auto decided = std::make_shared<std::atomic<bool>>(false);
+    ProxyDecide decide = [self, decided](ProxyDecision decision) {
+      if (decided->exchange(true)) return;
+      asio::post(self->stream_.get_executor(), [self, decision = std::move(decision)]() mutable {
+        self->on_proxy_decision(std::move(decision));
+      });
+    };
+    try {
+      route.proxy(*request, decide);
+    } catch (const HttpRequestError& refused) {
+      decide(HttpResponse::problem(refused.status(), refused.code(), refused.what()));
+    } catch (const std::exception& error) {
+      server_->log.error("proxy route failed", {{"route", route.pattern}, {"error", error.what()},
+                                                {"request_id", request->request_id}});
+      decide(HttpResponse::problem(500, "internal_error", "the server failed to handle this request; it was logged",
+                                   {{"request_id", request->request_id}}));
+    }
+  }
+
+  void on_proxy_decision(ProxyDecision decision) {
+    if (auto* answer = std::get_if<HttpResponse>(&decision)) {
+      keep_alive_ = keep_alive_ && parser_->is_done();
+      return respond(std::move(*answer));
+    }
+    auto target = std::make_shared<ProxyTarget>(std::move(std::get<ProxyTarget>(decision)));
+    const auto& limits = server_->options.limits;
+    ProxyExchange exchange{stream_, buffer_, *parser_, *target, upstream_, request_id_, remote_,
+                           keep_alive_, limits.request_timeout, limits.upstream_timeout};
+    asio::co_spawn(stream_.get_executor(), relay(std::move(exchange)),
+                   [self = shared_from_this(), target](std::exception_ptr failure, ProxyResult result) {
+                     if (failure) result = {HttpResponse::problem(502, "upstream_failed", "the proxied exchange failed")};
+                     if (target->done) target->done(result.status);
+                     self->on_proxied(std::move(result));
+                   });
+  }
+
+  void on_proxied(ProxyResult result) {
+    if (result.problem) {
+      keep_alive_ = keep_alive_ && result.keep_alive;
+      return respond(std::move(*result.problem));
+    }
+    status_ = result.status;
+    bytes_ = result.bytes;
+    observe();
+    keep_alive_ = result.keep_alive;
+    on_written({});
+  }
+
   void reply_and_close(HttpResponse response) {
     busy_ = true;
     keep_alive_ = false;
@@ -298,15 +376,20 @@ class Session : public std::enable_shared_from_this<Session> {
     bytes_ = bytes;
     // Counted when the answer is ready, before it is written: a client that reads it and asks
     // /metrics at once must see it counted.
+    observe();
+    http::async_write(stream_, *message, [self = shared_from_this(), message](beast::error_code ec, std::size_t) {
+      self->on_written(ec);
+    });
+  }
+
+  // Metrics and the access log line of the request just answered.
+  void observe() {
     double seconds = std::chrono::duration<double>(Clock::now() - started_).count();
     if (server_->observer) server_->observer(method_, pattern_, status_, seconds);
     if (server_->options.access_log)
       server_->log.info("request", {{"method", method_}, {"path", path_}, {"status", static_cast<std::int64_t>(status_)},
                                     {"bytes", static_cast<std::uint64_t>(bytes_)}, {"ms", seconds * 1000},
                                     {"request_id", request_id_}, {"remote", remote_}});
-    http::async_write(stream_, *message, [self = shared_from_this(), message](beast::error_code ec, std::size_t) {
-      self->on_written(ec);
-    });
   }
 
   void on_written(beast::error_code ec) {
@@ -329,6 +412,7 @@ class Session : public std::enable_shared_from_this<Session> {
   std::optional<HttpResponse> inline_response_;
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
+  UpstreamConnection upstream_;  // proxy routes' kept-alive upstream
   std::shared_ptr<Server::Impl> server_;
   std::string remote_, request_id_, method_, path_, pattern_;
   Clock::time_point started_;

@@ -24,6 +24,7 @@ struct Limits {
   std::size_t max_body_bytes = 1024 * 1024;
   std::chrono::milliseconds request_timeout{10'000};  // from the first byte to the whole request
   std::chrono::milliseconds idle_timeout{60'000};     // a kept-alive connection waiting for a request
+  std::chrono::milliseconds upstream_timeout{60'000};  // proxy routes: to connect, and each wait on the upstream
   std::size_t max_connections = 10'000;
 };
 

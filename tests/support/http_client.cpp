@@ -53,6 +53,10 @@ std::string Client::response() {
       std::size_t length = 0;
       auto head = lowered(buffer_.substr(0, end));
       if (auto at = head.find("content-length: "); at != std::string::npos) length = std::stoul(head.substr(at + 16));
+      if (head.find("transfer-encoding: chunked") != std::string::npos) {  // raw chunks, up to the last
+        auto last = buffer_.find("\r\n0\r\n\r\n", end);
+        length = last == std::string::npos ? buffer_.size() + 1 - end - 4 : last + 7 - end - 4;
+      }
       if (buffer_.size() >= end + 4 + length) {
         auto out = buffer_.substr(0, end + 4 + length);
         buffer_.erase(0, end + 4 + length);
@@ -61,6 +65,12 @@ std::string Client::response() {
     }
     if (!fill()) return {};
   }
+}
+
+std::string Client::wait_for(const std::string& text) {
+  while (buffer_.find(text) == std::string::npos)
+    if (!fill()) return {};
+  return buffer_;
 }
 
 bool Client::closed_by_server() {

@@ -20,8 +20,12 @@ class Client {
 
   bool connected() const { return connected_; }
   void send(const std::string& bytes);
-  // One response: headers, then Content-Length bytes of body. Empty when the server closed.
+  // One response: headers, then Content-Length bytes of body (or the raw chunks of a chunked
+  // one). Empty when the server closed.
   std::string response();
+  // Reads until `text` has arrived; returns all that is buffered (still unread by response()),
+  // empty when the connection ended first.
+  std::string wait_for(const std::string& text);
   // True when the server closed the connection (read returns 0) within the receive timeout.
   bool closed_by_server();
 

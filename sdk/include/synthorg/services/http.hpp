@@ -6,6 +6,7 @@
 // Executor::try_post_blocking and call the Responder from there when done.
 #pragma once
 
+#include <cstdint>
 #include <functional>
 #include <map>
 #include <optional>
@@ -13,6 +14,7 @@
 #include <string>
 #include <string_view>
 #include <utility>
+#include <variant>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -20,6 +22,9 @@
 #include "synthorg/token.hpp"
 
 namespace synthorg {
+
+// The session cookie the auth plugin sets and http-api reads (and strips before proxying).
+inline constexpr std::string_view session_cookie = "synthorg_session";
 
 // Who is calling, as the Authenticator established it.
 struct Principal {
@@ -81,6 +86,25 @@ struct HttpResponse {
 using Responder = std::function<void(HttpResponse)>;
 using HttpHandler = std::function<void(HttpRequest& request, Responder respond)>;
 
+// Where a proxy route forwards the request it matched. http-api streams the request and the
+// answer (WebSocket upgrades too), without the caller's credentials (Authorization and the
+// session cookie), with X-Forwarded-* added.
+struct ProxyTarget {
+  std::string host;  // an IP address: nothing is looked up on the I/O thread
+  std::uint16_t port = 0;
+  std::string target;  // path and query sent upstream, e.g. "/index.html?x=1"
+  std::vector<std::pair<std::string, std::string>> headers;  // set on the forwarded request
+  // Called once, on an I/O thread, when the exchange ends: the upstream's status, or 0 when it
+  // could not be reached or broke off before answering. Must not block.
+  std::function<void(int status)> done;
+};
+
+// A proxy route's answer: a response of its own (refusal, error), or where to forward.
+using ProxyDecision = std::variant<HttpResponse, ProxyTarget>;
+using ProxyDecide = std::function<void(ProxyDecision)>;  // call exactly once, from any thread
+// Sees the request head only (the body is streamed later, once a target is chosen).
+using ProxyResolver = std::function<void(HttpRequest& request, ProxyDecide decide)>;
+
 enum class Access {
   open,       // anyone, no credentials needed
   signed_in,  // any authenticated user
@@ -89,11 +113,14 @@ enum class Access {
 
 struct RouteSpec {
   std::string method;   // GET, POST, PUT, DELETE, PATCH
-  std::string pattern;  // "/api/v1/settings/{ns}/{key}": literal segments and {name} parameters
+  // "/api/v1/settings/{ns}/{key}": literal segments and {name} parameters; a last segment
+  // {*name} takes the rest of the path, slashes included (possibly empty).
+  std::string pattern;
   Access access = Access::signed_in;
   std::string role;          // for Access::role
   nlohmann::json openapi;    // the OpenAPI 3.1 Operation object for this route
-  HttpHandler handler;
+  HttpHandler handler;  // exactly one of handler and proxy
+  ProxyResolver proxy;  // a streaming reverse proxy route: no body is read before it decides
 };
 
 class HttpRouter {
