@@ -1,10 +1,13 @@
 #include "manager.hpp"
 
+#include <algorithm>
 #include <set>
+#include <thread>
 
 #include <fmt/format.h>
 
 #include "synthorg/crypto.hpp"
+#include "synthorg/http_client.hpp"
 
 namespace synthorg::workloads {
 namespace {
@@ -15,6 +18,11 @@ const std::string component_label = "synthorg.component";
 const std::string instance_label = "synthorg.instance";
 const std::string owner_label_key = "synthorg.owner";
 const std::string workload_label = "synthorg.workload";
+
+// A started container that never answered HTTP on its port.
+struct NotReady : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
 
 bool holds_slot(const json& data) {
   auto state = data.value("state", "");
@@ -38,6 +46,12 @@ WorkloadProblem failure_problem(const Document& record, std::int64_t retry_after
     status = 503;
     code = "capacity";
     detail = "the orchestrator has no room for another workload: " + message;
+  } else if (reason == "not_ready") {
+    code = "not_ready";
+    detail = "the workload started but never answered: " + message;
+  } else if (reason == "exited") {
+    code = "workload_exited";
+    detail = "the workload's container exited: " + message;
   } else if (reason == "unavailable") {
     status = 503;
     code = "orchestrator_unavailable";
@@ -99,7 +113,6 @@ json Manager::to_json(const Document& record) {
               {"created_at", record.created_at},
               {"updated_at", record.updated_at},
               {"last_used_at", rfc3339_ms(data.value("last_used_ms", std::int64_t{0}))},
-              // The proxy (/proxy/*) is the next step of issue 6; its URL is reserved already.
               {"urls", {{"self", "/api/v1/workloads/" + record.id}, {"proxy", "/api/v1/workloads/" + record.id + "/proxy/"}}}};
   return out;
 }
@@ -249,17 +262,19 @@ Document Manager::spawn(const std::string& user) {
     if (options_.port) {
       auto where = orchestrator_->endpoint(container_id, options_.port);
       endpoint = {{"host", where.host}, {"port", where.port}};
+      wait_ready(where.host, where.port);
     }
     record = update(record, [&](json& data) {
       data["state"] = "running";
       data["endpoint"] = endpoint;
       data["last_used_ms"] = now_ms();
     });
+    remember(record);
     publish("workload.ready", record);
     return record;
   } catch (const std::exception& error) {
     release();
-    std::string reason = "failed";
+    std::string reason = dynamic_cast<const NotReady*>(&error) ? "not_ready" : "failed";
     if (auto* orchestrator_error = dynamic_cast<const OrchestratorError*>(&error))
       reason = std::string(to_string(orchestrator_error->code()));
     if (!container_id.empty()) {
@@ -317,9 +332,8 @@ Document Manager::stop(const Document& given, const std::string& reason, bool id
     if (record.data.contains("active_owner")) record = update(record, [](json& data) { data.erase("active_owner"); });
     return record;
   }
-  if (idle_only &&
-      record.data.value("last_used_ms", std::int64_t{0}) + options_.idle_timeout.count() > now_ms())
-    return record;
+  if (idle_only && last_used(record) + options_.idle_timeout.count() > now_ms()) return record;
+  forget(record.id);
   auto container_id = record.data.value("container_id", "");
   if (!container_id.empty()) {
     try {
@@ -357,14 +371,30 @@ Document Manager::stop(const Document& given, const std::string& reason, bool id
 std::size_t Manager::reap() {
   std::size_t reaped = 0;
   auto cutoff = now_ms() - options_.idle_timeout.count();
+  std::map<std::string, WorkloadStatus> containers;
+  for (auto& container : orchestrator_->list(selector())) containers.emplace(container.id, std::move(container));
   for (const auto& record : active_records()) {
     if (record.data.value("state", "") != "running") continue;
-    if (record.data.value("last_used_ms", std::int64_t{0}) > cutoff) continue;
     try {
+      auto container = containers.find(record.data.value("container_id", ""));
+      if (container == containers.end() || container->second.state == WorkloadState::exited) {
+        record_exit(record, container == containers.end()
+                                ? std::string("its container is gone")
+                                : fmt::format("exit code {}", container->second.exit_code.value_or(-1)));
+        continue;
+      }
+      auto used = last_used(record);
+      if (used > cutoff) {
+        // In use through the proxy since last written: write it now (once a round at most), so
+        // a restarted kernel does not take it for idle.
+        if (used > record.data.value("last_used_ms", std::int64_t{0}))
+          update(record, [used](json& data) { data["last_used_ms"] = std::max(used, data.value("last_used_ms", used)); });
+        continue;
+      }
       auto after = stop(record, "idle_timeout", true);
       if (after.data.value("state", "") == "stopped") ++reaped;
     } catch (const std::exception& error) {
-      log_.warn("could not reap an idle workload; trying again next round",
+      log_.warn("could not reap or check a workload; trying again next round",
                 {{"workload_id", record.id}, {"error", error.what()}});
     }
   }
@@ -409,11 +439,11 @@ void Manager::reconcile() {
           auto where = orchestrator_->endpoint(container.id, options_.port);
           endpoint = {{"host", where.host}, {"port", where.port}};
         }
-        update(it->second, [&](json& data) {
+        remember(update(it->second, [&](json& data) {
           data["state"] = "running";
           data["container_id"] = container.id;
           data["endpoint"] = endpoint;
-        });
+        }));
         adopted.insert(it->first);
         {
           std::lock_guard slots(slots_mutex_);
@@ -451,6 +481,113 @@ void Manager::reconcile() {
   }
   reconciled_ = true;
   log_.info("workloads reconciled", {{"adopted", adopted.size()}, {"orphans_removed", removed}, {"vanished", vanished}});
+}
+
+void Manager::wait_ready(const std::string& host, std::uint16_t port) {
+  http::HttpClient client({.base_url = fmt::format("http://{}:{}", host, port), .max_idle_connections = 0});
+  auto deadline = std::chrono::steady_clock::now() + options_.ready_timeout;
+  auto pause = std::chrono::milliseconds(5);
+  std::string last_error;
+  while (std::chrono::steady_clock::now() < deadline) {
+    try {
+      // Any status is an answer: the service is up; what it thinks of "/" is its business.
+      client.send({.method = "GET", .target = "/", .timeout = std::chrono::milliseconds(2000)});
+      return;
+    } catch (const http::ClientError& error) {
+      last_error = error.what();
+    }
+    std::this_thread::sleep_for(pause);
+    pause = std::min(pause * 2, std::chrono::milliseconds(200));
+  }
+  throw NotReady(fmt::format("no HTTP answer on port {} within {} ms (last: {})", options_.port,
+                             options_.ready_timeout.count(), last_error));
+}
+
+void Manager::remember(const Document& record) {
+  const auto& endpoint = record.data.value("endpoint", json(nullptr));
+  if (!endpoint.is_object()) return;
+  auto route = std::make_shared<Route>();
+  route->owner = record.data.value("owner", "");
+  route->host = endpoint.value("host", "");
+  route->port = endpoint.value("port", std::uint16_t{0});
+  route->last_used_ms = record.data.value("last_used_ms", std::int64_t{0});
+  std::unique_lock guard(routes_mutex_);
+  routes_[record.id] = std::move(route);
+}
+
+void Manager::forget(const std::string& id) {
+  std::unique_lock guard(routes_mutex_);
+  routes_.erase(id);
+}
+
+std::shared_ptr<Route> Manager::route(const std::string& id, const std::string& user) {
+  std::shared_ptr<Route> found;
+  {
+    std::shared_lock guard(routes_mutex_);
+    auto it = routes_.find(id);
+    if (it == routes_.end() || it->second->owner != user) return nullptr;
+    found = it->second;
+  }
+  found->last_used_ms = now_ms();
+  return found;
+}
+
+std::int64_t Manager::last_used(const Document& record) {
+  auto stored = record.data.value("last_used_ms", std::int64_t{0});
+  std::shared_lock guard(routes_mutex_);
+  auto it = routes_.find(record.id);
+  return it == routes_.end() ? stored : std::max(stored, it->second->last_used_ms.load());
+}
+
+void Manager::check_alive(const std::string& id) {
+  auto record = find(id);
+  if (!record || record->data.value("state", "") != "running") return;
+  auto container_id = record->data.value("container_id", "");
+  std::string message;
+  try {
+    auto status = orchestrator_->inspect(container_id);
+    if (status.state != WorkloadState::exited) return;
+    message = fmt::format("exit code {}", status.exit_code.value_or(-1));
+  } catch (const OrchestratorError& error) {
+    if (error.code() != OrchestratorErrc::not_found) return;  // cannot tell now; the reaper looks again
+    message = "its container is gone";
+  }
+  record_exit(*record, message);
+}
+
+void Manager::record_exit(const Document& given, const std::string& message) {
+  auto lock = user_lock(given.data.value("owner", ""));
+  std::lock_guard guard(*lock);
+  auto fresh = store_->get(collection, given.id);
+  if (!fresh || fresh->data.value("state", "") != "running" ||
+      fresh->data.value("container_id", "") != given.data.value("container_id", ""))
+    return;  // stopped or replaced meanwhile
+  forget(given.id);
+  auto container_id = fresh->data.value("container_id", "");
+  try {
+    orchestrator_->remove(container_id);
+  } catch (const std::exception& error) {
+    log_.warn("could not remove an exited container; the next reconcile does", {{"container_id", container_id},
+                                                                                {"error", error.what()}});
+  }
+  auto record = update(*fresh, [&](json& data) {
+    data["state"] = "failed";
+    data["reason"] = "exited";
+    data["message"] = message;
+    data["failed_ms"] = now_ms();
+  });
+  {
+    std::lock_guard slots(slots_mutex_);
+    --slots_used_;
+    mine_.erase(record.id);
+  }
+  ++stopped_;
+  log_.warn("Container exited", {{"user_id", record.data.value("owner", "")},
+                                 {"container_id", container_id},
+                                 {"workload_id", record.id},
+                                 {"message", message}});
+  publish("workload.stopped", record, {{"reason", "failed"}, {"message", message}});
+  publish("workload.failed", record, {{"reason", "exited"}, {"message", message}});
 }
 
 WorkloadCounters Manager::counters() const {

@@ -11,6 +11,7 @@
 #include <mutex>
 #include <optional>
 #include <set>
+#include <shared_mutex>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -40,6 +41,7 @@ struct Options {
   std::string network;
   std::chrono::milliseconds reap_interval{60 * 1000};
   std::chrono::milliseconds failure_cooldown{30 * 1000};
+  std::chrono::milliseconds ready_timeout{30 * 1000};  // from start to the first HTTP answer on `port`
   std::chrono::seconds stop_grace{5};
   bool read_only_root = true;
   bool drop_all_capabilities = true;
@@ -68,6 +70,15 @@ struct Outcome {
   bool created = false;
 };
 
+// Where the proxy reaches a running workload. Kept in memory so that a warm proxied request
+// needs neither the Store nor the orchestrator; its use is written back by the reaper's rounds.
+struct Route {
+  std::string owner;
+  std::string host;
+  std::uint16_t port = 0;
+  std::atomic<std::int64_t> last_used_ms{0};
+};
+
 class Manager final : public Workloads {
  public:
   Manager(Options options, std::shared_ptr<Store> store, std::shared_ptr<Orchestrator> orchestrator, ScopedBus& bus,
@@ -89,7 +100,14 @@ class Manager final : public Workloads {
   // Stops and removes its container; idempotent. idle_only: only if still idle when locked.
   Document stop(const Document& record, const std::string& reason, bool idle_only = false);
   Document touch(const Document& record);
-  // Stops every running workload idle longer than idle_timeout; returns how many.
+  // The running workload `id` of `user` when this process knows it (null otherwise: ask
+  // get_or_create); marks it used now. Never blocks.
+  std::shared_ptr<Route> route(const std::string& id, const std::string& user);
+  // The proxy could not reach workload `id`: when its container is gone or exited, the record
+  // says so (failed, reason exited) and its slot is freed.
+  void check_alive(const std::string& id);
+  // Stops every running workload idle longer than idle_timeout, and records the ones whose
+  // container died; returns how many were stopped as idle.
   std::size_t reap();
   // On plugin stop, when configured to: every running one, reason shutdown.
   void stop_all(const std::string& reason);
@@ -109,6 +127,15 @@ class Manager final : public Workloads {
   std::vector<Document> active_records();
   void publish(const std::string& topic, const Document& record, nlohmann::json extra = nlohmann::json::object());
   std::map<std::string, std::string> selector() const;
+  // Waits for the first HTTP answer of a just started workload; throws when none comes in time.
+  void wait_ready(const std::string& host, std::uint16_t port);
+  // Its container died on its own: failed with reason exited (the cool-down stops a restart
+  // storm), slot freed. Under the owner's lock.
+  void record_exit(const Document& record, const std::string& message);
+  void remember(const Document& record);
+  void forget(const std::string& id);
+  // The later of the stored last use and the proxy's, which is only in memory.
+  std::int64_t last_used(const Document& record);
 
   Options options_;
   std::shared_ptr<Store> store_;
@@ -122,6 +149,8 @@ class Manager final : public Workloads {
   // Records this process started or adopted and has not stopped: a late reconcile leaves them be.
   std::set<std::string> mine_;
   std::atomic<std::int64_t> spawned_{0}, stopped_{0};
+  std::shared_mutex routes_mutex_;
+  std::map<std::string, std::shared_ptr<Route>> routes_;
   std::atomic<bool> reconciled_{false};
 };
 

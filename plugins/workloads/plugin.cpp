@@ -113,6 +113,10 @@ class WorkloadsPlugin final : public Plugin {
                 .duration("failure_cooldown", "30s",
                           "How long a failed spawn is answered as is before the next attempt (no retry storm)")
                 .range(0, 86'400'000)
+                .duration("ready_timeout", "30s",
+                          "With a port: how long a new workload may take to answer its first HTTP request before "
+                          "it counts as failed (reason not_ready)")
+                .range(100, 3'600'000)
                 .duration("stop_grace", "5s", "How long a workload may take to stop before it is killed")
                 .range(0, 300'000)
                 .boolean("read_only_root", true, "Mount the workload's root filesystem read-only")
@@ -165,6 +169,7 @@ class WorkloadsPlugin final : public Plugin {
     options.network = config.at("network").get<std::string>();
     options.reap_interval = std::chrono::milliseconds(config.at("reap_interval").get<std::int64_t>());
     options.failure_cooldown = std::chrono::milliseconds(config.at("failure_cooldown").get<std::int64_t>());
+    options.ready_timeout = std::chrono::milliseconds(config.at("ready_timeout").get<std::int64_t>());
     options.stop_grace = std::chrono::duration_cast<std::chrono::seconds>(
         std::chrono::milliseconds(config.at("stop_grace").get<std::int64_t>()));
     options.read_only_root = config.at("read_only_root").get<bool>();

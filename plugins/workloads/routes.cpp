@@ -1,5 +1,7 @@
 #include "routes.hpp"
 
+#include <algorithm>
+
 #include <fmt/format.h>
 
 namespace synthorg::workloads {
@@ -42,29 +44,40 @@ HttpResponse failure(const RouteContext& context, std::string_view route) {
   return HttpResponse::problem(500, "internal_error", "the server failed to handle this request; it was logged");
 }
 
-// Rate limit on the I/O thread, then the work on the blocking pool; 429 or 503 busy otherwise.
-void guarded(const std::shared_ptr<RouteContext>& context, std::string route, HttpRequest& request,
-             Responder respond, Work work) {
+// The per-user token bucket, on the I/O thread: a 429 to send, or nothing.
+std::optional<HttpResponse> rate_limited(RouteContext& context, std::string_view route, const HttpRequest& request) {
   const auto& user = request.principal->subject;
-  auto per_minute = context->settings->get("workloads", "requests_per_minute").value.get<double>();
-  auto burst = context->settings->get("workloads", "burst_size").value.get<double>();
-  if (auto wait = context->limiter->take(user, per_minute, burst, RateLimiter::Clock::now())) {
-    context->log.warn("Rate limit exceeded", {{"user_id", user}, {"route", route}, {"retry_after", wait}});
-    return respond(HttpResponse::problem(429, "rate_limited",
-                                         fmt::format("too many workload requests; try again in {} s", wait),
-                                         {{"retry_after", wait}})
-                       .header("retry-after", std::to_string(wait)));
-  }
-  bool queued = context->executor.try_post_blocking([context, route, respond, work = std::move(work)] {
+  auto per_minute = context.settings->get("workloads", "requests_per_minute").value.get<double>();
+  auto burst = context.settings->get("workloads", "burst_size").value.get<double>();
+  auto wait = context.limiter->take(user, per_minute, burst, RateLimiter::Clock::now());
+  if (!wait) return std::nullopt;
+  context.log.warn("Rate limit exceeded", {{"user_id", user}, {"route", route}, {"retry_after", wait}});
+  return HttpResponse::problem(429, "rate_limited", fmt::format("too many workload requests; try again in {} s", wait),
+                               {{"retry_after", wait}})
+      .header("retry-after", std::to_string(wait));
+}
+
+// The work on the blocking pool; 503 busy when it is full.
+template <class Answer>
+void on_blocking_pool(const std::shared_ptr<RouteContext>& context, std::string route,
+                      std::function<void(Answer)> answer, std::function<Answer()> work) {
+  bool queued = context->executor.try_post_blocking([context, route, answer, work = std::move(work)] {
     try {
-      respond(work());
+      answer(work());
     } catch (...) {
-      respond(failure(*context, route));
+      answer(failure(*context, route));
     }
   });
   if (!queued)
-    respond(HttpResponse::problem(503, "busy", "the server is too busy to take this now; retry shortly")
-                .header("retry-after", "1"));
+    answer(HttpResponse::problem(503, "busy", "the server is too busy to take this now; retry shortly")
+               .header("retry-after", "1"));
+}
+
+// Rate limit on the I/O thread, then the work on the blocking pool.
+void guarded(const std::shared_ptr<RouteContext>& context, std::string route, HttpRequest& request,
+             Responder respond, Work work) {
+  if (auto refused = rate_limited(*context, route, request)) return respond(std::move(*refused));
+  on_blocking_pool<HttpResponse>(context, std::move(route), std::move(respond), std::move(work));
 }
 
 bool is_admin(const HttpRequest& request) { return role_at_least(request.principal->role, "admin"); }
@@ -172,6 +185,59 @@ void touch(const std::shared_ptr<RouteContext>& context, HttpRequest& request, R
   });
 }
 
+// ---- the proxy ----
+
+ProxyTarget target_of(const std::shared_ptr<RouteContext>& context, const std::string& id, const Route& route,
+                      const HttpRequest& request) {
+  ProxyTarget target;
+  target.host = route.host;
+  target.port = route.port;
+  target.target = "/" + request.params.at("path") + (request.query.empty() ? "" : "?" + request.query);
+  // Where the workload is mounted, for services that build absolute links.
+  target.headers = {{"x-forwarded-prefix", "/api/v1/workloads/" + id + "/proxy"}, {"x-workload-id", id}};
+  std::weak_ptr<Manager> manager = context->manager;
+  auto& executor = context->executor;
+  target.done = [manager, id, &executor](int status) {
+    if (status != 0) return;
+    // Unreachable: find out (off the I/O thread) whether its container died.
+    executor.try_post_blocking([manager, id] {
+      if (auto alive = manager.lock()) {
+        try {
+          alive->check_alive(id);
+        } catch (const std::exception&) {  // the reaper's next round looks again
+        }
+      }
+    });
+  };
+  return target;
+}
+
+// /api/v1/workloads/{id}/proxy/{*path}: to the caller's own workload only (an admin's too: a
+// sandbox is its user's). "me" is the caller's workload, whichever it is now. A warm request is
+// answered from memory on the I/O thread; otherwise the blocking pool finds or starts it (the
+// first request waits for the spawn, bounded by ready_timeout) and then forwards.
+void proxy(const std::shared_ptr<RouteContext>& context, HttpRequest& request, ProxyDecide decide) {
+  if (auto refused = rate_limited(*context, "proxy", request)) return decide(std::move(*refused));
+  const auto& user = request.principal->subject;
+  const auto& id = request.params.at("id");
+  if (id != "me")
+    if (auto route = context->manager->route(id, user)) return decide(target_of(context, id, *route, request));
+  on_blocking_pool<ProxyDecision>(context, "proxy", decide, [context, request, user, id]() -> ProxyDecision {
+    if (id != "me") {
+      auto record = context->manager->find(id);
+      if (!record || record->data.value("owner", "") != user) return not_found();
+    }
+    auto outcome = context->manager->get_or_create(user);
+    if (outcome.record.data.value("state", "") != "running")
+      return HttpResponse::problem(503, "workload_starting", "your workload is still starting; retry shortly")
+          .header("retry-after", "1");
+    auto route = context->manager->route(outcome.record.id, user);
+    if (!route)
+      return HttpResponse::problem(409, "no_port", "this workload serves nothing to proxy to (workloads.port is 0)");
+    return target_of(context, outcome.record.id, *route, request);
+  });
+}
+
 }  // namespace
 
 std::vector<Token> mount_routes(HttpRouter& router, std::shared_ptr<RouteContext> context) {
@@ -221,7 +287,22 @@ std::vector<Token> mount_routes(HttpRouter& router, std::shared_ptr<RouteContext
                  {"409", problem_response("It is not running (not_running)")}},
                 true),
       touch);
-  // TODO(issue 6, part 3): mount /api/v1/workloads/{id}/proxy/* here.
+  for (std::string method : {"GET", "POST", "PUT", "DELETE", "PATCH"}) {
+    json forwarded = operation(
+        "To your workload's service: HTTP with streamed bodies, and WebSocket upgrades; {id} may be `me`. "
+        "Credentials are stripped; a stopped workload is started first",
+        {{"200", {{"description", "Whatever the workload answers"}}},
+         {"502", problem_response("The workload cannot be reached (upstream_unreachable), exited "
+                                  "(workload_exited) or failed to start")},
+         {"504", problem_response("The workload did not answer in time (upstream_timeout)")}},
+        true);
+    std::string lower = method;
+    std::transform(lower.begin(), lower.end(), lower.begin(), [](unsigned char c) { return std::tolower(c); });
+    forwarded["operationId"] = "workloadProxy_" + lower;
+    RouteSpec route{method, "/api/v1/workloads/{id}/proxy/{*path}", Access::signed_in, {}, std::move(forwarded), {}};
+    route.proxy = [context](HttpRequest& request, ProxyDecide decide) { proxy(context, request, std::move(decide)); };
+    tokens.push_back(router.add(std::move(route)));
+  }
   return tokens;
 }
 

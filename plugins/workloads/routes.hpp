@@ -1,10 +1,7 @@
-// The HTTP side of workloads: /api/v1/workloads and /api/v1/workloads/{id}[/touch], every route
-// signed in and rate-limited per user. Handlers check the limit on the I/O thread and hand the
-// Store and Orchestrator work to the blocking pool.
-//
-// TODO(issue 6, part 3): /api/v1/workloads/{id}/proxy/* (HTTP with streamed bodies and WebSocket
-// upgrades to the container's endpoint, credentials stripped, last-used refreshed, the first
-// request waiting for a spawn) is the next step; records already carry `urls.proxy`.
+// The HTTP side of workloads: /api/v1/workloads, /api/v1/workloads/{id}[/touch] and the proxy
+// /api/v1/workloads/{id}/proxy/*, every route signed in and rate-limited per user. Handlers
+// check the limit on the I/O thread and hand the Store and Orchestrator work to the blocking
+// pool; http-api streams proxied exchanges itself (RouteSpec::proxy).
 #pragma once
 
 #include <memory>

@@ -34,6 +34,7 @@ using namespace std::chrono_literals;
 
 const char* const secret = "test-secret-for-workloads-tests-0123456789-abcdefghij";
 const char* const test_image = "synthorg-test/busybox:latest";
+const std::string default_command = "command: [/bin/busybox, httpd, -f, -p, \"8080\", -h, /www], ";
 
 std::string shell(const std::string& command) {
   std::string out;
@@ -108,7 +109,8 @@ class WorkloadsTest : public ::testing::Test {
     EXPECT_EQ(shell("docker ps -aq --filter label=synthorg.instance=" + instance), "") << "containers left behind";
   }
 
-  // Starts the kernel; `extra` is more of the workloads config map, as YAML flow entries.
+  // Starts the kernel; `extra` is more of the workloads config map, as YAML flow entries (a
+  // command there replaces busybox httpd's).
   void start(const std::string& extra = "", std::map<std::string, std::string> env = {}) {
     auto config = dir.write(
         "company.yaml",
@@ -117,7 +119,8 @@ class WorkloadsTest : public ::testing::Test {
             "plugins:\n  http-api:\n    config: {address: 127.0.0.1, port: " + std::to_string(port) +
             "}\n  store-sqlite:\n    config: {path: " + (dir / "s.db").string() +
             "}\n  auth: {}\n  orchestrator-docker:\n    config: {pull_missing: false}\n  workloads:\n    config: {image: \"" +
-            image + "\", command: [/bin/busybox, httpd, -f, -p, \"8080\", -h, /www], port: 8080, instance: " + instance +
+            image + "\", " + (extra.find("command:") == std::string::npos ? default_command : "") +
+            "port: 8080, instance: " + instance +
             ", stop_grace: 0s" + (extra.empty() ? "" : ", " + extra) + "}\n");
     env["SYNTHORG_JWT_SECRET"] = secret;
     env["SYNTHORG_HTTP_ACCESS_LOG"] = "false";
@@ -241,6 +244,74 @@ TEST_F(WorkloadsTest, EachUserGetsTheirOwnAndCannotSeeAnothers) {
   EXPECT_EQ(std::system(command.c_str()), 0) << "openapi-spec-validator rejected the document";
 }
 
+TEST_F(WorkloadsTest, TheProxyReachesOnlyTheCallersOwnWorkload) {
+  start();
+  EXPECT_EQ(status_of(call("GET", "/api/v1/workloads/me/proxy/")), 401);
+  // The first request of a user with no workload waits for the spawn, then is answered by it.
+  auto first = call("GET", "/api/v1/workloads/me/proxy/index.html", token("alice"));
+  ASSERT_EQ(status_of(first), 200) << first;
+  EXPECT_NE(first.find("synthorg test workload"), std::string::npos) << first;
+  auto alice = body_of(call("GET", "/api/v1/workloads", token("alice")))["workloads"][0];
+  EXPECT_EQ(alice["state"], "running");
+  auto by_id = call("GET", "/api/v1/workloads/" + alice["id"].get<std::string>() + "/proxy/", token("alice"));
+  EXPECT_EQ(status_of(by_id), 200) << by_id;
+  EXPECT_NE(by_id.find("synthorg test workload"), std::string::npos);
+  // Another user's id is not found, admins included: a sandbox is its user's.
+  for (const auto& [user, role] : std::vector<std::pair<std::string, std::string>>{{"bob", "viewer"}, {"root", "admin"}}) {
+    auto other = call("GET", "/api/v1/workloads/" + alice["id"].get<std::string>() + "/proxy/", token(user, role));
+    EXPECT_EQ(status_of(other), 404) << user << ": " << other;
+  }
+  EXPECT_EQ(running(), 1u) << "refused proxying starts nothing";
+  auto bob = call("GET", "/api/v1/workloads/me/proxy/", token("bob"));
+  EXPECT_EQ(status_of(bob), 200) << bob;
+  EXPECT_EQ(running(), 2u);
+  EXPECT_EQ(status_of(call("GET", "/api/v1/workloads/me/proxy/no-such-file", token("bob"))), 404)
+      << "the workload's own 404 comes through";
+}
+
+TEST_F(WorkloadsTest, AContainerThatDiesIsNoticedAndNotRestartedInAStorm) {
+  start("failure_cooldown: 30s, reap_interval: 1h");
+  auto workload = create("judy");
+  auto path = "/api/v1/workloads/" + workload["id"].get<std::string>();
+  ASSERT_EQ(status_of(call("GET", path + "/proxy/", token("judy"))), 200);
+  shell("docker kill " + workload["container_id"].get<std::string>());
+  auto lost = call("GET", path + "/proxy/", token("judy"));
+  EXPECT_EQ(status_of(lost), 502) << lost;
+  EXPECT_EQ(code_of(lost), "upstream_unreachable");
+  // The proxy's failure makes the plugin look: the record says what happened, at once.
+  json record;
+  for (auto deadline = std::chrono::steady_clock::now() + 10s; std::chrono::steady_clock::now() < deadline;) {
+    record = body_of(call("GET", path, token("judy")));
+    if (record["state"] == "failed") break;
+    std::this_thread::sleep_for(100ms);
+  }
+  EXPECT_EQ(record["state"], "failed") << record.dump();
+  EXPECT_EQ(record["reason"], "exited");
+  EXPECT_EQ(containers(), json({{"active", 0}, {"total_spawned", 1}, {"total_stopped", 1}}));
+  EXPECT_TRUE(server->wait_for_output("msg=\"Container exited\"", 2s));
+  // Within the cool-down the failure is the answer: no new container per request.
+  for (int i = 0; i < 3; ++i) {
+    auto again = call("GET", "/api/v1/workloads/me/proxy/", token("judy"));
+    EXPECT_EQ(status_of(again), 502) << again;
+    EXPECT_EQ(code_of(again), "workload_exited");
+    EXPECT_FALSE(header_of(again, "retry-after").empty());
+  }
+  EXPECT_EQ(containers()["total_spawned"], 1);
+  EXPECT_TRUE(docker_ids("", true).empty()) << "the dead container was removed";
+}
+
+TEST_F(WorkloadsTest, AWorkloadThatNeverAnswersIsNotReady) {
+  // It runs, but serves nothing on the port: the spawn fails as not_ready, bounded.
+  start("command: [/bin/busybox, sleep, \"600\"], ready_timeout: 1s");
+  auto started = std::chrono::steady_clock::now();
+  auto response = call("POST", "/api/v1/workloads", token("kim"));
+  EXPECT_LT(std::chrono::steady_clock::now() - started, 10s);
+  EXPECT_EQ(status_of(response), 502) << response;
+  EXPECT_EQ(code_of(response), "not_ready");
+  EXPECT_EQ(body_of(response)["workload"]["reason"], "not_ready");
+  EXPECT_TRUE(docker_ids("", true).empty()) << "removed, not left running";
+}
+
 TEST_F(WorkloadsTest, LifecycleEventsReachTheBusAndTheWebSocket) {
   start();
   EventClient events(port, token("watcher"));
@@ -349,6 +420,21 @@ TEST_F(WorkloadsTest, IdleWorkloadsAreReaped) {
   EXPECT_EQ(record["reason"], "idle_timeout");
   EXPECT_TRUE(server->wait_for_output("reason=idle_timeout", 2s));
   EXPECT_EQ(containers(), json({{"active", 0}, {"total_spawned", 1}, {"total_stopped", 1}}));
+}
+
+TEST_F(WorkloadsTest, ProxiedRequestsKeepAWorkloadFromTheReaper) {
+  start("idle_timeout: 2s, reap_interval: 300ms");
+  auto workload = create("lena");
+  auto proxy = "/api/v1/workloads/" + workload["id"].get<std::string>() + "/proxy/";
+  // 5 s of use through the proxy alone (no touch), more than twice the idle timeout.
+  for (auto until = std::chrono::steady_clock::now() + 5s; std::chrono::steady_clock::now() < until;) {
+    ASSERT_EQ(status_of(call("GET", proxy, token("lena"))), 200);
+    std::this_thread::sleep_for(500ms);
+  }
+  EXPECT_EQ(running(), 1u) << server->output();
+  auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (running() > 0 && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(250ms);
+  EXPECT_EQ(running(), 0u) << "reaped once unused";
 }
 
 TEST_F(WorkloadsTest, MaxPerHostRefusesWith503) {
