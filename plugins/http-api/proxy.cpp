@@ -173,6 +173,9 @@ asio::awaitable<ProxyResult> relay(ProxyExchange exchange) {
                                            fmt::format("the route's upstream '{}' is not an IP address", target.host));
     co_return result;
   }
+  // Answers are written in parts as they come: Nagle must not hold a part back for an ACK.
+  beast::error_code ignored;
+  exchange.client.socket().set_option(tcp::no_delay(true), ignored);
   const auto key = fmt::format("{}:{}", target.host, target.port);
   auto& connection = exchange.upstream;
   std::array<char, kChunk> chunk;
@@ -207,10 +210,15 @@ asio::awaitable<ProxyResult> relay(ProxyExchange exchange) {
     } else {
       out.body().data = nullptr;
       out.body().more = true;
-      co_await http::async_write_header(upstream, writer, asio::redirect_error(asio::use_awaitable, ec));
-      if (!ec && expects_continue)
-        co_await asio::async_write(exchange.client, asio::buffer(std::string_view("HTTP/1.1 100 Continue\r\n\r\n")),
-                                   asio::redirect_error(asio::use_awaitable, ec));
+      // The head goes out with the first part of the body (one write, no Nagle wait between),
+      // unless the caller waits for 100 Continue before sending any.
+      if (expects_continue) {
+        co_await http::async_write_header(upstream, writer, asio::redirect_error(asio::use_awaitable, ec));
+        if (!ec)
+          co_await asio::async_write(exchange.client,
+                                     asio::buffer(std::string_view("HTTP/1.1 100 Continue\r\n\r\n")),
+                                     asio::redirect_error(asio::use_awaitable, ec));
+      }
       while (!ec && !writer.is_done()) {
         if (!in.is_done()) {
           in.get().body().data = chunk.data();
@@ -291,9 +299,9 @@ asio::awaitable<ProxyResult> relay(ProxyExchange exchange) {
     back.body().more = false;
     co_await http::async_write(exchange.client, writer, asio::redirect_error(asio::use_awaitable, ec));
   } else {
+    // The head goes out with the first part of the body, in one write.
     back.body().data = nullptr;
     back.body().more = true;
-    co_await http::async_write_header(exchange.client, writer, asio::redirect_error(asio::use_awaitable, ec));
     while (!ec && !writer.is_done()) {
       if (!answer->is_done()) {
         answer->get().body().data = chunk.data();
