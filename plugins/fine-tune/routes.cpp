@@ -158,7 +158,6 @@ void preflight(const std::shared_ptr<RouteContext>& context, HttpRequest&, Respo
 std::vector<Token> mount_routes(HttpRouter& router, std::shared_ptr<RouteContext> context) {
   std::vector<Token> tokens;
   tokens.push_back(router.add_schema("FineTuneRun", run_schema()));
-  tokens.push_back(router.add_schema("FineTuneRunConfig", run_config_schema()));
   auto add = [&](std::string method, std::string pattern, json openapi,
                  void (*handler)(const std::shared_ptr<RouteContext>&, HttpRequest&, Responder)) {
     tokens.push_back(router.add({std::move(method), std::move(pattern), Access::role, "admin", std::move(openapi),
@@ -177,7 +176,7 @@ std::vector<Token> mount_routes(HttpRouter& router, std::shared_ptr<RouteContext
                                                      "`field` names it)")},
                             {"409", problem_response("As many runs are active as allowed (too_many_active_runs)")}});
   created["requestBody"] = {{"required", false},
-                            {"content", {{"application/json", {{"schema", ref("FineTuneRunConfig")}}}}}};
+                            {"content", {{"application/json", {{"schema", run_config_schema()}}}}}};
   add("POST", "/api/v1/fine-tune/runs", created, create);
   json listing = operation("Runs, newest first",
                            {{"200", response("A page of runs",

@@ -81,9 +81,10 @@ json run_config_schema() {
   json properties = json::object();
   for (const auto& field : fields) {
     json schema = {{"type", field.integer ? "integer" : "number"}, {"description", field.description}};
-    schema[field.exclusive_minimum ? "exclusiveMinimum" : "minimum"] = field.minimum;
-    schema[field.exclusive_maximum ? "exclusiveMaximum" : "maximum"] = field.maximum;
-    schema["default"] = field.integer ? json(static_cast<std::int64_t>(field.fallback)) : json(field.fallback);
+    auto number = [&](double value) { return field.integer ? json(static_cast<std::int64_t>(value)) : json(value); };
+    schema[field.exclusive_minimum ? "exclusiveMinimum" : "minimum"] = number(field.minimum);
+    schema[field.exclusive_maximum ? "exclusiveMaximum" : "maximum"] = number(field.maximum);
+    schema["default"] = number(field.fallback);
     properties[std::string(field.name)] = schema;
   }
   properties["options"] = {{"type", "object"},
