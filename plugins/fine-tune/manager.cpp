@@ -135,6 +135,9 @@ void Manager::launch(const std::string& id, std::string attach_container) {
   auto driver = std::make_shared<Driver>();
   driver->run_id = id;
   std::lock_guard guard(drivers_mutex_);
+  // A request still in flight when the plugin stopped: the run stays recorded as running, and the
+  // next start re-attaches to it or marks it interrupted.
+  if (closed_) return;
   drivers_[id] = driver;
   // A thread per driven run, on purpose: a stage blocks for hours on its log stream and its exit,
   // which would hold one of the blocking pool's few threads for as long.
@@ -457,6 +460,7 @@ void Manager::detach_all() {
   std::map<std::string, std::shared_ptr<Driver>> all;
   {
     std::lock_guard guard(drivers_mutex_);
+    closed_ = true;
     all.swap(drivers_);
   }
   for (auto& [id, driver] : all) driver->thread.request_stop();

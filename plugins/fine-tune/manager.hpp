@@ -85,6 +85,7 @@ class Manager final : public FineTune {
   std::mutex start_mutex_;  // one start, resume or reconcile at a time: the active-run limit holds
   mutable std::mutex drivers_mutex_;
   std::map<std::string, std::shared_ptr<Driver>> drivers_;
+  bool closed_ = false;  // detach_all ran: no new drivers (under drivers_mutex_)
   std::atomic<bool> reconciled_{false};
   std::atomic<std::int64_t> started_{0}, finished_{0};
 };

@@ -458,6 +458,19 @@ TEST_F(FineTuneTest, AfterARestartAVanishedStageIsInterruptedAndResumes) {
   EXPECT_EQ(done["resumes"], 1);
 }
 
+TEST_F(FineTuneTest, AnUnreachableOrchestratorIs503AndDoesNotKeepTheKernelDown) {
+  start("", {{"DOCKER_HOST", "unix://" + (dir / "no-engine.sock").string()}});
+  EXPECT_TRUE(server->wait_for_output("could not reconcile fine-tune runs now", 5s)) << server->output();
+  auto refused = call("POST", "/api/v1/fine-tune/runs", "{}");
+  EXPECT_EQ(status_of(refused), 503) << refused;
+  EXPECT_EQ(code_of(refused), "orchestrator_unavailable");
+  EXPECT_FALSE(header_of(refused, "retry-after").empty());
+  EXPECT_EQ(body_of(call("GET", "/api/v1/fine-tune/runs"))["runs"], json::array()) << "reading needs no orchestrator";
+  auto preflight = body_of(call("POST", "/api/v1/fine-tune/preflight"));
+  EXPECT_EQ(preflight["ok"], false);
+  EXPECT_EQ(preflight["checks"]["orchestrator"]["ok"], false) << preflight;
+}
+
 TEST_F(FineTuneTest, EnablingItWithoutAnOrchestratorIsAClearStartUpError) {
   fs::remove(dir.path() / "plugins" / "orchestrator-docker.so");
   auto file = dir.write("no-orchestrator.yaml", config("", false));
