@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include "synthorg/blocking_routes.hpp"
+
 namespace synthorg::fine_tune {
 namespace {
 
@@ -16,36 +18,18 @@ HttpResponse failure(const RouteContext& context, std::string_view route) {
     if (error.status == 503) response.header("retry-after", "5");
     return response;
   } catch (const StoreError& error) {
-    if (error.code() == StoreErrc::unavailable)
-      return HttpResponse::problem(503, "store_unavailable", "the database cannot be reached; retry shortly")
-          .header("retry-after", "5");
     if (error.code() == StoreErrc::invalid)
       return HttpResponse::problem(400, "invalid_cursor", "the cursor is not one this list gave out");
-    context.log.error("store call failed", {{"route", route}, {"error", error.what()}});
-  } catch (const OrchestratorError& error) {
-    if (error.code() == OrchestratorErrc::unavailable)
-      return HttpResponse::problem(503, "orchestrator_unavailable",
-                                   std::string("the orchestrator cannot be reached: ") + error.what())
-          .header("retry-after", "5");
-    context.log.error("orchestrator call failed", {{"route", route}, {"error", error.what()}});
-  } catch (const std::exception& error) {
-    context.log.error("fine-tune route failed", {{"route", route}, {"error", error.what()}});
+    return routes::current_problem(context.log, route);
+  } catch (...) {
+    return routes::current_problem(context.log, route);
   }
-  return HttpResponse::problem(500, "internal_error", "the server failed to handle this request; it was logged");
 }
 
 // The work on the blocking pool; 503 busy when its queue is full.
 void blocking(const std::shared_ptr<RouteContext>& context, std::string route, Responder respond, Work work) {
-  bool queued = context->executor.try_post_blocking([context, route, respond, work = std::move(work)] {
-    try {
-      respond(work());
-    } catch (...) {
-      respond(failure(*context, route));
-    }
-  });
-  if (!queued)
-    respond(HttpResponse::problem(503, "busy", "the server is too busy to take this now; retry shortly")
-                .header("retry-after", "1"));
+  routes::respond_blocking(context->executor, std::move(respond), std::move(work),
+                           [context, route] { return failure(*context, route); });
 }
 
 // ---- OpenAPI ----

@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include "synthorg/blocking_routes.hpp"
+
 namespace synthorg::workloads {
 namespace {
 
@@ -20,26 +22,12 @@ HttpResponse failure(const RouteContext& context, std::string_view route) {
   } catch (const WorkloadProblem& error) {
     return problem(error);
   } catch (const StoreError& error) {
-    if (error.code() == StoreErrc::unavailable) {
-      context.log.warn("store unavailable", {{"route", route}, {"error", error.what()}});
-      return HttpResponse::problem(503, "store_unavailable", "the database cannot be reached; retry shortly")
-          .header("retry-after", "5");
-    }
     if (error.code() == StoreErrc::conflict)
       return HttpResponse::problem(409, "conflict", "the workload changed meanwhile; retry");
-    context.log.error("store call failed", {{"route", route}, {"error", error.what()}});
-  } catch (const OrchestratorError& error) {
-    if (error.code() == OrchestratorErrc::unavailable)
-      return HttpResponse::problem(503, "orchestrator_unavailable",
-                                   std::string("the orchestrator cannot be reached: ") + error.what())
-          .header("retry-after", "5");
-    context.log.error("orchestrator call failed", {{"route", route}, {"error", error.what()}});
-  } catch (const std::exception& error) {
-    context.log.error("workloads route failed", {{"route", route}, {"error", error.what()}});
+    return routes::current_problem(context.log, route);
   } catch (...) {
-    context.log.error("workloads route failed", {{"route", route}});
+    return routes::current_problem(context.log, route);
   }
-  return HttpResponse::problem(500, "internal_error", "the server failed to handle this request; it was logged");
 }
 
 // Rate limit on the I/O thread, then the work on the blocking pool; 429 or 503 busy otherwise.
@@ -55,16 +43,8 @@ void guarded(const std::shared_ptr<RouteContext>& context, std::string route, Ht
                                          {{"retry_after", wait}})
                        .header("retry-after", std::to_string(wait)));
   }
-  bool queued = context->executor.try_post_blocking([context, route, respond, work = std::move(work)] {
-    try {
-      respond(work());
-    } catch (...) {
-      respond(failure(*context, route));
-    }
-  });
-  if (!queued)
-    respond(HttpResponse::problem(503, "busy", "the server is too busy to take this now; retry shortly")
-                .header("retry-after", "1"));
+  routes::respond_blocking(context->executor, std::move(respond), std::move(work),
+                           [context, route] { return failure(*context, route); });
 }
 
 bool is_admin(const HttpRequest& request) { return role_at_least(request.principal->role, "admin"); }
