@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include "synthorg/blocking_routes.hpp"
+#include "synthorg/openapi.hpp"
 
 namespace synthorg::fine_tune {
 namespace {
@@ -34,16 +35,9 @@ void blocking(const std::shared_ptr<RouteContext>& context, std::string route, R
 
 // ---- OpenAPI ----
 
-json ref(std::string_view name) { return {{"$ref", fmt::format("#/components/schemas/{}", name)}}; }
-
-json response(std::string description, json schema) {
-  return {{"description", std::move(description)}, {"content", {{"application/json", {{"schema", std::move(schema)}}}}}};
-}
-
-json problem_response(std::string description) {
-  return {{"description", std::move(description)},
-          {"content", {{"application/problem+json", {{"schema", ref("Problem")}}}}}};
-}
+using openapi::json_response;
+using openapi::problem_response;
+using openapi::ref;
 
 json operation(std::string summary, json responses) {
   json out = {{"summary", std::move(summary)}, {"tags", {"fine-tune"}}, {"responses", std::move(responses)}};
@@ -155,7 +149,7 @@ std::vector<Token> mount_routes(HttpRouter& router, std::shared_ptr<RouteContext
   };
   json missing = problem_response("No such run (not_found)");
   json created = operation("Start a run: its stages run one after another, each in a one-shot container",
-                           {{"201", response("The run, started", ref("FineTuneRun"))},
+                           {{"201", json_response("The run, started", ref("FineTuneRun"))},
                             {"400", problem_response("A bad body (invalid_body) or run setting (invalid_run_config, "
                                                      "`field` names it)")},
                             {"409", problem_response("As many runs are active as allowed (too_many_active_runs)")}});
@@ -163,7 +157,7 @@ std::vector<Token> mount_routes(HttpRouter& router, std::shared_ptr<RouteContext
                             {"content", {{"application/json", {{"schema", run_config_schema()}}}}}};
   add("POST", "/api/v1/fine-tune/runs", created, create);
   json listing = operation("Runs, newest first",
-                           {{"200", response("A page of runs",
+                           {{"200", json_response("A page of runs",
                                              {{"type", "object"},
                                               {"properties", {{"runs", {{"type", "array"}, {"items", ref("FineTuneRun")}}},
                                                               {"next_cursor", {{"type", "string"}}}}}})},
@@ -174,24 +168,24 @@ std::vector<Token> mount_routes(HttpRouter& router, std::shared_ptr<RouteContext
       {{"name", "cursor"}, {"in", "query"}, {"required", false}, {"schema", {{"type", "string"}}}}};
   add("GET", "/api/v1/fine-tune/runs", listing, list);
   add("GET", "/api/v1/fine-tune/runs/{id}",
-      operation("One run, with its stages", {{"200", response("The run", ref("FineTuneRun"))}, {"404", missing}}),
+      operation("One run, with its stages", {{"200", json_response("The run", ref("FineTuneRun"))}, {"404", missing}}),
       get_one);
   add("POST", "/api/v1/fine-tune/runs/{id}/cancel",
       operation("Cancel a running or interrupted run: its stage container is stopped and removed",
-                {{"200", response("The cancelled run", ref("FineTuneRun"))},
+                {{"200", json_response("The cancelled run", ref("FineTuneRun"))},
                  {"404", missing},
                  {"409", problem_response("The run has finished already (run_finished)")}}),
       cancel);
   add("POST", "/api/v1/fine-tune/runs/{id}/resume",
       operation("Resume a failed, cancelled or interrupted run from its first stage not complete",
-                {{"200", response("The run, running again", ref("FineTuneRun"))},
+                {{"200", json_response("The run, running again", ref("FineTuneRun"))},
                  {"404", missing},
                  {"409", problem_response("The run is complete (run_complete) or running (run_active), or as "
                                           "many runs are active as allowed (too_many_active_runs)")}}),
       resume);
   add("POST", "/api/v1/fine-tune/preflight",
       operation("Check that a run could start: orchestrator reachable, image runs, GPUs for the gpu variant",
-                {{"200", response("Each check with ok and detail; ok is true when all pass", {{"type", "object"}})}}),
+                {{"200", json_response("Each check with ok and detail; ok is true when all pass", {{"type", "object"}})}}),
       preflight);
   return tokens;
 }

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include "synthorg/blocking_routes.hpp"
+#include "synthorg/openapi.hpp"
 
 namespace synthorg::workloads {
 namespace {
@@ -61,16 +62,9 @@ HttpResponse not_found() { return HttpResponse::problem(404, "not_found", "no su
 
 // ---- OpenAPI ----
 
-json ref(std::string_view name) { return {{"$ref", fmt::format("#/components/schemas/{}", name)}}; }
-
-json response(std::string description, json schema) {
-  return {{"description", std::move(description)}, {"content", {{"application/json", {{"schema", std::move(schema)}}}}}};
-}
-
-json problem_response(std::string description) {
-  return {{"description", std::move(description)},
-          {"content", {{"application/problem+json", {{"schema", ref("Problem")}}}}}};
-}
+using openapi::json_response;
+using openapi::problem_response;
+using openapi::ref;
 
 json operation(std::string summary, json responses, bool with_id) {
   json out = {{"summary", std::move(summary)}, {"tags", {"workloads"}}, {"responses", std::move(responses)}};
@@ -168,13 +162,13 @@ std::vector<Token> mount_routes(HttpRouter& router, std::shared_ptr<RouteContext
                                  "detail and the failed record in `workload`, kept for a cool-down");
   add("POST", "/api/v1/workloads",
       operation("Get or create the caller's workload (one per user)",
-                {{"200", response("The caller's workload, already there", ref("Workload"))},
-                 {"201", response("Started now", ref("Workload"))},
+                {{"200", json_response("The caller's workload, already there", ref("Workload"))},
+                 {"201", json_response("Started now", ref("Workload"))},
                  {"502", failed}},
                 false),
       create);
   json listing = operation("Workloads: your own; admins everybody's, or one user's with ?user=",
-                           {{"200", response("A page, newest first",
+                           {{"200", json_response("A page, newest first",
                                              {{"type", "object"},
                                               {"properties", {{"workloads", {{"type", "array"}, {"items", ref("Workload")}}},
                                                               {"next_cursor", {{"type", "string"}}}}}})},
@@ -188,16 +182,16 @@ std::vector<Token> mount_routes(HttpRouter& router, std::shared_ptr<RouteContext
   add("GET", "/api/v1/workloads", listing, list);
   json missing = problem_response("No such workload, or another user's (not_found)");
   add("GET", "/api/v1/workloads/{id}",
-      operation("One workload", {{"200", response("The workload", ref("Workload"))}, {"404", missing}}, true), get_one);
+      operation("One workload", {{"200", json_response("The workload", ref("Workload"))}, {"404", missing}}, true), get_one);
   add("DELETE", "/api/v1/workloads/{id}",
       operation("Stop and remove it (reason user); idempotent",
-                {{"200", response("The stopped record", ref("Workload"))}, {"404", missing},
+                {{"200", json_response("The stopped record", ref("Workload"))}, {"404", missing},
                  {"502", problem_response("The container could not be stopped (stop_failed)")}},
                 true),
       remove);
   add("POST", "/api/v1/workloads/{id}/touch",
       operation("Mark it used now, postponing the idle reaper",
-                {{"200", response("The workload", ref("Workload"))}, {"404", missing},
+                {{"200", json_response("The workload", ref("Workload"))}, {"404", missing},
                  {"409", problem_response("It is not running (not_running)")}},
                 true),
       touch);
