@@ -40,11 +40,8 @@ class FineTuneTest : public ::testing::Test {
       GTEST_SKIP() << "SYNTHORG_TEST_NO_DOCKER=1";
     if (shell("docker image inspect --format ok " + std::string(stage_image)) != "ok")
       FAIL() << stage_image << " is missing or the engine is down: run scripts/services docker";
-    instance = "ft" + std::to_string(::getpid()) + "-" + std::to_string(std::rand() % 100000);
-    auto plugins = dir.path() / "plugins";
-    fs::create_directories(plugins);
-    for (const char* name : {"http-api.so", "store-sqlite.so", "auth.so", "orchestrator-docker.so", "fine-tune.so"})
-      fs::create_symlink(fs::path(SYNTHORG_PLUGIN_BUILD_DIR) / name, plugins / name);
+    instance = test_instance("ft");
+    link_plugins(dir.path() / "plugins", {"http-api.so", "store-sqlite.so", "auth.so", "orchestrator-docker.so", "fine-tune.so"});
     fs::create_directories(data());
     ::chmod(data().c_str(), 0777);  // the stages run as nobody
     port = free_port();
@@ -52,10 +49,7 @@ class FineTuneTest : public ::testing::Test {
   }
   void TearDown() override {
     server.reset();
-    auto ids = shell("docker ps -aq --filter label=synthorg.instance=" + instance);
-    std::replace(ids.begin(), ids.end(), '\n', ' ');
-    if (!ids.empty()) shell("docker rm -f " + ids);
-    EXPECT_EQ(shell("docker ps -aq --filter label=synthorg.instance=" + instance), "") << "containers left behind";
+    EXPECT_EQ(remove_instance_containers(instance), "") << "containers left behind";
   }
   fs::path data() const { return dir / "data"; }
 

@@ -4,8 +4,13 @@
 
 #include <sys/socket.h>
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <initializer_list>
 #include <string>
 
 #include <boost/asio/connect.hpp>
@@ -43,6 +48,25 @@ inline std::size_t occurrences(const std::string& text, const std::string& needl
 
 // The `code` of a problem+json answer.
 inline std::string code_of(const std::string& response) { return body_of(response).value("code", ""); }
+
+// A synthorg.instance value of one test's own, so its containers are told from everyone else's.
+inline std::string test_instance(const std::string& prefix) {
+  return prefix + std::to_string(::getpid()) + "-" + std::to_string(std::rand() % 100000);
+}
+
+// Removes every container labelled synthorg.instance=<instance>; returns the ids still there.
+inline std::string remove_instance_containers(const std::string& instance) {
+  auto ids = shell("docker ps -aq --filter label=synthorg.instance=" + instance);
+  std::replace(ids.begin(), ids.end(), '\n', ' ');
+  if (!ids.empty()) shell("docker rm -f " + ids);
+  return shell("docker ps -aq --filter label=synthorg.instance=" + instance);
+}
+
+// Links the named plugin files of this build into `dir` (created), for a kernel's plugin_dirs.
+inline void link_plugins(const std::filesystem::path& dir, std::initializer_list<const char*> names) {
+  std::filesystem::create_directories(dir);
+  for (const char* name : names) std::filesystem::create_symlink(std::filesystem::path(SYNTHORG_PLUGIN_BUILD_DIR) / name, dir / name);
+}
 
 // A blocking WebSocket client on Beast with a bearer token; reads give up after 10 s.
 class EventClient {
