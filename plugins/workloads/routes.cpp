@@ -4,6 +4,9 @@
 
 #include <fmt/format.h>
 
+#include "synthorg/blocking_routes.hpp"
+#include "synthorg/openapi.hpp"
+
 namespace synthorg::workloads {
 namespace {
 
@@ -22,26 +25,12 @@ HttpResponse failure(const RouteContext& context, std::string_view route) {
   } catch (const WorkloadProblem& error) {
     return problem(error);
   } catch (const StoreError& error) {
-    if (error.code() == StoreErrc::unavailable) {
-      context.log.warn("store unavailable", {{"route", route}, {"error", error.what()}});
-      return HttpResponse::problem(503, "store_unavailable", "the database cannot be reached; retry shortly")
-          .header("retry-after", "5");
-    }
     if (error.code() == StoreErrc::conflict)
       return HttpResponse::problem(409, "conflict", "the workload changed meanwhile; retry");
-    context.log.error("store call failed", {{"route", route}, {"error", error.what()}});
-  } catch (const OrchestratorError& error) {
-    if (error.code() == OrchestratorErrc::unavailable)
-      return HttpResponse::problem(503, "orchestrator_unavailable",
-                                   std::string("the orchestrator cannot be reached: ") + error.what())
-          .header("retry-after", "5");
-    context.log.error("orchestrator call failed", {{"route", route}, {"error", error.what()}});
-  } catch (const std::exception& error) {
-    context.log.error("workloads route failed", {{"route", route}, {"error", error.what()}});
+    return routes::current_problem(context.log, route);
   } catch (...) {
-    context.log.error("workloads route failed", {{"route", route}});
+    return routes::current_problem(context.log, route);
   }
-  return HttpResponse::problem(500, "internal_error", "the server failed to handle this request; it was logged");
 }
 
 // The per-user token bucket, on the I/O thread: a 429 to send, or nothing.
@@ -57,27 +46,12 @@ std::optional<HttpResponse> rate_limited(RouteContext& context, std::string_view
       .header("retry-after", std::to_string(wait));
 }
 
-// The work on the blocking pool; 503 busy when it is full.
-template <class Answer>
-void on_blocking_pool(const std::shared_ptr<RouteContext>& context, std::string route,
-                      std::function<void(Answer)> answer, std::function<Answer()> work) {
-  bool queued = context->executor.try_post_blocking([context, route, answer, work = std::move(work)] {
-    try {
-      answer(work());
-    } catch (...) {
-      answer(failure(*context, route));
-    }
-  });
-  if (!queued)
-    answer(HttpResponse::problem(503, "busy", "the server is too busy to take this now; retry shortly")
-               .header("retry-after", "1"));
-}
-
 // Rate limit on the I/O thread, then the work on the blocking pool.
 void guarded(const std::shared_ptr<RouteContext>& context, std::string route, HttpRequest& request,
              Responder respond, Work work) {
   if (auto refused = rate_limited(*context, route, request)) return respond(std::move(*refused));
-  on_blocking_pool<HttpResponse>(context, std::move(route), std::move(respond), std::move(work));
+  routes::respond_blocking<HttpResponse>(context->executor, std::move(respond), std::move(work),
+                                         [context, route] { return failure(*context, route); });
 }
 
 bool is_admin(const HttpRequest& request) { return role_at_least(request.principal->role, "admin"); }
@@ -94,16 +68,9 @@ HttpResponse not_found() { return HttpResponse::problem(404, "not_found", "no su
 
 // ---- OpenAPI ----
 
-json ref(std::string_view name) { return {{"$ref", fmt::format("#/components/schemas/{}", name)}}; }
-
-json response(std::string description, json schema) {
-  return {{"description", std::move(description)}, {"content", {{"application/json", {{"schema", std::move(schema)}}}}}};
-}
-
-json problem_response(std::string description) {
-  return {{"description", std::move(description)},
-          {"content", {{"application/problem+json", {{"schema", ref("Problem")}}}}}};
-}
+using openapi::json_response;
+using openapi::problem_response;
+using openapi::ref;
 
 json operation(std::string summary, json responses, bool with_id) {
   json out = {{"summary", std::move(summary)}, {"tags", {"workloads"}}, {"responses", std::move(responses)}};
@@ -222,7 +189,7 @@ void proxy(const std::shared_ptr<RouteContext>& context, HttpRequest& request, P
   const auto& id = request.params.at("id");
   if (id != "me")
     if (auto route = context->manager->route(id, user)) return decide(target_of(context, id, *route, request));
-  on_blocking_pool<ProxyDecision>(context, "proxy", decide, [context, request, user, id]() -> ProxyDecision {
+  auto work = [context, request, user, id]() -> ProxyDecision {
     if (id != "me") {
       auto record = context->manager->find(id);
       if (!record || record->data.value("owner", "") != user) return not_found();
@@ -235,7 +202,9 @@ void proxy(const std::shared_ptr<RouteContext>& context, HttpRequest& request, P
     if (!route)
       return HttpResponse::problem(409, "no_port", "this workload serves nothing to proxy to (workloads.port is 0)");
     return target_of(context, outcome.record.id, *route, request);
-  });
+  };
+  routes::respond_blocking<ProxyDecision>(context->executor, std::move(decide), std::move(work),
+                                          [context] { return failure(*context, "proxy"); });
 }
 
 }  // namespace
@@ -254,13 +223,13 @@ std::vector<Token> mount_routes(HttpRouter& router, std::shared_ptr<RouteContext
                                  "detail and the failed record in `workload`, kept for a cool-down");
   add("POST", "/api/v1/workloads",
       operation("Get or create the caller's workload (one per user)",
-                {{"200", response("The caller's workload, already there", ref("Workload"))},
-                 {"201", response("Started now", ref("Workload"))},
+                {{"200", json_response("The caller's workload, already there", ref("Workload"))},
+                 {"201", json_response("Started now", ref("Workload"))},
                  {"502", failed}},
                 false),
       create);
   json listing = operation("Workloads: your own; admins everybody's, or one user's with ?user=",
-                           {{"200", response("A page, newest first",
+                           {{"200", json_response("A page, newest first",
                                              {{"type", "object"},
                                               {"properties", {{"workloads", {{"type", "array"}, {"items", ref("Workload")}}},
                                                               {"next_cursor", {{"type", "string"}}}}}})},
@@ -274,16 +243,16 @@ std::vector<Token> mount_routes(HttpRouter& router, std::shared_ptr<RouteContext
   add("GET", "/api/v1/workloads", listing, list);
   json missing = problem_response("No such workload, or another user's (not_found)");
   add("GET", "/api/v1/workloads/{id}",
-      operation("One workload", {{"200", response("The workload", ref("Workload"))}, {"404", missing}}, true), get_one);
+      operation("One workload", {{"200", json_response("The workload", ref("Workload"))}, {"404", missing}}, true), get_one);
   add("DELETE", "/api/v1/workloads/{id}",
       operation("Stop and remove it (reason user); idempotent",
-                {{"200", response("The stopped record", ref("Workload"))}, {"404", missing},
+                {{"200", json_response("The stopped record", ref("Workload"))}, {"404", missing},
                  {"502", problem_response("The container could not be stopped (stop_failed)")}},
                 true),
       remove);
   add("POST", "/api/v1/workloads/{id}/touch",
       operation("Mark it used now, postponing the idle reaper",
-                {{"200", response("The workload", ref("Workload"))}, {"404", missing},
+                {{"200", json_response("The workload", ref("Workload"))}, {"404", missing},
                  {"409", problem_response("It is not running (not_running)")}},
                 true),
       touch);

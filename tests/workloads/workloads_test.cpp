@@ -3,14 +3,7 @@
 // the local test image (busybox httpd). Users come with their own JWTs, signed with the kernel's
 // secret the way an outside issuer (PondPilot) would. Each test's containers carry a
 // synthorg.instance label of their own, and are removed at the end whatever happened.
-#include <sys/socket.h>
-
 #include <gtest/gtest.h>
-
-#include <boost/asio/connect.hpp>
-#include <boost/asio/ip/tcp.hpp>
-#include <boost/beast/core.hpp>
-#include <boost/beast/websocket.hpp>
 
 #include <algorithm>
 #include <csignal>
@@ -23,6 +16,7 @@
 
 #include "../../plugins/auth/jwt.hpp"
 #include "http_client.hpp"
+#include "serve_testing.hpp"
 #include "test_support.hpp"
 
 namespace synthorg::testing {
@@ -36,57 +30,6 @@ const char* const secret = "test-secret-for-workloads-tests-0123456789-abcdefghi
 const char* const test_image = "synthorg-test/busybox:latest";
 const std::string default_command = "command: [/bin/busybox, httpd, -f, -p, \"8080\", -h, /www], ";
 
-std::string shell(const std::string& command) {
-  std::string out;
-  if (FILE* pipe = ::popen((command + " 2>/dev/null").c_str(), "r")) {
-    char buffer[4096];
-    for (std::size_t n; (n = std::fread(buffer, 1, sizeof buffer, pipe)) > 0;) out.append(buffer, n);
-    ::pclose(pipe);
-  }
-  while (!out.empty() && (out.back() == '\n' || out.back() == ' ')) out.pop_back();
-  return out;
-}
-
-std::size_t lines(const std::string& text) {
-  if (text.empty()) return 0;
-  return static_cast<std::size_t>(std::count(text.begin(), text.end(), '\n')) + 1;
-}
-
-std::size_t occurrences(const std::string& text, const std::string& needle) {
-  std::size_t count = 0;
-  for (auto at = text.find(needle); at != std::string::npos; at = text.find(needle, at + 1)) ++count;
-  return count;
-}
-
-std::string code_of(const std::string& response) { return body_of(response).value("code", ""); }
-
-// A blocking WebSocket client on Beast with a bearer token; reads give up after 10 s.
-class EventClient {
- public:
-  EventClient(int port, const std::string& bearer) : ws_(io_) {
-    boost::asio::ip::tcp::endpoint endpoint(boost::asio::ip::make_address("127.0.0.1"), static_cast<unsigned short>(port));
-    ws_.next_layer().connect(endpoint);
-    timeval timeout{10, 0};
-    ::setsockopt(ws_.next_layer().native_handle(), SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
-    ws_.set_option(boost::beast::websocket::stream_base::decorator([bearer](boost::beast::websocket::request_type& request) {
-      request.set(boost::beast::http::field::authorization, "Bearer " + bearer);
-    }));
-    ws_.handshake("127.0.0.1", "/api/v1/ws");
-  }
-  void send(const std::string& text) { ws_.write(boost::asio::buffer(text)); }
-  json receive() {
-    boost::beast::flat_buffer buffer;
-    boost::beast::error_code ec;
-    ws_.read(buffer, ec);
-    if (ec) return {{"error", ec.message()}};
-    return json::parse(boost::beast::buffers_to_string(buffer.data()));
-  }
-
- private:
-  boost::asio::io_context io_;
-  boost::beast::websocket::stream<boost::asio::ip::tcp::socket> ws_;
-};
-
 class WorkloadsTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -94,19 +37,13 @@ class WorkloadsTest : public ::testing::Test {
       GTEST_SKIP() << "SYNTHORG_TEST_NO_DOCKER=1";
     if (shell("docker image inspect --format ok " + std::string(test_image)) != "ok")
       FAIL() << test_image << " is missing or the engine is down: run scripts/services docker";
-    instance = "wt" + std::to_string(::getpid()) + "-" + std::to_string(std::rand() % 100000);
-    auto plugins = dir.path() / "plugins";
-    fs::create_directories(plugins);
-    for (const char* name : {"http-api.so", "store-sqlite.so", "auth.so", "orchestrator-docker.so", "workloads.so"})
-      fs::create_symlink(fs::path(SYNTHORG_PLUGIN_BUILD_DIR) / name, plugins / name);
+    instance = test_instance("wt");
+    link_plugins(dir.path() / "plugins", {"http-api.so", "store-sqlite.so", "auth.so", "orchestrator-docker.so", "workloads.so"});
     port = free_port();
   }
   void TearDown() override {
     server.reset();
-    auto ids = shell("docker ps -aq --filter label=synthorg.instance=" + instance);
-    std::replace(ids.begin(), ids.end(), '\n', ' ');
-    if (!ids.empty()) shell("docker rm -f " + ids);
-    EXPECT_EQ(shell("docker ps -aq --filter label=synthorg.instance=" + instance), "") << "containers left behind";
+    EXPECT_EQ(remove_instance_containers(instance), "") << "containers left behind";
   }
 
   // Starts the kernel; `extra` is more of the workloads config map, as YAML flow entries (a
