@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <map>
+#include <stdexcept>
 
 #include "kit.hpp"
 
@@ -33,6 +34,11 @@ KitHost::~KitHost() {
 void KitHost::start_providers() {
   for (const auto& path : options().providers) {
     const auto& file = load(path);
+    // A provider is started as the kernel would start it: not at all when what it requires is
+    // missing (it may rely on it without looking, as http-api does on Settings).
+    if (auto unmet = unmet_needs(file); !unmet.empty())
+      throw std::runtime_error("provider '" + file.manifest.name + "' requires " + unmet.front() +
+                               ", which the kit does not provide; test this plugin against a kernel instead");
     auto instance = std::make_unique<host::PluginInstance>(file, context_for(file));
     instance->configure(nlohmann::json::object());
     instance->start();
