@@ -3,6 +3,7 @@
 #include <utility>  // before asio: Boost 1.74's awaitable.hpp uses std::exchange without it
 
 #include <array>
+#include <limits>
 #include <memory>
 #include <stdexcept>
 
@@ -177,7 +178,9 @@ asio::awaitable<ProxyOutcome> proxy_request(beast::tcp_stream& client, http::req
   co_await http::async_write(upstream, request, redirect_error(use_awaitable, ec));
   beast::flat_buffer buffer;
   http::response_parser<http::buffer_body> parser;
-  parser.body_limit(boost::none);  // streamed through, never held
+  // Streamed through, never held: no limit. Not boost::none: Boost 1.74 compares a Content-Length
+  // against an empty optional as if it were exceeded.
+  parser.body_limit(std::numeric_limits<std::uint64_t>::max());
   if (head) parser.skip(true);
   if (!ec) co_await http::async_read_header(upstream, buffer, parser, redirect_error(use_awaitable, ec));
   if (ec) {

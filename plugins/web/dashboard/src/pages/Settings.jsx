@@ -14,14 +14,15 @@ function show(setting) {
   return typeof setting.value === 'object' ? JSON.stringify(setting.value) : String(setting.value)
 }
 
+// The API's type names (str, int, float, bool, enum, json).
 function parse(setting, text) {
   switch (setting.type) {
-    case 'boolean': return text === 'true'
-    case 'integer': {
+    case 'bool': return text === 'true'
+    case 'int': {
       if (!/^-?\d+$/.test(text.trim())) throw new Error('Enter a whole number.')
       return Number(text)
     }
-    case 'number': {
+    case 'float': {
       const n = Number(text)
       if (text.trim() === '' || Number.isNaN(n)) throw new Error('Enter a number.')
       return n
@@ -71,7 +72,7 @@ function Editor({ setting, onSaved, onCancel }) {
 
   return (
     <form className="editor" onSubmit={save} aria-label={`Edit ${setting.namespace}.${setting.key}`}>
-      {setting.type === 'boolean' ? (
+      {setting.type === 'bool' ? (
         <select value={text} onChange={(e) => setText(e.target.value)} name="value">
           <option value="true">true</option><option value="false">false</option>
         </select>
@@ -80,7 +81,7 @@ function Editor({ setting, onSaved, onCancel }) {
       ) : (
         <input name="value" value={text} onChange={(e) => setText(e.target.value)}
           type={setting.sensitive ? 'password' : 'text'} placeholder={setting.sensitive ? 'new value' : ''}
-          inputMode={setting.type === 'integer' || setting.type === 'number' ? 'decimal' : undefined} autoFocus />
+          inputMode={setting.type === 'int' || setting.type === 'float' ? 'decimal' : undefined} autoFocus />
       )}
       <button type="submit" disabled={busy || (!etag && !error)}>{busy ? 'Saving…' : 'Save'}</button>
       <button type="button" className="secondary" onClick={onCancel}>Cancel</button>
