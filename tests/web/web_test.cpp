@@ -353,13 +353,15 @@ TEST_F(WebTest, TheApiThroughAnUpstream) {
   auto upstream_port = free_port();
   auto plugins = dir.path() / "upstream-plugins";
   fs::create_directories(plugins);
-  for (const char* name : {"http-api.so", "store-sqlite.so"})
+  for (const char* name : {"http-api.so", "store-sqlite.so", "auth.so"})
     fs::create_symlink(fs::path(SYNTHORG_PLUGIN_BUILD_DIR) / name, plugins / name);
   auto config = dir.write("upstream.yaml", "company_name: Upstream\nkernel:\n  plugin_dirs: [" + plugins.string() +
                                                "]\nplugins:\n  http-api:\n    config: {address: 127.0.0.1, port: " +
                                                std::to_string(upstream_port) + "}\n  store-sqlite:\n    config: {path: " +
-                                               (dir / "u.db").string() + "}\n");
-  Process upstream({"--config", config.string(), "serve"});
+                                               (dir / "u.db").string() + "}\n  auth: {}\n");
+  Process upstream({"--config", config.string(), "serve"},
+                   {{"SYNTHORG_JWT_SECRET", "web-test-secret-web-test-secret-web-test-secret"},
+                    {"SYNTHORG_HTTP_ACCESS_LOG", "false"}});
   ASSERT_TRUE(upstream.wait_for_output("All plugins started", 30s)) << upstream.output();
   start(false, "api_upstream: \"http://127.0.0.1:" + std::to_string(upstream_port) + "\"");
   auto health = get("/api/v1/healthz", "X-Request-Id: trace-me-1\r\n");
@@ -376,6 +378,51 @@ TEST_F(WebTest, TheApiThroughAnUpstream) {
     client.send("GET /api/v1/healthz HTTP/1.1\r\nHost: x\r\n\r\n");
     EXPECT_EQ(status_of(client.response()), 200);
   }
+
+  // Signed in through the proxy (the cookie comes back through it), then a WebSocket with a
+  // ticket: 101 relayed, and frames flow both ways through the tunnel.
+  std::string credentials = R"({"username": "admin", "password": "correct-horse-battery"})";
+  auto post = [&](const std::string& path, const std::string& body, const std::string& cookie) {
+    return request("POST", path, "Content-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) +
+                                     "\r\n" + (cookie.empty() ? "" : "Cookie: " + cookie + "\r\n") + "\r\n" + body);
+  };
+  ASSERT_EQ(status_of(post("/api/v1/auth/setup", credentials, "")), 201);
+  auto login = post("/api/v1/auth/login", credentials, "");
+  ASSERT_EQ(status_of(login), 200) << login;
+  auto cookie = header_of(login, "set-cookie");
+  cookie = cookie.substr(0, cookie.find(';'));
+  auto ticket = body_of(post("/api/v1/auth/ws-ticket", "", cookie))["ticket"].get<std::string>();
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_port = htons(static_cast<std::uint16_t>(port));
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  timeval timeout{5, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
+  ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address), 0);
+  auto send_all = [fd](const std::string& bytes) { ASSERT_EQ(::send(fd, bytes.data(), bytes.size(), 0), static_cast<ssize_t>(bytes.size())); };
+  auto receive_until = [fd](const std::string& text) {
+    std::string received;
+    char buffer[1024];
+    while (received.find(text) == std::string::npos) {
+      auto got = ::recv(fd, buffer, sizeof buffer, 0);
+      if (got <= 0) break;
+      received.append(buffer, static_cast<std::size_t>(got));
+    }
+    return received;
+  };
+  send_all("GET /api/v1/ws?ticket=" + ticket + " HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+           "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n");
+  auto handshake = receive_until("\r\n\r\n");
+  ASSERT_EQ(status_of(handshake), 101) << handshake;
+  EXPECT_EQ(header_of(handshake, "sec-websocket-accept"), "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+  // One masked text frame (clients must mask; an all-zero mask keeps it readable).
+  std::string message = R"({"action":"subscribe","channels":["workload"]})";
+  std::string frame = {static_cast<char>(0x81), static_cast<char>(0x80 | message.size()), 0, 0, 0, 0};
+  send_all(frame + message);
+  auto reply = receive_until("subscribed");
+  ::close(fd);
+  EXPECT_NE(reply.find(R"("type":"subscribed")"), std::string::npos) << reply;
 }
 
 TEST_F(WebTest, AnUpstreamThatIsDownOrHangsIsA502Or504) {
