@@ -89,29 +89,33 @@ void prepare_forward(http::request<http::string_body>& request, const ForwardInf
   }
 }
 
-struct Connected {
-  std::optional<StaticReply> failure;
-};
-
-asio::awaitable<Connected> connect(beast::tcp_stream& upstream, const UpstreamTarget& target,
-                                   const ProxyOptions& options) {
-  beast::error_code ec;
+// Connects to the upstream and sends it the request; a reply to send instead when either fails
+// (502, or 504 for a connection that never completes), nullopt on success. `ec` carries a
+// write error, which the caller reports with whatever the read then says.
+asio::awaitable<std::optional<StaticReply>> send_upstream(beast::tcp_stream& upstream,
+                                                          http::request<http::string_body>& request,
+                                                          const UpstreamTarget& target, const ForwardInfo& info,
+                                                          const ProxyOptions& options, bool upgrade,
+                                                          beast::error_code& ec) {
   tcp::resolver resolver(co_await asio::this_coro::executor);
   auto endpoints = co_await resolver.async_resolve(target.host, target.port, redirect_error(use_awaitable, ec));
   if (ec)
-    co_return Connected{failure(502, "upstream_unavailable",
-                                fmt::format("the API upstream {} cannot be resolved: {}", target.host, ec.message()))};
+    co_return failure(502, "upstream_unavailable",
+                      fmt::format("the API upstream {} cannot be resolved: {}", target.host, ec.message()));
   upstream.expires_after(options.connect_timeout);
   co_await upstream.async_connect(endpoints, redirect_error(use_awaitable, ec));
   if (ec == beast::error::timeout)
-    co_return Connected{failure(504, "upstream_timeout",
-                                fmt::format("the API upstream {}:{} did not accept a connection within {} ms",
-                                            target.host, target.port, options.connect_timeout.count()))};
+    co_return failure(504, "upstream_timeout",
+                      fmt::format("the API upstream {}:{} did not accept a connection within {} ms", target.host,
+                                  target.port, options.connect_timeout.count()));
   if (ec)
-    co_return Connected{failure(502, "upstream_unavailable",
-                                fmt::format("the API upstream {}:{} cannot be reached: {}", target.host, target.port,
-                                            ec.message()))};
-  co_return Connected{};
+    co_return failure(502, "upstream_unavailable",
+                      fmt::format("the API upstream {}:{} cannot be reached: {}", target.host, target.port,
+                                  ec.message()));
+  prepare_forward(request, info, upgrade);
+  upstream.expires_after(options.timeout);
+  co_await http::async_write(upstream, request, redirect_error(use_awaitable, ec));
+  co_return std::nullopt;
 }
 
 // One direction of a tunnel: bytes from `from` to `to` until either side ends, then both close.
@@ -167,15 +171,11 @@ asio::awaitable<ProxyOutcome> proxy_request(beast::tcp_stream& client, http::req
   bool client_keep_alive = request.keep_alive();
   auto head = request.method() == http::verb::head;
   beast::tcp_stream upstream(co_await asio::this_coro::executor);
-  auto connected = co_await connect(upstream, target, options);
-  if (connected.failure) {
-    outcome.failure = std::move(connected.failure);
+  beast::error_code ec;
+  if (auto refused = co_await send_upstream(upstream, request, target, info, options, false, ec)) {
+    outcome.failure = std::move(refused);
     co_return outcome;
   }
-  prepare_forward(request, info, false);
-  beast::error_code ec;
-  upstream.expires_after(options.timeout);
-  co_await http::async_write(upstream, request, redirect_error(use_awaitable, ec));
   beast::flat_buffer buffer;
   http::response_parser<http::buffer_body> parser;
   // Streamed through, never held: no limit. Not boost::none: Boost 1.74 compares a Content-Length
@@ -246,15 +246,11 @@ asio::awaitable<ProxyOutcome> proxy_upgrade(beast::tcp_stream& client, beast::fl
                                             ForwardInfo info, ProxyOptions options, std::string nonce, bool hsts) {
   ProxyOutcome outcome;
   beast::tcp_stream upstream(co_await asio::this_coro::executor);
-  auto connected = co_await connect(upstream, target, options);
-  if (connected.failure) {
-    outcome.failure = std::move(connected.failure);
+  beast::error_code ec;
+  if (auto refused = co_await send_upstream(upstream, request, target, info, options, true, ec)) {
+    outcome.failure = std::move(refused);
     co_return outcome;
   }
-  prepare_forward(request, info, true);
-  beast::error_code ec;
-  upstream.expires_after(options.timeout);
-  co_await http::async_write(upstream, request, redirect_error(use_awaitable, ec));
   beast::flat_buffer buffer;
   http::response_parser<http::string_body> parser;
   parser.body_limit(1024 * 1024);

@@ -137,7 +137,8 @@ class WebTest : public ::testing::Test {
   }
   std::string get(const std::string& target, const std::string& headers = "") { return request("GET", target, headers); }
   // Everything the server sends until it closes (for answers Client cannot frame, like HEAD's).
-  std::string until_closed(const std::string& bytes) {
+  // A plain connected socket (5 s receive timeout), -1 when the connection fails.
+  int connect_raw() const {
     int fd = ::socket(AF_INET, SOCK_STREAM, 0);
     sockaddr_in address{};
     address.sin_family = AF_INET;
@@ -145,9 +146,14 @@ class WebTest : public ::testing::Test {
     address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     timeval timeout{5, 0};
     ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
+    if (::connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0) return fd;
+    ::close(fd);
+    return -1;
+  }
+  std::string until_closed(const std::string& bytes) {
+    int fd = connect_raw();
     std::string received;
-    if (::connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0 &&
-        ::send(fd, bytes.data(), bytes.size(), 0) == static_cast<ssize_t>(bytes.size())) {
+    if (fd >= 0 && ::send(fd, bytes.data(), bytes.size(), 0) == static_cast<ssize_t>(bytes.size())) {
       char buffer[4096];
       for (ssize_t got; (got = ::recv(fd, buffer, sizeof buffer, 0)) > 0;) received.append(buffer, static_cast<std::size_t>(got));
     }
@@ -392,14 +398,8 @@ TEST_F(WebTest, TheApiThroughAnUpstream) {
   auto cookie = header_of(login, "set-cookie");
   cookie = cookie.substr(0, cookie.find(';'));
   auto ticket = body_of(post("/api/v1/auth/ws-ticket", "", cookie))["ticket"].get<std::string>();
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_port = htons(static_cast<std::uint16_t>(port));
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  timeval timeout{5, 0};
-  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
-  ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address), 0);
+  int fd = connect_raw();
+  ASSERT_GE(fd, 0);
   auto send_all = [fd](const std::string& bytes) { ASSERT_EQ(::send(fd, bytes.data(), bytes.size(), 0), static_cast<ssize_t>(bytes.size())); };
   auto receive_until = [fd](const std::string& text) {
     std::string received;
