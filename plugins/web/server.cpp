@@ -340,7 +340,6 @@ asio::awaitable<bool> Session::send(StaticReply reply, const http::request<http:
   auto prepare = [&](auto& message) {
     message.version(request.version());
     message.result(status);
-    for (const auto& field : reply.headers) message.insert(field.name_string(), field.value());
     message.set(http::field::server, "synthorg");
     message.set(http::field::date, http_date_now());
     set_security_headers(message.base(), nonce, server_->options.hsts);
@@ -349,7 +348,7 @@ asio::awaitable<bool> Session::send(StaticReply reply, const http::request<http:
   stream_.expires_after(server_->options.request_timeout);  // a peer that never reads is dropped
   bool bodiless = status == http::status::not_modified || status == http::status::no_content;
   if (head || reply.body == StaticReply::Body::none || reply.body == StaticReply::Body::file || bodiless) {
-    http::response<http::empty_body> message;
+    http::response<http::empty_body> message{std::move(reply.headers)};
     prepare(message);
     if (!bodiless) message.content_length(length);
     if (reply.body == StaticReply::Body::file && !head && !bodiless) {
@@ -361,13 +360,13 @@ asio::awaitable<bool> Session::send(StaticReply reply, const http::request<http:
     co_await http::async_write_header(stream_, serializer, redirect_error(use_awaitable, ec));
   } else if (reply.body == StaticReply::Body::shared) {
     // Straight from the cache: the span points into bytes the reply keeps alive.
-    http::response<http::span_body<const char>> message;
+    http::response<http::span_body<const char>> message{std::move(reply.headers)};
     prepare(message);
     message.body() = {reply.shared->data() + reply.offset, static_cast<std::size_t>(reply.length)};
     message.content_length(reply.length);
     co_await http::async_write(stream_, message, redirect_error(use_awaitable, ec));
   } else {
-    http::response<http::string_body> message;
+    http::response<http::string_body> message{std::move(reply.headers)};
     prepare(message);
     message.body() = std::move(reply.owned);
     message.content_length(message.body().size());

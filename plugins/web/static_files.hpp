@@ -30,7 +30,9 @@ struct StaticOptions {
 struct StaticReply {
   enum class Body { none, shared, owned, file };
   boost::beast::http::status status = boost::beast::http::status::ok;
-  boost::beast::http::fields headers;  // everything but the security headers and Content-Length
+  // Everything but the security headers and Content-Length; a whole response header, so the
+  // server moves it into the message instead of copying each field.
+  boost::beast::http::response_header<> headers;
   Body body = Body::none;
   std::shared_ptr<const std::string> shared;  // Body::shared: cached bytes [offset, offset+length)
   std::string owned;                          // Body::owned
