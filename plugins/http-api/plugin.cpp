@@ -4,6 +4,7 @@
 
 #include <fmt/format.h>
 
+#include "dispatcher.hpp"
 #include "metrics.hpp"
 #include "probes.hpp"
 #include "router.hpp"
@@ -38,7 +39,7 @@ class HttpApiPlugin final : public Plugin {
     return {.name = "http-api",
             .version = "0.1.0",
             .description = "The HTTP API port (Boost.Beast): routes from every plugin, health probes, OpenAPI, metrics",
-            .provides = {std::string(HttpRouter::service_id)},
+            .provides = {std::string(HttpRouter::service_id), std::string(HttpDispatcher::service_id)},
             // The Store, when there is one, starts first and stops last: readiness reports it.
             .needs = {{"synthorg.Executor/1", true}, {"synthorg.Settings/1", true}, {"synthorg.Store/1", false}},
             .config = ConfigMap{}
@@ -108,12 +109,11 @@ class HttpApiPlugin final : public Plugin {
                                                  request.principal->role));
       return std::nullopt;
     };
-    auto server = std::make_unique<Server>(
-        context_.executor().io_context(), router, gate,
-        [metrics](std::string_view method, std::string_view pattern, int status, double seconds) {
-          metrics->observe(method, pattern, status, seconds);
-        },
-        options, log::Logger("http-api"));
+    Observer observer = [metrics](std::string_view method, std::string_view pattern, int status, double seconds) {
+      metrics->observe(method, pattern, status, seconds);
+    };
+    auto server = std::make_unique<Server>(context_.executor().io_context(), router, gate, observer, options,
+                                           log::Logger("http-api"));
     auto hub = std::make_shared<WebSocketHub>(context_.bus().shared(), WebSocketLimits{}, log::Logger("http-api.ws"));
     server->set_websocket(hub);
     auto routes = mount_probes(*router, context_, metrics, &server->stats());
@@ -132,17 +132,24 @@ class HttpApiPlugin final : public Plugin {
     server->start();
     hub->start();
     auto registration = context_.registry().provide<HttpRouter>(router);
+    // Other plugins reach the API port on loopback when it listens on every address.
+    auto host = options.address == "0.0.0.0" ? std::string("127.0.0.1") : options.address == "::" ? std::string("::1")
+                                                                                                  : options.address;
+    auto dispatcher_registration = context_.registry().provide<HttpDispatcher>(
+        std::make_shared<Dispatcher>(router, gate, observer, host, server->port(), log::Logger("http-api")));
 
     definitions_ = std::move(definitions);
     routes_ = std::move(routes);
     server_ = std::move(server);
     hub_ = std::move(hub);
     registration_ = std::move(registration);
+    dispatcher_registration_ = std::move(dispatcher_registration);
     context_.log().info("HTTP API listening", {{"address", options.address},
                                                {"port", static_cast<std::int64_t>(server_->port())}});
   }
 
   void stop() override {
+    dispatcher_registration_.reset();
     registration_.reset();
     if (hub_) hub_->stop();
     hub_.reset();
@@ -160,7 +167,7 @@ class HttpApiPlugin final : public Plugin {
   std::vector<Token> routes_;
   std::unique_ptr<Server> server_;
   std::shared_ptr<WebSocketHub> hub_;
-  Registration registration_;
+  Registration registration_, dispatcher_registration_;
 };
 
 }  // namespace

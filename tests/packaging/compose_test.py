@@ -66,7 +66,8 @@ for name, service in services.items():
     test = health.get("test", [])
     # The image has no shell: CMD-SHELL would never run.
     check(test[:2] == ["CMD", "synthorg"], f"{where}.healthcheck runs the synthorg binary with CMD, not a shell")
-    path = "/api/v1/readyz" if name == "backend" else "/api/v1/healthz"
+    # web probes the web plugin's own listener, not the API behind it.
+    path = "/api/v1/readyz" if name == "backend" else "/healthz"
     check(path in test, f"{where}.healthcheck probes {path}")
     variable, container_port = ports[name]
     published = service.get("ports", [])

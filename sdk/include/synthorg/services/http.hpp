@@ -135,6 +135,22 @@ class HttpRouter {
   virtual Token add_schema(std::string name, nlohmann::json schema) = 0;
 };
 
+// Provided by http-api: hands a request to the routes on its HttpRouter from another plugin in
+// the same kernel, with no network hop (the web plugin's /api/*). The request is matched, gated
+// (Authenticator) and answered exactly as if it had arrived on the API port, 404/405 included;
+// `respond` is called exactly once, from any thread. A WebSocket upgrade cannot be carried by a
+// value: connect to endpoint() for those.
+class HttpDispatcher {
+ public:
+  static constexpr std::string_view service_id = "synthorg.HttpDispatcher/1";
+  virtual ~HttpDispatcher() = default;
+
+  virtual void dispatch(HttpRequest request, Responder respond) = 0;
+  // Where the API port can be reached from this process: its address (loopback when it listens
+  // on every address) and port.
+  virtual std::pair<std::string, unsigned short> endpoint() const = 0;
+};
+
 // Provided by the auth plugin; http-api asks it about every request to a protected route.
 class Authenticator {
  public:

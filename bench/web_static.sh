@@ -1,0 +1,134 @@
+#!/usr/bin/env bash
+# The web plugin serving a 2 KiB index.html and a 100 KiB asset, against nginx (one worker) and
+# Caddy file_server serving the same directory, side by side in one run with wrk (64
+# connections, keep-alive, no compression asked: every server sends the same bytes). synthorg
+# runs one I/O thread, like nginx's one worker; Caddy uses every core (Go's default). Access logs
+# are off everywhere. Then the dashboard's first load, compressed, as a browser fetches it.
+# Usage: bench/web_static.sh [BUILD_DIR] [SECONDS]
+set -euo pipefail
+build=$(realpath "${1:-build/default}")
+seconds=${2:-10}
+for tool in wrk nginx caddy; do
+  command -v "$tool" >/dev/null || { echo "bench/web_static.sh: $tool is missing; run scripts/deps --bench" >&2; exit 1; }
+done
+work=$(mktemp -d)
+cleanup() {
+  [[ -n "${synthorg_pid:-}" ]] && kill "$synthorg_pid" 2>/dev/null || true
+  [[ -n "${caddy_pid:-}" ]] && kill "$caddy_pid" 2>/dev/null || true
+  [[ -f "$work/nginx.pid" ]] && kill "$(cat "$work/nginx.pid")" 2>/dev/null || true
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+synthorg_port=39811
+nginx_port=39812
+caddy_port=39813
+root="$work/root"
+mkdir -p "$root/assets"
+# 2 KiB of HTML with the nonce placeholder (synthorg substitutes it; the others send it as is).
+python3 - "$root" <<'PY'
+import os, sys
+root = sys.argv[1]
+head = '<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="csp-nonce" content="__CSP_NONCE__">' \
+       '<title>SynthOrg</title><script type="module" src="/assets/app.js"></script></head><body><div id="root"></div>'
+filler = ''.join(f'<p>line {i} of the page body</p>' for i in range(200))
+html = (head + filler)[:2048 - len('</body></html>')] + '</body></html>'
+open(os.path.join(root, 'index.html'), 'w').write(html)
+open(os.path.join(root, 'assets', 'app.js'), 'wb').write(os.urandom(50 * 1024).hex().encode()[:100 * 1024])
+PY
+
+cat > "$work/company.yaml" <<YAML
+company_name: Bench
+kernel:
+  threads: ${SYNTHORG_THREADS:-1}
+plugins:
+  web:
+    config: {address: 127.0.0.1, port: $synthorg_port, root: "$root", access_log: false}
+YAML
+SYNTHORG_LOG_LEVEL=warn "$build/bin/synthorg" --config "$work/company.yaml" serve &
+synthorg_pid=$!
+
+cat > "$work/nginx.conf" <<NGINX
+worker_processes 1;
+pid $work/nginx.pid;
+error_log $work/nginx-error.log;
+events { worker_connections 4096; }
+http {
+  include /etc/nginx/mime.types;
+  access_log off;
+  sendfile on;
+  tcp_nopush on;
+  client_body_temp_path $work; proxy_temp_path $work; fastcgi_temp_path $work; uwsgi_temp_path $work; scgi_temp_path $work;
+  server {
+    listen 127.0.0.1:$nginx_port;
+    root $root;
+    location / { try_files \$uri /index.html; }
+  }
+}
+NGINX
+nginx -c "$work/nginx.conf"
+
+cat > "$work/Caddyfile" <<CADDY
+{
+  admin off
+  auto_https off
+}
+http://127.0.0.1:$caddy_port {
+  root * $root
+  file_server
+}
+CADDY
+XDG_DATA_HOME="$work" XDG_CONFIG_HOME="$work" caddy run --config "$work/Caddyfile" --adapter caddyfile >"$work/caddy.log" 2>&1 &
+caddy_pid=$!
+for port in $synthorg_port $nginx_port $caddy_port; do
+  for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/index.html" >/dev/null && break; sleep 0.1; done
+done
+for port in $synthorg_port $nginx_port $caddy_port; do
+  cmp -s <(curl -sf "http://127.0.0.1:$port/assets/app.js") "$root/assets/app.js" || { echo "port $port serves other bytes" >&2; exit 1; }
+done
+
+run() {  # file url -> "requests/s p99_ms"
+  wrk -t2 -c64 -d"${seconds}s" --latency "$2" > "$work/$1.txt"
+  local rps p99
+  rps=$(awk '/Requests\/sec/ {print $2}' "$work/$1.txt")
+  p99=$(awk '$1 == "99%" {v=$2; if (v ~ /us$/) {sub(/us/,"",v); v=v/1000} else if (v ~ /ms$/) {sub(/ms/,"",v)} else if (v ~ /s$/) {sub(/s/,"",v); v=v*1000}; print v}' "$work/$1.txt")
+  echo "$rps $p99"
+}
+echo "wrk -t2 -c64 -d${seconds}s --latency; synthorg $("$build/bin/synthorg" version | head -1 | awk '{print $2}'), $(nginx -v 2>&1 | sed 's/.*: //'), caddy $(caddy version | awk '{print $1}')"
+for file in index.html assets/app.js; do
+  for port in $synthorg_port $nginx_port $caddy_port; do wrk -t2 -c64 -d2s "http://127.0.0.1:$port/$file" >/dev/null; done
+  read -r s_rps s_p99 <<<"$(run s "http://127.0.0.1:$synthorg_port/$file")"
+  read -r n_rps n_p99 <<<"$(run n "http://127.0.0.1:$nginx_port/$file")"
+  read -r c_rps c_p99 <<<"$(run c "http://127.0.0.1:$caddy_port/$file")"
+  size=$(stat -c %s "$root/$file")
+  echo
+  echo "/$file ($size bytes)"
+  echo "| server | requests/s | p99 latency |"
+  echo "|---|---:|---:|"
+  echo "| synthorg web (1 I/O thread) | $s_rps | ${s_p99} ms |"
+  echo "| nginx, 1 worker | $n_rps | ${n_p99} ms |"
+  echo "| caddy file_server | $c_rps | ${c_p99} ms |"
+  python3 -c "print(f'ratios: synthorg/nginx {$s_rps/$n_rps:.2f}x (target >= 1.00x), synthorg/caddy {$s_rps/$c_rps:.2f}x (target >= 2.00x), p99 synthorg/nginx {$s_p99/$n_p99:.2f}x (target <= 1.00x)')"
+done
+
+# The dashboard's first load: index.html and everything it links, as a browser asks (br, gzip).
+dashboard="$build/lib/synthorg/plugins/web-dashboard"
+if [[ -f "$dashboard/index.html" ]]; then
+  total=$(python3 - "$dashboard" <<'PY'
+import os, re, sys
+root = sys.argv[1]
+html = open(os.path.join(root, 'index.html')).read()
+total = len(html.encode())
+for ref in re.findall(r'(?:src|href)="(/[^"]+)"', html):
+    path = os.path.join(root, ref.lstrip('/'))
+    for candidate in (path + '.br', path + '.gz', path):
+        if os.path.exists(candidate):
+            total += os.path.getsize(candidate)
+            break
+print(total)
+PY
+)
+  echo
+  python3 -c "print(f'dashboard first load: {$total/1024:.1f} KiB compressed (target < 300 KiB)')"
+fi

@@ -1,0 +1,65 @@
+// The web listener: its own port (3000), one coroutine per connection on the kernel's
+// io_context. Static files from the FileStore, /healthz, and /api/* handed to the in-process
+// HttpDispatcher or proxied to api_upstream.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include <boost/asio/io_context.hpp>
+
+#include "proxy.hpp"
+#include "static_files.hpp"
+#include "synthorg/log.hpp"
+#include "synthorg/services/http.hpp"
+
+namespace synthorg::web {
+
+struct ServerOptions {
+  std::string address = "0.0.0.0";
+  unsigned short port = 3000;
+  std::size_t max_header_bytes = 16 * 1024;
+  std::size_t max_body_bytes = 1024 * 1024;         // requests to /api/* (buffered, then forwarded)
+  std::chrono::milliseconds request_timeout{10'000};  // from the first byte to the whole request
+  std::chrono::milliseconds idle_timeout{60'000};
+  bool access_log = true;
+  bool hsts = true;
+};
+
+// Where /api/* goes: the dispatcher when http-api runs in this kernel (looked up per request, so
+// it may come and go), else the upstream, else nowhere (502 api_unavailable).
+struct ApiOptions {
+  std::function<std::shared_ptr<HttpDispatcher>()> dispatcher;
+  std::optional<UpstreamTarget> upstream;
+  ProxyOptions proxy;
+};
+
+struct ServerStats {
+  std::atomic<std::uint64_t> connections_open{0};
+  std::atomic<std::uint64_t> requests{0};
+};
+
+class Server {
+ public:
+  Server(boost::asio::io_context& io, std::shared_ptr<FileStore> files, ApiOptions api, ServerOptions options,
+         log::Logger log);
+  ~Server();
+  // Binds and starts accepting; throws std::runtime_error naming the address when it cannot.
+  void start();
+  // Stops accepting; connections close after their current response, the rest after `grace`.
+  void stop(std::chrono::milliseconds grace);
+  unsigned short port() const noexcept { return port_; }
+  const ServerStats& stats() const noexcept;
+
+  struct Impl;
+
+ private:
+  std::shared_ptr<Impl> impl_;
+  unsigned short port_ = 0;
+};
+
+}  // namespace synthorg::web

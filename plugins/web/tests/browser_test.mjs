@@ -1,0 +1,245 @@
+// The dashboard in Debian's Chromium (playwright-core, never a downloaded browser) against a
+// real `synthorg serve` with http-api, auth, store-sqlite and web — and workloads on the Docker
+// engine when it answers: setup → sign in → overview healthy → start a workload and see it
+// running, with its event arriving over the WebSocket → change a setting → sign out. Screenshots
+// of each page go to --artifacts; any CSP violation, page error or failed step fails the test.
+//
+// node browser_test.mjs --synthorg BIN --plugins DIR [--artifacts DIR] [--chromium PATH]
+// Exit 77 (skipped) when Chromium or playwright-core is missing.
+import { spawn, execFileSync } from 'node:child_process'
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { createRequire } from 'node:module'
+import { createServer } from 'node:net'
+import { tmpdir } from 'node:os'
+import { dirname, join, resolve } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { randomBytes } from 'node:crypto'
+
+const here = dirname(fileURLToPath(import.meta.url))
+const args = Object.fromEntries(process.argv.slice(2).reduce((pairs, value, i, all) =>
+  (i % 2 === 0 ? [...pairs, [value.replace(/^--/, ''), all[i + 1]]] : pairs), []))
+const chromiumPath = args.chromium || '/usr/bin/chromium'
+const artifacts = args.artifacts || join(tmpdir(), 'synthorg-web-artifacts')
+const image = 'synthorg-test/busybox:latest'
+
+function skip(why) {
+  console.log(`SKIPPED: ${why}`)
+  process.exit(77)
+}
+
+let chromium
+try {
+  // playwright-core comes with the dashboard's npm packages.
+  chromium = createRequire(join(here, '../dashboard/package.json'))('playwright-core').chromium
+} catch {
+  skip('playwright-core is not installed (build the dashboard: it runs npm install)')
+}
+try {
+  execFileSync(chromiumPath, ['--version'], { stdio: 'ignore' })
+} catch {
+  skip(`${chromiumPath} is missing (scripts/deps installs Debian's chromium)`)
+}
+if (!args.synthorg || !args.plugins) {
+  console.error('usage: browser_test.mjs --synthorg BIN --plugins DIR [--artifacts DIR]')
+  process.exit(2)
+}
+args.synthorg = resolve(args.synthorg)
+args.plugins = resolve(args.plugins)
+
+const freePort = () => new Promise((resolve, reject) => {
+  const server = createServer()
+  server.listen(0, '127.0.0.1', () => {
+    const { port } = server.address()
+    server.close(() => resolve(port))
+  })
+  server.on('error', reject)
+})
+
+function dockerReady() {
+  try {
+    execFileSync('docker', ['image', 'inspect', '--format', 'ok', image], { stdio: 'pipe' })
+    return true
+  } catch {
+    return false
+  }
+}
+
+const dir = mkdtempSync(join(tmpdir(), 'synthorg-web-'))
+mkdirSync(artifacts, { recursive: true })
+const [webPort, apiPort] = [await freePort(), await freePort()]
+const withWorkloads = process.env.SYNTHORG_WEB_TEST_WORKLOADS !== '0' && dockerReady()
+const instance = `webtest-${randomBytes(4).toString('hex')}`
+if (!withWorkloads) console.log(`NOTE: ${image} or the Docker engine is missing: the workload step is skipped (scripts/services docker; tests/images/build.sh)`)
+
+writeFileSync(join(dir, 'company.yaml'), `company_name: Browser test
+kernel:
+  plugin_dirs: [${args.plugins}]
+select: {store: store-sqlite${withWorkloads ? ', orchestrator: orchestrator-docker' : ''}}
+plugins:
+  http-api:
+    config: {address: 127.0.0.1, port: ${apiPort}}
+  store-sqlite:
+    config: {path: ${join(dir, 's.db')}}
+  auth: {}
+  web:
+    config: {address: 127.0.0.1, port: ${webPort}, access_log: false}
+${withWorkloads ? `  orchestrator-docker:
+    config: {pull_missing: false}
+  workloads:
+    config: {image: "${image}", command: [/bin/busybox, httpd, -f, -p, "8080", -h, /www], port: 8080,
+             instance: ${instance}, stop_grace: 0s, stop_on_shutdown: true}
+` : ''}`)
+
+let output = ''
+const kernel = spawn(args.synthorg, ['--config', join(dir, 'company.yaml'), 'serve'], {
+  env: { ...process.env, SYNTHORG_JWT_SECRET: randomBytes(32).toString('base64url'), SYNTHORG_HTTP_ACCESS_LOG: 'false' },
+  stdio: ['ignore', 'pipe', 'pipe'],
+})
+kernel.stdout.on('data', (d) => { output += d })
+kernel.stderr.on('data', (d) => { output += d })
+
+const violations = []
+const pageErrors = []
+let browser
+let currentPage
+let failed = false
+
+async function waitForKernel() {
+  const deadline = Date.now() + 30000
+  while (Date.now() < deadline) {
+    if (output.includes('All plugins started')) return
+    if (kernel.exitCode !== null) throw new Error(`synthorg serve exited:\n${output}`)
+    await new Promise((r) => setTimeout(r, 100))
+  }
+  throw new Error(`synthorg serve did not start in 30 s:\n${output}`)
+}
+
+function step(name) {
+  console.log(`step: ${name}`)
+}
+
+try {
+  await waitForKernel()
+  browser = await chromium.launch({
+    executablePath: chromiumPath,
+    headless: true,
+    args: ['--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking',
+      '--disable-component-update', '--disable-sync'],
+  })
+  const page = await browser.newPage({ viewport: { width: 1280, height: 800 } })
+  page.setDefaultTimeout(15000)
+  currentPage = page
+  // Violations as the page itself sees them, and as the console reports them.
+  await page.exposeFunction('__synthorgCspViolation', (text) => violations.push(text))
+  await page.addInitScript(() => {
+    document.addEventListener('securitypolicyviolation', (e) =>
+      window.__synthorgCspViolation(`${e.violatedDirective} blocked ${e.blockedURI || 'inline'}`))
+  })
+  page.on('console', (message) => {
+    if (/Content Security Policy|Refused to (apply|load|execute|connect)/i.test(message.text())) violations.push(message.text())
+  })
+  page.on('pageerror', (error) => pageErrors.push(error.message))
+  const base = `http://127.0.0.1:${webPort}`
+  const shot = (name) => page.screenshot({ path: join(artifacts, `${name}.png`), fullPage: true })
+
+  step('the sign-in page, then the first-run wizard')
+  await page.goto(base + '/')
+  await page.getByRole('heading', { name: 'Sign in' }).waitFor()
+  await shot('sign-in-empty')
+  await page.getByRole('link', { name: 'Create the administrator' }).click()
+  await page.getByRole('heading', { name: 'Welcome to SynthOrg' }).waitFor()
+  await page.getByLabel('Username').fill('admin')
+  await page.getByLabel('Password', { exact: true }).fill('correct-horse-battery-staple')
+  await page.getByLabel('Password again').fill('correct-horse-battery-staple')
+  await shot('setup')
+  await page.getByRole('button', { name: 'Create administrator' }).click()
+  await page.getByText('was created').waitFor()
+  await page.getByRole('button', { name: 'Continue to sign in' }).click()
+
+  step('sign in')
+  await page.getByLabel('Username').fill('admin')
+  await page.getByLabel('Password').fill('wrong-password-here')
+  await page.getByRole('button', { name: 'Sign in' }).click()
+  await page.getByText('That username and password do not match.').waitFor()
+  await shot('sign-in-error')
+  await page.getByLabel('Password').fill('correct-horse-battery-staple')
+  await page.getByRole('button', { name: 'Sign in' }).click()
+
+  step('the overview shows a healthy, ready kernel')
+  await page.getByRole('heading', { name: 'Overview' }).waitFor()
+  await page.getByTestId('status').getByText('Healthy').waitFor()
+  await page.getByTestId('readiness').getByText('Ready', { exact: true }).waitFor()
+  await page.getByRole('cell', { name: /^web/ }).first().waitFor()
+  await page.getByTestId('live-status').getByText('Live').waitFor()
+  await shot('overview')
+
+  step('workloads')
+  await page.getByRole('link', { name: 'Workloads' }).click()
+  await page.getByRole('heading', { name: 'Workloads' }).waitFor()
+  if (withWorkloads) {
+    await page.getByText('No workloads yet').waitFor()
+    await page.getByTestId('start-workload').click()
+    await page.locator('tr[data-state="running"]').waitFor({ timeout: 60000 })
+    // The row was filled in by the POST; the event proves the WebSocket path (web → http-api).
+    await page.getByTestId('last-event').getByText(/Live: workload\.(spawned|ready)/).waitFor({ timeout: 30000 })
+  } else {
+    await page.getByText('Workloads are not enabled on this server').waitFor()
+  }
+  await shot('workloads')
+
+  step('change a setting, with its ETag')
+  await page.getByRole('link', { name: 'Settings' }).click()
+  const row = page.locator('tr[data-setting="http.max_connections"]')
+  await row.waitFor()
+  await row.getByRole('button', { name: 'Edit' }).click()
+  await row.locator('input[name="value"]').fill('4321')
+  await row.getByRole('button', { name: 'Save' }).click()
+  await row.getByTestId('value').getByText('4321').waitFor()
+  await row.getByText('stored').waitFor()
+  await shot('settings')
+
+  step('the live event log')
+  await page.getByRole('link', { name: 'Events' }).click()
+  await page.getByText('Connected').waitFor()
+  if (withWorkloads) {
+    // Stop the workload from the API (same cookie) and watch its event arrive.
+    await page.evaluate(async () => {
+      const list = await (await fetch('/api/v1/workloads')).json()
+      for (const w of list.workloads) await fetch(`/api/v1/workloads/${w.id}`, { method: 'DELETE' })
+    })
+    await page.getByTestId('event-log').getByText('workload.stopped').waitFor({ timeout: 30000 })
+  }
+  await shot('events')
+
+  step('sign out')
+  await page.getByRole('button', { name: 'Sign out' }).click()
+  await page.getByRole('heading', { name: 'Sign in' }).waitFor()
+  const me = await page.evaluate(async () => (await fetch('/api/v1/auth/me')).status)
+  if (me !== 401) throw new Error(`after sign-out /api/v1/auth/me answered ${me}, not 401`)
+
+  if (violations.length) throw new Error(`CSP violations:\n${violations.join('\n')}`)
+  if (pageErrors.length) throw new Error(`page errors:\n${pageErrors.join('\n')}`)
+  console.log(`PASSED; screenshots in ${artifacts}`)
+} catch (error) {
+  failed = true
+  console.error(`FAILED: ${error.stack || error}`)
+  if (currentPage) await currentPage.screenshot({ path: join(artifacts, 'failure.png'), fullPage: true }).catch(() => {})
+  if (violations.length) console.error(`CSP violations:\n${violations.join('\n')}`)
+  console.error(`--- synthorg output (last 4 KiB) ---\n${output.slice(-4096)}`)
+} finally {
+  if (browser) await browser.close().catch(() => {})
+  kernel.kill('SIGTERM')
+  await new Promise((resolve) => {
+    const timer = setTimeout(() => { kernel.kill('SIGKILL'); resolve() }, 15000)
+    kernel.on('exit', () => { clearTimeout(timer); resolve() })
+    if (kernel.exitCode !== null) { clearTimeout(timer); resolve() }
+  })
+  if (withWorkloads) {
+    try {
+      const ids = execFileSync('docker', ['ps', '-aq', '--filter', `label=synthorg.instance=${instance}`]).toString().trim()
+      if (ids) execFileSync('docker', ['rm', '-f', ...ids.split(/\s+/)], { stdio: 'ignore' })
+    } catch { /* the engine went away: nothing to clean */ }
+  }
+  rmSync(dir, { recursive: true, force: true })
+}
+process.exit(failed ? 1 : 0)
