@@ -1,5 +1,6 @@
 #include "otlp_json.hpp"
 
+#include <charconv>
 #include <cmath>
 
 #include <fmt/format.h>
@@ -7,13 +8,22 @@
 namespace synthorg::telemetry {
 namespace {
 
+template <class Integer>
+void append_number(std::string& out, Integer value) {
+  char buffer[24];
+  auto [end, error] = std::to_chars(buffer, buffer + sizeof buffer, value);
+  out.append(buffer, end);
+}
+
 void append_value(std::string& out, const AttributeValue& value) {
   if (const auto* text = std::get_if<std::string>(&value)) {
     out += "{\"stringValue\":";
     append_json_string(out, *text);
     out += '}';
   } else if (const auto* integer = std::get_if<std::int64_t>(&value)) {
-    out += fmt::format("{{\"intValue\":\"{}\"}}", *integer);  // int64: a decimal string
+    out += "{\"intValue\":\"";  // int64: a decimal string
+    append_number(out, *integer);
+    out += "\"}";
   } else if (const auto* number = std::get_if<double>(&value)) {
     // JSON has no NaN or infinity; the proto JSON mapping spells them as strings.
     if (std::isnan(*number)) out += "{\"doubleValue\":\"NaN\"}";
@@ -70,8 +80,13 @@ void append_span(std::string& out, const SpanData& span) {
   }
   out += ",\"name\":";
   append_json_string(out, span.name);
-  out += fmt::format(",\"kind\":{},\"startTimeUnixNano\":\"{}\",\"endTimeUnixNano\":\"{}\",\"attributes\":",
-                     static_cast<int>(span.kind), span.start_ns, span.end_ns);
+  out += ",\"kind\":";
+  append_number(out, static_cast<int>(span.kind));
+  out += ",\"startTimeUnixNano\":\"";
+  append_number(out, span.start_ns);
+  out += "\",\"endTimeUnixNano\":\"";
+  append_number(out, span.end_ns);
+  out += "\",\"attributes\":";
   append_attributes(out, span.attributes);
   if (span.dropped_attributes) out += fmt::format(",\"droppedAttributesCount\":{}", span.dropped_attributes);
   if (span.status_code != 0) {
@@ -89,18 +104,23 @@ void append_span(std::string& out, const SpanData& span) {
 
 void append_json_string(std::string& out, std::string_view text) {
   out += '"';
-  for (char c : text) {
+  // Runs that need no escaping (nearly everything) are appended whole.
+  std::size_t run = 0;
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    auto c = static_cast<unsigned char>(text[i]);
+    if (c >= 0x20 && c != '"' && c != '\\') continue;
+    out.append(text.data() + run, i - run);
+    run = i + 1;
     switch (c) {
       case '"': out += "\\\""; break;
       case '\\': out += "\\\\"; break;
       case '\n': out += "\\n"; break;
       case '\r': out += "\\r"; break;
       case '\t': out += "\\t"; break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20) out += fmt::format("\\u{:04x}", static_cast<unsigned char>(c));
-        else out += c;
+      default: out += fmt::format("\\u{:04x}", c);
     }
   }
+  out.append(text.data() + run, text.size() - run);
   out += '"';
 }
 

@@ -74,7 +74,10 @@ class TelemetryPlugin final : public Plugin {
             .version = "0.1.0",
             .description = "Metrics (Prometheus, with process metrics), OpenTelemetry traces over OTLP/HTTP, "
                            "opt-in anonymous product telemetry",
-            .provides = {std::string(Metrics::service_id), std::string(Tracer::service_id)},
+            // Tracer too, but only while tracing is on: it is not declared, since a declared
+            // service must be registered. Plugins that use it need Metrics (optional) as well,
+            // which orders them after this plugin.
+            .provides = {std::string(Metrics::service_id)},
             .needs = {{"synthorg.Executor/1", true}, {"synthorg.KernelInfo/1", false}},
             .config = ConfigMap{}
                           .integer("batch_size", 512, "Spans per OTLP request at most")

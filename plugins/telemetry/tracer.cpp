@@ -1,5 +1,6 @@
 #include "tracer.hpp"
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <random>
@@ -37,6 +38,11 @@ std::uint64_t unix_nanos() {
       std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch()).count());
 }
 
+bool clean(std::string_view text, std::size_t max_bytes) {
+  return text.size() <= max_bytes &&
+         std::all_of(text.begin(), text.end(), [](char c) { return static_cast<unsigned char>(c) < 0x80; });
+}
+
 // Sampled out: keeps the context (so children and outgoing calls carry "not sampled") and
 // records nothing.
 class DroppedSpan final : public Span {
@@ -65,7 +71,8 @@ class RecordingSpan final : public Span {
   void set_attribute(std::string_view key, AttributeValue value) override {
     if (ended_) return;
     const auto& limits = tracer_->limits();
-    if (auto* text = std::get_if<std::string>(&value)) *text = sanitize_utf8(*text, limits.max_attribute_bytes);
+    if (auto* text = std::get_if<std::string>(&value); text && !clean(*text, limits.max_attribute_bytes))
+      *text = sanitize_utf8(*text, limits.max_attribute_bytes);
     auto clean_key = sanitize_utf8(key, 128);
     for (auto& [existing, old] : data_.attributes)
       if (existing == clean_key) {
@@ -144,12 +151,17 @@ std::unique_ptr<Span> TracerImpl::start_span(std::string_view name, SpanKind kin
   }
   data.tracestate = context.tracestate;
   data.name = sanitize_utf8(name, limits_.max_name_bytes);
+  data.attributes.reserve(8);
   data.kind = kind;
   data.start_ns = unix_nanos();
   return std::make_unique<RecordingSpan>(shared_from_this(), std::move(context), std::move(data));
 }
 
 std::string sanitize_utf8(std::string_view text, std::size_t max_bytes) {
+  // The common case, on the request path: short ASCII, nothing to do but copy.
+  if (text.size() <= max_bytes &&
+      std::all_of(text.begin(), text.end(), [](char c) { return static_cast<unsigned char>(c) < 0x80; }))
+    return std::string(text);
   static constexpr std::string_view replacement = "\xEF\xBF\xBD";
   static constexpr std::string_view ellipsis = "\xE2\x80\xA6";
   std::string out;

@@ -22,7 +22,7 @@ using SpanSink = std::function<void(SpanData&&)>;
 class TracerImpl final : public Tracer, public std::enable_shared_from_this<TracerImpl> {
  public:
   TracerImpl(double sampling_ratio, TracerLimits limits, SpanSink sink);
-  std::unique_ptr<Span> start_span(std::string_view name, SpanKind kind, const TraceContext& parent) override;
+  std::unique_ptr<Span> start_span(std::string_view name, SpanKind kind, const TraceContext& parent = {}) override;
 
   // Root sampling decision for a new trace id (TraceIdRatioBased: the id's last 8 bytes as a
   // number against ratio * 2^64, so every service with the same ratio agrees on a trace).
