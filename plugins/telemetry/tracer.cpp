@@ -1,6 +1,7 @@
 #include "tracer.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstring>
 #include <random>
@@ -93,8 +94,9 @@ class RecordingSpan final : public Span {
   }
 
   void end() noexcept override {
-    if (ended_) return;
-    ended_ = true;
+    // Atomic: a handler that throws after handing its answer to another thread may see both
+    // sides end the span; only one delivers it.
+    if (ended_.exchange(true)) return;
     // Wall clock for the start (what the collector shows), a monotonic clock for the duration.
     auto elapsed = std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - started_);
     data_.end_ns = data_.start_ns + static_cast<std::uint64_t>(elapsed.count());
@@ -109,7 +111,7 @@ class RecordingSpan final : public Span {
   TraceContext context_;
   SpanData data_;
   std::chrono::steady_clock::time_point started_;
-  bool ended_ = false;
+  std::atomic<bool> ended_{false};
 };
 
 }  // namespace

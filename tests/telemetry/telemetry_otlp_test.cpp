@@ -7,6 +7,7 @@
 
 #include <Poco/Process.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <regex>
@@ -176,12 +177,27 @@ TEST_F(OtlpTest, ARequestThroughTheApiYieldsACorrectTrace) {
               incoming_span + "-01\r\ntracestate: vendor=abc\r\nConnection: close\r\n\r\n");
   ASSERT_EQ(synthorg::testing::status_of(client.response()), 200);
   auto before = std::chrono::system_clock::now();
+  // /metrics: http-api's families through the telemetry plugin's Metrics, with process metrics,
+  // each family once.
+  synthorg::testing::Client scrape(port);
+  scrape.send("GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+  auto metrics = scrape.response();
+  for (const char* family : {"synthorg_http_requests_total", "process_resident_memory_bytes", "process_open_fds",
+                             "process_cpu_seconds_total", "synthorg_uptime_seconds",
+                             "synthorg_telemetry_spans_dropped_total"}) {
+    auto help = "# HELP " + std::string(family) + " ";
+    EXPECT_NE(metrics.find(help), std::string::npos) << family << " missing:\n" << metrics;
+    EXPECT_EQ(metrics.find(help), metrics.rfind(help)) << family << " rendered twice";
+  }
   route.reset();
   kernel.reset();  // stop: flushes what is queued
 
   auto spans = receiver_->spans();
-  ASSERT_EQ(spans.size(), 1u) << receiver_->received().dump(2);
-  const auto& [span, resource] = spans[0];
+  ASSERT_EQ(spans.size(), 2u) << "the outgoing route and /metrics:\n" << receiver_->received().dump(2);
+  auto traced = std::find_if(spans.begin(), spans.end(),
+                             [](const auto& pair) { return pair.first["name"] == "/api/v1/test/outgoing/{id}"; });
+  ASSERT_NE(traced, spans.end()) << receiver_->received().dump(2);
+  const auto& [span, resource] = *traced;
   EXPECT_EQ(span["traceId"], incoming_trace) << "the caller's trace goes on";
   EXPECT_EQ(span["parentSpanId"], incoming_span);
   EXPECT_EQ(span["traceState"], "vendor=abc");
