@@ -43,9 +43,11 @@ class Heartbeat : public std::enable_shared_from_this<Heartbeat> {
   Heartbeat(Executor& executor, milliseconds interval, std::function<void()> tick)
       : executor_(executor), interval_(interval), timer_(executor.io_context()), tick_(std::move(tick)) {}
   void start() { arm(); }
+  // Returns once no tick runs: a tick uses the plugin, which goes after stop().
   void stop() {
     stopped_ = true;
     executor_.post([self = shared_from_this()] { self->timer_.cancel(); });
+    std::lock_guard wait(ticking_);
   }
 
  private:
@@ -54,6 +56,7 @@ class Heartbeat : public std::enable_shared_from_this<Heartbeat> {
     timer_.async_wait([self = shared_from_this()](const boost::system::error_code& error) {
       if (error || self->stopped_) return;
       self->executor_.try_post_blocking([self] {
+        std::lock_guard running(self->ticking_);
         if (!self->stopped_) self->tick_();
       });
       self->arm();
@@ -65,6 +68,7 @@ class Heartbeat : public std::enable_shared_from_this<Heartbeat> {
   boost::asio::steady_timer timer_;
   std::function<void()> tick_;
   std::atomic<bool> stopped_{false};
+  std::mutex ticking_;
 };
 
 class TelemetryPlugin final : public Plugin {

@@ -374,6 +374,52 @@ TEST_F(OtlpTest, ProductTelemetryNeverLetsADeniedKeyOrASecretOut) {
   EXPECT_EQ(logs, 3u);
 }
 
+TEST_F(OtlpTest, ThePluginSendsStartupHeartbeatAndShutdownOnlyWhenEnabled) {
+  TempDir dir;
+  auto plugins = dir.path() / "plugins";
+  fs::create_directories(plugins);
+  fs::create_symlink(fs::path(SYNTHORG_PLUGIN_BUILD_DIR) / "telemetry.so", plugins / "telemetry.so");
+  auto config = dir.write("company.yaml", "company_name: Test\nkernel:\n  plugin_dirs: [" + plugins.string() +
+                                              "]\nplugins:\n  telemetry:\n    config: {heartbeat_interval: 300ms, "
+                                              "environment: configured, product_endpoint: " + receiver_->url() +
+                                              "/v1/logs, data_dir: " + (dir / "data").string() + "}\n");
+  auto run = [&](const char* enabled) {
+    ScopedEnv flag("SYNTHORG_TELEMETRY_ENABLED", enabled);
+    ScopedEnv tag("SYNTHORG_TELEMETRY_ENV", "staging");
+    kernel::Kernel kernel(kernel::load_company_config(config, "/unused"));
+    kernel.discover();
+    kernel.prepare();
+    kernel.start();
+    std::this_thread::sleep_for(800ms);
+  };
+  run("no");
+  EXPECT_TRUE(receiver_->received().empty()) << "off sends nothing";
+  EXPECT_FALSE(fs::exists(dir / "data" / "telemetry-id")) << "off writes no id either";
+  run("yes");
+  std::vector<std::string> events;
+  for (const auto& record : receiver_->received()) {
+    ASSERT_EQ(record["path"], "/v1/logs");
+    EXPECT_EQ(record["errors"], json::array()) << record.dump(2);
+    const auto& logs = record["body"]["resourceLogs"][0];
+    auto resource = attributes(logs["resource"]["attributes"]);
+    EXPECT_EQ(resource["deployment.environment"], json({{"stringValue", "staging"}}));
+    std::ifstream id_file(dir / "data" / "telemetry-id");
+    std::string id;
+    id_file >> id;
+    EXPECT_EQ(resource["synthorg.install.id"], json({{"stringValue", id}}));
+    for (const auto& log_record : logs["scopeLogs"][0]["logRecords"]) {
+      events.push_back(log_record["body"]["stringValue"]);
+      auto attrs = attributes(log_record["attributes"]);
+      EXPECT_EQ(attrs["plugins"], json({{"stringValue", "telemetry"}}));
+      EXPECT_EQ(attrs["plugin_count"], json({{"intValue", "1"}}));
+    }
+  }
+  ASSERT_GE(events.size(), 3u);
+  EXPECT_EQ(events.front(), "deployment.startup");
+  EXPECT_EQ(events[1], "deployment.heartbeat");
+  EXPECT_EQ(events.back(), "deployment.shutdown");
+}
+
 TEST(TelemetryStartTest, BadEnvironmentStopsStartUpWithTheReason) {
   TempDir dir;
   auto plugins = dir.path() / "plugins";
