@@ -36,6 +36,15 @@ using synthorg::testing::TempDir;
 const fs::path example = fs::path(SYNTHORG_CONTRACTS_DIR) / "otlp" / "examples" / "trace.json";
 const fs::path receiver_dir = fs::path(SYNTHORG_SOURCE_DIR) / "tests" / "telemetry";
 
+// <dir>/plugins with links to the built plugins named, and a company.yaml loading them.
+fs::path company(const TempDir& dir, const std::vector<std::string>& names, const std::string& plugins_yaml) {
+  auto plugins = dir.path() / "plugins";
+  fs::create_directories(plugins);
+  for (const auto& name : names) fs::create_symlink(fs::path(SYNTHORG_PLUGIN_BUILD_DIR) / (name + ".so"), plugins / (name + ".so"));
+  return dir.write("company.yaml", "company_name: Test\nkernel:\n  plugin_dirs: [" + plugins.string() +
+                                       "]\nplugins:\n" + plugins_yaml);
+}
+
 // The node receiver on an ephemeral loopback port, stopped with the object.
 class Receiver {
  public:
@@ -139,19 +148,14 @@ class OtlpTest : public ::testing::Test {
 
 TEST_F(OtlpTest, ARequestThroughTheApiYieldsACorrectTrace) {
   TempDir dir;
-  auto plugins = dir.path() / "plugins";
-  fs::create_directories(plugins);
-  for (const char* name : {"http-api.so", "telemetry.so"})
-    fs::create_symlink(fs::path(SYNTHORG_PLUGIN_BUILD_DIR) / name, plugins / name);
   int port = synthorg::testing::free_port();
   ScopedEnv endpoint("SYNTHORG_TRACE_OTLP_ENDPOINT", receiver_->url() + "/v1/traces");
   ScopedEnv ratio("SYNTHORG_TRACE_SAMPLING_RATIO", "1.0");
   ScopedEnv service("SYNTHORG_TRACE_SERVICE_NAME", "synthorg-test");
   ScopedEnv access("SYNTHORG_HTTP_ACCESS_LOG", "false");
-  auto config = dir.write("company.yaml", "company_name: Test\nkernel:\n  plugin_dirs: [" + plugins.string() +
-                                              "]\nplugins:\n  http-api:\n    config: {address: 127.0.0.1, port: " +
-                                              std::to_string(port) + "}\n  telemetry:\n    config: {batch_delay: "
-                                              "100ms, data_dir: " + (dir / "data").string() + "}\n");
+  auto config = company(dir, {"http-api", "telemetry"},
+                        "  http-api:\n    config: {address: 127.0.0.1, port: " + std::to_string(port) +
+                            "}\n  telemetry:\n    config: {batch_delay: 100ms, data_dir: " + (dir / "data").string() + "}\n");
   auto kernel = std::make_unique<kernel::Kernel>(kernel::load_company_config(config, "/unused"));
   kernel->discover();
   kernel->prepare();
@@ -376,13 +380,10 @@ TEST_F(OtlpTest, ProductTelemetryNeverLetsADeniedKeyOrASecretOut) {
 
 TEST_F(OtlpTest, ThePluginSendsStartupHeartbeatAndShutdownOnlyWhenEnabled) {
   TempDir dir;
-  auto plugins = dir.path() / "plugins";
-  fs::create_directories(plugins);
-  fs::create_symlink(fs::path(SYNTHORG_PLUGIN_BUILD_DIR) / "telemetry.so", plugins / "telemetry.so");
-  auto config = dir.write("company.yaml", "company_name: Test\nkernel:\n  plugin_dirs: [" + plugins.string() +
-                                              "]\nplugins:\n  telemetry:\n    config: {heartbeat_interval: 300ms, "
-                                              "environment: configured, product_endpoint: " + receiver_->url() +
-                                              "/v1/logs, data_dir: " + (dir / "data").string() + "}\n");
+  auto config = company(dir, {"telemetry"},
+                        "  telemetry:\n    config: {heartbeat_interval: 300ms, environment: configured, "
+                        "product_endpoint: " + receiver_->url() + "/v1/logs, data_dir: " + (dir / "data").string() +
+                            "}\n");
   auto run = [&](const char* enabled) {
     ScopedEnv flag("SYNTHORG_TELEMETRY_ENABLED", enabled);
     ScopedEnv tag("SYNTHORG_TELEMETRY_ENV", "staging");
@@ -422,11 +423,7 @@ TEST_F(OtlpTest, ThePluginSendsStartupHeartbeatAndShutdownOnlyWhenEnabled) {
 
 TEST(TelemetryStartTest, BadEnvironmentStopsStartUpWithTheReason) {
   TempDir dir;
-  auto plugins = dir.path() / "plugins";
-  fs::create_directories(plugins);
-  fs::create_symlink(fs::path(SYNTHORG_PLUGIN_BUILD_DIR) / "telemetry.so", plugins / "telemetry.so");
-  auto config = dir.write("company.yaml", "company_name: Test\nkernel:\n  plugin_dirs: [" + plugins.string() +
-                                              "]\nplugins:\n  telemetry: {}\n");
+  auto config = company(dir, {"telemetry"}, "  telemetry: {}\n");
   for (auto [name, value, expected] : std::vector<std::tuple<const char*, const char*, const char*>>{
            {"SYNTHORG_TRACE_OTLP_ENDPOINT", "ftp://collector/v1/traces", "the scheme 'ftp' is not http or https"},
            {"SYNTHORG_TRACE_OTLP_ENDPOINT", "collector:4318", "not http or https"},
