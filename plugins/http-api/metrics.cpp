@@ -1,57 +1,52 @@
 #include "metrics.hpp"
 
-#include <fmt/format.h>
+#include <string>
+
+#include "server.hpp"
 
 namespace synthorg::http_api {
 
-std::string label(std::string_view value) {
-  std::string out;
-  for (char c : value) {
-    if (c == '\\' || c == '"') out += '\\';
-    if (c == '\n') {
-      out += "\\n";
-      continue;
-    }
-    out += c;
-  }
-  return out;
-}
-
-void Metrics::observe(std::string_view method, std::string_view pattern, int status, double seconds) {
+void RequestMetrics::observe(std::string_view method, std::string_view pattern, int status, double seconds) {
   // Unmatched paths share one label, so scanning for random URLs cannot grow the series.
   std::string route = pattern.empty() ? "unmatched" : std::string(pattern);
-  std::lock_guard lock(mutex_);
-  ++requests_[{std::string(method), route, status}];
-  auto& histogram = latency_[{std::string(method), route}];
-  ++histogram.count;
-  histogram.sum += seconds;
-  for (std::size_t i = 0; i < buckets.size(); ++i)
-    if (seconds <= buckets[i]) ++histogram.counts[i];
+  metrics_
+      ->counter("synthorg_http_requests_total", "HTTP requests answered, by method, route and status.",
+                {{"method", std::string(method)}, {"route", route}, {"status", std::to_string(status)}})
+      ->add();
+  metrics_
+      ->histogram("synthorg_http_request_duration_seconds", "Time from a whole request to its response written.",
+                  {{"method", std::string(method)}, {"route", std::move(route)}})
+      ->observe(seconds);
 }
 
-std::string Metrics::render() const {
-  std::string out =
-      "# HELP synthorg_http_requests_total HTTP requests answered, by method, route and status.\n"
-      "# TYPE synthorg_http_requests_total counter\n";
-  std::lock_guard lock(mutex_);
-  for (const auto& [key, count] : requests_) {
-    const auto& [method, route, status] = key;
-    out += fmt::format("synthorg_http_requests_total{{method=\"{}\",route=\"{}\",status=\"{}\"}} {}\n", label(method),
-                       label(route), status, count);
-  }
-  out +=
-      "# HELP synthorg_http_request_duration_seconds Time from a whole request to its response written.\n"
-      "# TYPE synthorg_http_request_duration_seconds histogram\n";
-  for (const auto& [key, histogram] : latency_) {
-    auto labels = fmt::format("method=\"{}\",route=\"{}\"", label(key.first), label(key.second));
-    for (std::size_t i = 0; i < buckets.size(); ++i)
-      out += fmt::format("synthorg_http_request_duration_seconds_bucket{{{},le=\"{}\"}} {}\n", labels, buckets[i],
-                         histogram.counts[i]);
-    out += fmt::format("synthorg_http_request_duration_seconds_bucket{{{},le=\"+Inf\"}} {}\n", labels, histogram.count);
-    out += fmt::format("synthorg_http_request_duration_seconds_sum{{{}}} {}\n", labels, histogram.sum);
-    out += fmt::format("synthorg_http_request_duration_seconds_count{{{}}} {}\n", labels, histogram.count);
-  }
-  return out;
+Token RequestMetrics::watch(const ServerStats& stats, EventBus& bus) {
+  auto open = metrics_->gauge("synthorg_http_connections_open", "Open HTTP connections.");
+  auto refused = metrics_->counter("synthorg_http_connections_refused_total",
+                                   "Connections refused at the connection limit.");
+  auto published = metrics_->counter("synthorg_bus_events_published_total", "Events published on the bus.");
+  auto delivered = metrics_->counter("synthorg_bus_events_delivered_total", "Event deliveries to subscribers.");
+  auto dropped = metrics_->counter("synthorg_bus_events_dropped_total", "Deliveries dropped at a full subscriber queue.");
+  // Counters only go up: each scrape adds what the source counted since the last one, so a
+  // restarted http-api (whose stats start again at 0) continues the series instead of resetting it.
+  struct Last {
+    std::mutex mutex;
+    std::uint64_t refused = 0, published = 0, delivered = 0, dropped = 0;
+  };
+  auto last = std::make_shared<Last>();
+  auto since = [](std::uint64_t now, std::uint64_t& before) {
+    auto delta = now >= before ? now - before : now;
+    before = now;
+    return static_cast<double>(delta);
+  };
+  return metrics_->add_collector([=, &stats, &bus] {
+    open->set(static_cast<double>(stats.connections_open.load()));
+    auto figures = bus.stats();
+    std::lock_guard lock(last->mutex);
+    refused->add(since(stats.connections_refused.load(), last->refused));
+    published->add(since(figures.published, last->published));
+    delivered->add(since(figures.delivered, last->delivered));
+    dropped->add(since(figures.dropped, last->dropped));
+  });
 }
 
 }  // namespace synthorg::http_api

@@ -10,9 +10,12 @@
 #include "router.hpp"
 #include "server.hpp"
 #include "settings_routes.hpp"
+#include "tracing.hpp"
 #include "websocket.hpp"
 #include "synthorg/plugin.hpp"
+#include "synthorg/services/metrics.hpp"
 #include "synthorg/services/settings.hpp"
+#include "synthorg/services/tracer.hpp"
 #include "synthorg/version.hpp"
 
 namespace synthorg::http_api {
@@ -41,7 +44,9 @@ class HttpApiPlugin final : public Plugin {
             .description = "The HTTP API port (Boost.Beast): routes from every plugin, health probes, OpenAPI, metrics",
             .provides = {std::string(HttpRouter::service_id), std::string(HttpDispatcher::service_id)},
             // The Store, when there is one, starts first and stops last: readiness reports it.
-            .needs = {{"synthorg.Executor/1", true}, {"synthorg.Settings/1", true}, {"synthorg.Store/1", false}},
+            // Metrics and Tracer (the telemetry plugin) are looked up once, at start.
+            .needs = {{"synthorg.Executor/1", true}, {"synthorg.Settings/1", true}, {"synthorg.Store/1", false},
+                      {"synthorg.Metrics/1", false}, {"synthorg.Tracer/1", false}},
             .config = ConfigMap{}
                           .string("address", "0.0.0.0", "IP address to listen on")
                           .integer("port", 3001, "TCP port to listen on (0: any free port)")
@@ -89,9 +94,17 @@ class HttpApiPlugin final : public Plugin {
     options.access_log = settings->get("http", "access_log").value.get<bool>();
 
     auto router = std::make_shared<Router>();
-    auto metrics = std::make_shared<Metrics>();
     auto& registry = context_.registry().shared();
-    Gate gate = [&registry](const RouteSpec& route, HttpRequest& request) -> std::optional<HttpResponse> {
+    auto service = registry.get<Metrics>();
+    auto metrics = std::make_shared<RequestMetrics>(service ? service : make_metrics_registry());
+    // No Tracer (tracing off): handlers are not wrapped and the gate records nothing, so the
+    // request path is exactly what it is without the telemetry plugin.
+    auto tracer = registry.get<Tracer>();
+    if (tracer)
+      router->wrap_handlers([tracer](const RouteSpec& route, HttpHandler handler) {
+        return traced_handler(tracer, route, std::move(handler));
+      });
+    Gate check = [&registry](const RouteSpec& route, HttpRequest& request) -> std::optional<HttpResponse> {
       if (route.access == Access::open) return std::nullopt;
       auto authenticator = registry.get<Authenticator>();
       if (!authenticator)
@@ -109,6 +122,13 @@ class HttpApiPlugin final : public Plugin {
                                                  request.principal->role));
       return std::nullopt;
     };
+    Gate gate = check;
+    if (tracer)
+      gate = [check, tracer](const RouteSpec& route, HttpRequest& request) {
+        auto refused = check(route, request);
+        if (refused) trace_refusal(*tracer, route, request, refused->status);
+        return refused;
+      };
     Observer observer = [metrics](std::string_view method, std::string_view pattern, int status, double seconds) {
       metrics->observe(method, pattern, status, seconds);
     };
@@ -116,7 +136,8 @@ class HttpApiPlugin final : public Plugin {
                                            log::Logger("http-api"));
     auto hub = std::make_shared<WebSocketHub>(context_.bus().shared(), WebSocketLimits{}, log::Logger("http-api.ws"));
     server->set_websocket(hub);
-    auto routes = mount_probes(*router, context_, metrics, &server->stats());
+    auto collector = metrics->watch(server->stats(), context_.bus().shared());
+    auto routes = mount_probes(*router, context_, metrics);
     routes.push_back(router->add(
         {"GET", "/api/v1/ws", Access::signed_in, {},
          {{"summary", "Live events over WebSocket: send {\"action\":\"subscribe\",\"channels\":[...]}; frames are "
@@ -144,6 +165,7 @@ class HttpApiPlugin final : public Plugin {
     hub_ = std::move(hub);
     registration_ = std::move(registration);
     dispatcher_registration_ = std::move(dispatcher_registration);
+    collector_ = std::move(collector);
     context_.log().info("HTTP API listening", {{"address", options.address},
                                                {"port", static_cast<std::int64_t>(server_->port())}});
   }
@@ -151,6 +173,7 @@ class HttpApiPlugin final : public Plugin {
   void stop() override {
     dispatcher_registration_.reset();
     registration_.reset();
+    collector_.reset();  // reads the server's stats: goes before the server
     if (hub_) hub_->stop();
     hub_.reset();
     if (server_) server_->stop(drain_);
@@ -168,6 +191,7 @@ class HttpApiPlugin final : public Plugin {
   std::unique_ptr<Server> server_;
   std::shared_ptr<WebSocketHub> hub_;
   Registration registration_, dispatcher_registration_;
+  Token collector_;
 };
 
 }  // namespace

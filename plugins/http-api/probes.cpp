@@ -73,8 +73,7 @@ json json_response(std::string description, json schema) {
 
 }  // namespace
 
-std::vector<Token> mount_probes(Router& router, PluginContext& context, std::shared_ptr<Metrics> metrics,
-                                const ServerStats* stats) {
+std::vector<Token> mount_probes(Router& router, PluginContext& context, std::shared_ptr<RequestMetrics> metrics) {
   const auto started = Clock::now();
   auto uptime = [started] { return std::chrono::duration<double>(Clock::now() - started).count(); };
   std::vector<Token> tokens;
@@ -145,22 +144,8 @@ std::vector<Token> mount_probes(Router& router, PluginContext& context, std::sha
       {{"summary", "Prometheus metrics (text exposition format 0.0.4)"},
        {"tags", {"meta"}},
        {"responses", {{"200", {{"description", "Metrics"}, {"content", {{"text/plain", {{"schema", {{"type", "string"}}}}}}}}}}}},
-      [metrics, stats, &context](HttpRequest&, Responder respond) {
-        auto text = metrics->render();
-        auto bus = context.bus().shared().stats();
-        text += fmt::format(
-            "# HELP synthorg_http_connections_open Open HTTP connections.\n# TYPE synthorg_http_connections_open gauge\n"
-            "synthorg_http_connections_open {}\n"
-            "# HELP synthorg_http_connections_refused_total Connections refused at the connection limit.\n"
-            "# TYPE synthorg_http_connections_refused_total counter\nsynthorg_http_connections_refused_total {}\n"
-            "# HELP synthorg_bus_events_published_total Events published on the bus.\n"
-            "# TYPE synthorg_bus_events_published_total counter\nsynthorg_bus_events_published_total {}\n"
-            "# HELP synthorg_bus_events_delivered_total Event deliveries to subscribers.\n"
-            "# TYPE synthorg_bus_events_delivered_total counter\nsynthorg_bus_events_delivered_total {}\n"
-            "# HELP synthorg_bus_events_dropped_total Deliveries dropped at a full subscriber queue.\n"
-            "# TYPE synthorg_bus_events_dropped_total counter\nsynthorg_bus_events_dropped_total {}\n",
-            stats->connections_open.load(), stats->connections_refused.load(), bus.published, bus.delivered,
-            bus.dropped);
+      [metrics](HttpRequest&, Responder respond) {
+        auto text = metrics->metrics().render();
         HttpResponse response;
         response.body = std::move(text);
         response.header("content-type", "text/plain; version=0.0.4; charset=utf-8");

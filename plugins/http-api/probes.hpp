@@ -12,7 +12,6 @@
 
 namespace synthorg::http_api {
 
-std::vector<Token> mount_probes(Router& router, PluginContext& context, std::shared_ptr<Metrics> metrics,
-                                const ServerStats* stats);
+std::vector<Token> mount_probes(Router& router, PluginContext& context, std::shared_ptr<RequestMetrics> metrics);
 
 }  // namespace synthorg::http_api

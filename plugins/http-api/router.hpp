@@ -2,6 +2,7 @@
 // method, and the OpenAPI document assembled from every route's fragment.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <shared_mutex>
@@ -24,6 +25,11 @@ class Router final : public HttpRouter, public std::enable_shared_from_this<Rout
   Token add(RouteSpec route) override;
   Token add_schema(std::string name, nlohmann::json schema) override;
 
+  // Applied to every handler mounted from now on (set before any route is): tracing wraps each
+  // handler in a server span this way, without the server knowing.
+  using Wrapper = std::function<HttpHandler(const RouteSpec& route, HttpHandler handler)>;
+  void wrap_handlers(Wrapper wrapper) { wrapper_ = std::move(wrapper); }
+
   Match match(std::string_view method, std::string_view path) const;
   nlohmann::json openapi(std::string_view version) const;
   std::size_t size() const;
@@ -36,6 +42,7 @@ class Router final : public HttpRouter, public std::enable_shared_from_this<Rout
   mutable std::shared_mutex mutex_;
   std::vector<Entry> entries_;
   std::map<std::string, nlohmann::json> schemas_;
+  Wrapper wrapper_;
 };
 
 std::vector<std::string> split_path(std::string_view path);

@@ -1,4 +1,5 @@
 #include "synthorg/bus.hpp"
+#include "synthorg/trace_context.hpp"
 
 #include <atomic>
 #include <charconv>
@@ -347,6 +348,11 @@ Subscription EventBus::subscribe(std::string pattern, EventHandler handler, Subs
 }
 
 void EventBus::publish(std::string topic, nlohmann::json payload, std::string_view source, std::string trace_id) {
+  // An event published while a traced request is handled names that trace, so the two can be
+  // joined up later; nothing is added when tracing is off.
+  if (trace_id.empty())
+    if (const auto& context = trace::current(); context.valid())
+      trace_id = trace::to_hex(context.trace_id.data(), context.trace_id.size());
   core_->publish(std::move(topic), std::move(payload), source, std::move(trace_id));
 }
 

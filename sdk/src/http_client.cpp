@@ -4,6 +4,7 @@
 // operations, in short slices, so timeouts and stop tokens are honoured without a timer thread
 // and concurrent calls never run each other's handlers. Idle keep-alive connections are pooled.
 #include "synthorg/http_client.hpp"
+#include "synthorg/trace_context.hpp"
 
 #include <algorithm>
 #include <limits>
@@ -284,7 +285,13 @@ struct HttpClient::Impl {
     bhttp::request<bhttp::string_body> out{verb, target.prefix + request.target, 11};
     out.set(bhttp::field::host, target.host_header);
     out.set(bhttp::field::user_agent, options.user_agent);
-    for (const auto& [name, value] : request.headers) out.set(name, value);
+    if (options.propagate_trace) {
+      if (const auto& context = trace::current(); context.valid()) {
+        out.set("traceparent", trace::format_traceparent(context));
+        if (!context.tracestate.empty()) out.set("tracestate", context.tracestate);
+      }
+    }
+    for (const auto& [name, value] : request.headers) out.set(name, value);  // the caller's own win
     out.body() = request.body;
     if (!request.body.empty() || verb == bhttp::verb::post || verb == bhttp::verb::put || verb == bhttp::verb::patch)
       out.prepare_payload();

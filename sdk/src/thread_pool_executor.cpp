@@ -14,6 +14,7 @@
 #include <boost/asio/post.hpp>
 
 #include "synthorg/log.hpp"
+#include "synthorg/trace_context.hpp"
 
 namespace synthorg::host {
 
@@ -95,6 +96,13 @@ bool ThreadPoolExecutor::try_post_blocking(std::function<void()> task) {
       ++state_->blocking_rejected;
       return false;
     }
+    // The poster's trace context goes with the task, so a handler's database or orchestrator
+    // call stays in its request's trace. Nothing is wrapped when tracing is off.
+    if (const auto& context = trace::current(); context.valid())
+      task = [context, task = std::move(task)] {
+        trace::ScopedContext scope(context);
+        task();
+      };
     state_->blocking_queue.push_back(std::move(task));
   }
   state_->wake.notify_one();

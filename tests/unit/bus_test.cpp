@@ -2,6 +2,7 @@
 
 #include <condition_variable>
 #include <future>
+#include <map>
 #include <mutex>
 #include <set>
 #include <thread>
@@ -9,6 +10,7 @@
 #include "synthorg/bus.hpp"
 #include "synthorg/events.hpp"
 #include "synthorg/host/thread_pool_executor.hpp"
+#include "synthorg/trace_context.hpp"
 
 namespace synthorg {
 namespace {
@@ -64,6 +66,27 @@ TEST_F(BusTest, QueuedDeliveryKeepsOrderAndFillsEveryField) {
   EXPECT_EQ(received[0].trace_id, "trace-1");
   EXPECT_LE(received[0].time, std::chrono::system_clock::now());
   EXPECT_EQ(bus.stats().published, 1001u);
+}
+
+TEST_F(BusTest, EventsPublishedInsideATraceNameIt) {
+  std::mutex mutex;
+  std::vector<Event> received;
+  auto sub = bus.subscribe("job.*", [&](const Event& e) {
+    std::lock_guard lock(mutex);
+    received.push_back(e);
+  });
+  bus.publish("job.untraced", {});
+  {
+    trace::ScopedContext scope(*trace::parse_traceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"));
+    bus.publish("job.traced", {});
+    bus.publish("job.explicit", {}, "tester", "given");
+  }
+  ASSERT_TRUE(eventually([&] { std::lock_guard lock(mutex); return received.size() == 3; }));
+  std::map<std::string, std::string> trace_of;
+  for (const auto& event : received) trace_of[event.topic] = event.trace_id;
+  EXPECT_EQ(trace_of["job.untraced"], "");
+  EXPECT_EQ(trace_of["job.traced"], "4bf92f3577b34da6a3ce929d0e0e4736");
+  EXPECT_EQ(trace_of["job.explicit"], "given") << "a trace id given by the publisher wins";
 }
 
 TEST_F(BusTest, ImmediateDeliveryRunsOnThePublishersThread) {

@@ -28,6 +28,9 @@ struct ClientOptions {
   std::size_t max_idle_connections = 8;  // kept alive for reuse
   std::size_t max_response_bytes = 64u << 20;
   std::string user_agent = "synthorg";
+  // Sends the calling thread's trace context (trace::current()) as traceparent/tracestate, so
+  // the daemon or service called joins the trace. Off for the OTLP exporter's own client.
+  bool propagate_trace = true;
 };
 
 using Headers = std::vector<std::pair<std::string, std::string>>;

@@ -1,0 +1,216 @@
+#include "exporter.hpp"
+
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <charconv>
+#include <random>
+
+#include <Poco/URI.h>
+#include <fmt/format.h>
+#include <zlib.h>
+
+#include "synthorg/version.hpp"
+
+namespace synthorg::telemetry {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+http::ClientOptions client_options(const ExportOptions& options) {
+  Poco::URI uri(options.endpoint);
+  http::ClientOptions client;
+  client.base_url = uri.getScheme() + "://" + uri.getAuthority();
+  client.connect_timeout = std::min(options.timeout, std::chrono::milliseconds(5000));
+  client.max_idle_connections = 2;
+  client.max_response_bytes = 1 << 20;
+  client.user_agent = std::string("synthorg-otlp/") + SYNTHORG_SDK_VERSION;
+  client.propagate_trace = false;  // the export is not part of any trace
+  return client;
+}
+
+std::string target_of(const std::string& endpoint) {
+  Poco::URI uri(endpoint);
+  auto target = uri.getPathAndQuery();
+  return target.empty() ? "/" : target;
+}
+
+// Retry-After as delay-seconds (HTTP-dates are rare from collectors and treated as absent).
+std::optional<std::chrono::milliseconds> retry_after(std::string_view value) {
+  std::int64_t seconds = 0;
+  auto [end, error] = std::from_chars(value.data(), value.data() + value.size(), seconds);
+  if (error != std::errc() || end != value.data() + value.size() || seconds < 0) return std::nullopt;
+  return std::chrono::seconds(seconds);
+}
+
+bool retryable(int status) { return status == 429 || status == 502 || status == 503 || status == 504; }
+
+}  // namespace
+
+std::string gzip(std::string_view data) {
+  z_stream stream{};
+  // 15 window bits + 16: a gzip header and trailer rather than zlib's.
+  // Level 1: span JSON still shrinks several times over, at a fraction of the default level's CPU,
+  // which on a small machine is taken from the threads serving requests.
+  if (deflateInit2(&stream, Z_BEST_SPEED, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK)
+    throw std::runtime_error("zlib: deflateInit2 failed");
+  std::string out(deflateBound(&stream, static_cast<uLong>(data.size())), '\0');
+  stream.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(data.data()));
+  stream.avail_in = static_cast<uInt>(data.size());
+  stream.next_out = reinterpret_cast<Bytef*>(out.data());
+  stream.avail_out = static_cast<uInt>(out.size());
+  int result = deflate(&stream, Z_FINISH);
+  out.resize(stream.total_out);
+  deflateEnd(&stream);
+  if (result != Z_STREAM_END) throw std::runtime_error("zlib: deflate did not finish");
+  return out;
+}
+
+OtlpSender::OtlpSender(ExportOptions options, log::Logger log)
+    : options_(std::move(options)), target_(target_of(options_.endpoint)), client_(client_options(options_)),
+      log_(std::move(log)) {}
+
+void OtlpSender::shorten(Clock::time_point deadline) {
+  std::lock_guard lock(mutex_);
+  limit_ = std::min(limit_, deadline);
+  wake_.notify_all();
+}
+
+SendResult OtlpSender::send(const std::string& json, Clock::time_point deadline) {
+  http::ClientRequest request;
+  request.method = "POST";
+  request.target = target_;
+  request.headers = {{"Content-Type", "application/json"}};
+  if (options_.gzip) {
+    request.body = gzip(json);
+    request.headers.emplace_back("Content-Encoding", "gzip");
+  } else {
+    request.body = json;
+  }
+  thread_local std::mt19937 jitter{std::random_device{}()};
+  auto backoff = options_.initial_backoff;
+  for (int attempt = 1;; ++attempt) {
+    {
+      std::lock_guard lock(mutex_);
+      deadline = std::min(deadline, limit_);
+    }
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+    if (left <= std::chrono::milliseconds(0)) return SendResult::failed;
+    request.timeout = std::min(options_.timeout, left);
+    std::optional<std::chrono::milliseconds> wait;
+    std::string why;
+    try {
+      auto response = client_.send(request);
+      if (response.status >= 200 && response.status < 300) return SendResult::sent;
+      if (!retryable(response.status)) {
+        // 400 and the like: the same body would be refused again. The collector's own words
+        // help the operator; our data is not in them beyond what it echoes.
+        log_.warn("the OTLP collector refused a batch; it is dropped",
+                  {{"status", static_cast<std::int64_t>(response.status)},
+                   {"endpoint", client_.describe()},
+                   {"answer", response.body.substr(0, 200)}});
+        return SendResult::rejected;
+      }
+      why = fmt::format("HTTP {}", response.status);
+      wait = retry_after(response.header("retry-after"));
+    } catch (const http::ClientError& error) {
+      why = error.what();  // down, slow, or closed mid-request: worth another try
+    }
+    if (attempt >= options_.max_attempts) {
+      log_.warn("OTLP export failed; the batch is dropped",
+                {{"endpoint", client_.describe()}, {"error", why}, {"attempts", static_cast<std::int64_t>(attempt)}});
+      return SendResult::failed;
+    }
+    // Full jitter below the exponential step, unless the collector said how long to wait.
+    auto pause = wait ? std::min(*wait, options_.max_backoff)
+                      : std::chrono::milliseconds(std::uniform_int_distribution<std::int64_t>(
+                            backoff.count() / 2, backoff.count())(jitter));
+    backoff = std::min(backoff * 2, options_.max_backoff);
+    auto until = Clock::now() + pause;
+    std::unique_lock lock(mutex_);
+    if (wake_.wait_until(lock, until, [&] { return until >= std::min(deadline, limit_); })) return SendResult::failed;
+  }
+}
+
+SpanExporter::SpanExporter(Resource resource, ExportOptions export_options, BatchOptions batch, log::Logger log)
+    : resource_(std::move(resource)), batch_(batch), sender_(std::move(export_options), log), log_(std::move(log)),
+      thread_([this] { run(); }) {}
+
+SpanExporter::~SpanExporter() { shutdown(std::chrono::milliseconds(0)); }
+
+void SpanExporter::enqueue(SpanData&& span) noexcept {
+  bool wake = false;
+  {
+    std::lock_guard lock(mutex_);
+    if (stopping_ || queue_.size() >= batch_.max_queue) {
+      stats_.dropped_queue_full.fetch_add(1, std::memory_order_relaxed);
+      return;
+    }
+    queue_.push_back(std::move(span));
+    wake = queue_.size() == batch_.max_batch;  // once per full batch, not per span
+  }
+  if (wake) ready_.notify_one();
+}
+
+void SpanExporter::run() {
+  // Export is background work: when the CPU is short, the threads serving requests go first
+  // and the queue (bounded, counted) absorbs the difference.
+  ::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), 10);
+  std::deque<SpanData> taken;
+  std::vector<SpanData> batch;
+  std::unique_lock lock(mutex_);
+  for (;;) {
+    auto due = Clock::now() + batch_.delay;
+    ready_.wait_until(lock, due, [this] { return stopping_ || queue_.size() >= batch_.max_batch; });
+    if (queue_.empty()) {
+      if (stopping_) return;
+      continue;
+    }
+    // The whole queue in O(1): span-ending threads never wait while a batch is moved out.
+    taken.swap(queue_);
+    // While running, a batch may retry for as long as its attempts take; at shutdown only
+    // until the grace ends.
+    auto deadline = stopping_ ? deadline_ : Clock::now() + std::chrono::hours(1);
+    lock.unlock();
+    while (!taken.empty()) {
+      auto take = std::min(taken.size(), batch_.max_batch);
+      batch.assign(std::make_move_iterator(taken.begin()), std::make_move_iterator(taken.begin() + take));
+      taken.erase(taken.begin(), taken.begin() + take);
+      SendResult result = SendResult::failed;
+      try {
+        result = sender_.send(encode_traces(resource_, SYNTHORG_SDK_VERSION, batch), deadline);
+      } catch (const std::exception& error) {
+        log_.warn("OTLP export failed", {{"error", error.what()}});
+      }
+      stats_.batches.fetch_add(1, std::memory_order_relaxed);
+      auto& counter = result == SendResult::sent       ? stats_.exported
+                      : result == SendResult::rejected ? stats_.dropped_rejected
+                                                       : stats_.dropped_failed;
+      counter.fetch_add(batch.size(), std::memory_order_relaxed);
+      batch.clear();
+    }
+    lock.lock();
+    if (stopping_ && Clock::now() >= deadline_) {
+      stats_.dropped_failed.fetch_add(queue_.size(), std::memory_order_relaxed);
+      queue_.clear();
+      return;
+    }
+  }
+}
+
+void SpanExporter::shutdown(std::chrono::milliseconds grace) {
+  {
+    std::lock_guard lock(mutex_);
+    if (!thread_.joinable()) return;
+    if (!stopping_) {
+      stopping_ = true;
+      deadline_ = Clock::now() + grace;
+    }
+  }
+  ready_.notify_all();
+  sender_.shorten(Clock::now() + grace);
+  thread_.join();
+}
+
+}  // namespace synthorg::telemetry

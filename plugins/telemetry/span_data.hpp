@@ -1,0 +1,36 @@
+// A finished span as the exporter needs it, and the rules that make any attribute safe to send.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "synthorg/services/tracer.hpp"
+
+namespace synthorg::telemetry {
+
+struct SpanData {
+  std::array<std::uint8_t, 16> trace_id{};
+  std::array<std::uint8_t, 8> span_id{};
+  std::array<std::uint8_t, 8> parent_span_id{};
+  bool has_parent = false;
+  std::string tracestate;
+  std::string name;
+  SpanKind kind = SpanKind::internal;
+  std::uint64_t start_ns = 0, end_ns = 0;  // Unix epoch
+  std::vector<std::pair<std::string, AttributeValue>> attributes;
+  std::uint32_t dropped_attributes = 0;
+  int status_code = 0;  // 0 unset, 1 ok, 2 error (OTLP's StatusCode)
+  std::string status_message;
+};
+
+// Valid UTF-8 of at most `max_bytes`: each byte that does not start or continue a well-formed
+// sequence (overlong forms and surrogates included) becomes U+FFFD, and a long value is cut at
+// a character boundary with "…" appended within the limit. JSON encoders and collectors both
+// refuse invalid UTF-8, and one huge value must not make a batch too large to accept.
+std::string sanitize_utf8(std::string_view text, std::size_t max_bytes);
+
+}  // namespace synthorg::telemetry

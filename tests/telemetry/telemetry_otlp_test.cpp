@@ -1,0 +1,447 @@
+// What leaves the process, checked at a local OTLP receiver (tests/telemetry/otlp_receiver.js)
+// that decodes every request with the official OTLP schema from npm and holds trace requests
+// to the shape of ../shared/contracts/otlp/examples/trace.json: a request through the API
+// yields a correct trace, the exporter survives a collector that is down, slow, refusing or
+// hanging up, and product telemetry never lets a denied key or a secret out.
+#include <gtest/gtest.h>
+
+#include <Poco/Process.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <regex>
+#include <thread>
+
+#include "exporter.hpp"
+#include "http_client.hpp"
+#include "kernel.hpp"
+#include "product.hpp"
+#include "synthorg/http_client.hpp"
+#include "synthorg/services/executor.hpp"
+#include "synthorg/services/http.hpp"
+#include "test_support.hpp"
+#include "tracer.hpp"
+
+namespace synthorg::telemetry {
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+using synthorg::testing::ScopedEnv;
+using synthorg::testing::TempDir;
+
+const fs::path example = fs::path(SYNTHORG_CONTRACTS_DIR) / "otlp" / "examples" / "trace.json";
+const fs::path receiver_dir = fs::path(SYNTHORG_SOURCE_DIR) / "tests" / "telemetry";
+
+// <dir>/plugins with links to the built plugins named, and a company.yaml loading them.
+fs::path company(const TempDir& dir, const std::vector<std::string>& names, const std::string& plugins_yaml) {
+  auto plugins = dir.path() / "plugins";
+  fs::create_directories(plugins);
+  for (const auto& name : names) fs::create_symlink(fs::path(SYNTHORG_PLUGIN_BUILD_DIR) / (name + ".so"), plugins / (name + ".so"));
+  return dir.write("company.yaml", "company_name: Test\nkernel:\n  plugin_dirs: [" + plugins.string() +
+                                       "]\nplugins:\n" + plugins_yaml);
+}
+
+// The node receiver on an ephemeral loopback port, stopped with the object.
+class Receiver {
+ public:
+  Receiver() {
+    auto ready = dir_ / "ready.json";
+    handle_.emplace(Poco::Process::launch(
+        "/usr/bin/node", {(receiver_dir / "otlp_receiver.js").string(), "--ready-file", ready.string(), "--example",
+                          example.string()}));
+    for (auto deadline = Clock::now() + 20s; !fs::exists(ready) || fs::file_size(ready) == 0;) {
+      if (Clock::now() > deadline || !Poco::Process::isRunning(*handle_))
+        throw std::runtime_error("the OTLP receiver did not start (see its output above)");
+      std::this_thread::sleep_for(20ms);
+    }
+    url_ = json::parse(std::ifstream(ready)).at("url");
+    http::ClientOptions options;
+    options.base_url = url_;
+    options.propagate_trace = false;
+    client_ = std::make_unique<http::HttpClient>(options);
+  }
+  ~Receiver() {
+    client_.reset();
+    Poco::Process::kill(*handle_);
+    handle_->wait();
+  }
+  const std::string& url() const { return url_; }
+  json received() { return json::parse(call("GET", "/__received").body)["received"]; }
+  void fault(const json& fault) { call("POST", "/__control", fault.dump()); }
+  // Waits until `count` requests to `path` have arrived; returns all requests so far.
+  json wait_for(const std::string& path, std::size_t count, std::chrono::milliseconds timeout = 10s) {
+    for (auto deadline = Clock::now() + timeout;;) {
+      auto all = received();
+      std::size_t seen = 0;
+      for (const auto& record : all) seen += record["path"] == path;
+      if (seen >= count || Clock::now() > deadline) return all;
+      std::this_thread::sleep_for(50ms);
+    }
+  }
+  // Every span that arrived, each with the resource it came with; fails on any decoding error.
+  std::vector<std::pair<json, json>> spans() {
+    std::vector<std::pair<json, json>> out;
+    for (const auto& record : received()) {
+      if (record["path"] != "/v1/traces" || !record.contains("body")) continue;
+      EXPECT_EQ(record["errors"], json::array()) << "the official schema refused what we sent:\n" << record.dump(2);
+      for (const auto& resource_spans : record["body"]["resourceSpans"])
+        for (const auto& scope_spans : resource_spans["scopeSpans"])
+          for (const auto& span : scope_spans["spans"]) out.emplace_back(span, resource_spans["resource"]);
+    }
+    return out;
+  }
+
+ private:
+  http::ClientResponse call(const std::string& method, const std::string& target, std::string body = {}) {
+    http::ClientRequest request;
+    request.method = method;
+    request.target = target;
+    request.body = std::move(body);
+    return client_->send(request);
+  }
+  TempDir dir_;
+  std::optional<Poco::ProcessHandle> handle_;
+  std::string url_;
+  std::unique_ptr<http::HttpClient> client_;
+};
+
+class OtlpTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!fs::exists(example))
+      GTEST_SKIP() << example << " is absent (../shared/contracts is not checked out here): there is no OTLP "
+                   << "example to hold our requests to, so these tests cannot run";
+    if (!fs::exists(receiver_dir / "node_modules" / "@opentelemetry" / "otlp-transformer"))
+      GTEST_SKIP() << "tests/telemetry/node_modules is missing: run scripts/deps (npm ci --prefix tests/telemetry)";
+    receiver_ = std::make_unique<Receiver>();
+  }
+  static json attributes(const json& list) {
+    json out = json::object();
+    for (const auto& attribute : list) out[attribute["key"].get<std::string>()] = attribute["value"];
+    return out;
+  }
+  static Resource resource() { return {{{"service.name", std::string("synthorg-test")}}}; }
+  static SpanData span(std::string name) {
+    SpanData data;
+    data.trace_id[0] = 1;
+    data.span_id[0] = 2;
+    data.name = std::move(name);
+    data.kind = SpanKind::internal;
+    data.start_ns = 1'700'000'000'000'000'000;
+    data.end_ns = data.start_ns + 1000;
+    return data;
+  }
+  ExportOptions options(std::chrono::milliseconds timeout = 2s) const {
+    ExportOptions out;
+    out.endpoint = receiver_->url() + "/v1/traces";
+    out.timeout = timeout;
+    out.initial_backoff = 50ms;
+    out.max_backoff = 2s;
+    return out;
+  }
+  std::unique_ptr<Receiver> receiver_;
+};
+
+TEST_F(OtlpTest, ARequestThroughTheApiYieldsACorrectTrace) {
+  TempDir dir;
+  int port = synthorg::testing::free_port();
+  ScopedEnv endpoint("SYNTHORG_TRACE_OTLP_ENDPOINT", receiver_->url() + "/v1/traces");
+  ScopedEnv ratio("SYNTHORG_TRACE_SAMPLING_RATIO", "1.0");
+  ScopedEnv service("SYNTHORG_TRACE_SERVICE_NAME", "synthorg-test");
+  ScopedEnv access("SYNTHORG_HTTP_ACCESS_LOG", "false");
+  auto config = company(dir, {"http-api", "telemetry"},
+                        "  http-api:\n    config: {address: 127.0.0.1, port: " + std::to_string(port) +
+                            "}\n  telemetry:\n    config: {batch_delay: 100ms, data_dir: " + (dir / "data").string() + "}\n");
+  auto kernel = std::make_unique<kernel::Kernel>(kernel::load_company_config(config, "/unused"));
+  kernel->discover();
+  kernel->prepare();
+  kernel->start();
+  // A route that calls out, from the blocking pool, through the SDK's client: the call must
+  // carry the request's trace.
+  auto executor = kernel->registry().get<Executor>();
+  std::string receiver_url = receiver_->url();
+  auto route = kernel->registry().get<HttpRouter>()->add(
+      {"GET", "/api/v1/test/outgoing/{id}", Access::open, {}, {}, [executor, receiver_url](HttpRequest&, Responder respond) {
+         executor->try_post_blocking([receiver_url, respond] {
+           http::ClientOptions options;
+           options.base_url = receiver_url;
+           http::HttpClient client(options);
+           auto answer = client.send({.method = "GET", .target = "/echo"});
+           respond(HttpResponse::json(answer.status == 200 ? 200 : 502, json::object()));
+         });
+       }});
+
+  const std::string incoming_trace = "4bf92f3577b34da6a3ce929d0e0e4736", incoming_span = "00f067aa0ba902b7";
+  synthorg::testing::Client client(port);
+  client.send("GET /api/v1/test/outgoing/42 HTTP/1.1\r\nHost: x\r\ntraceparent: 00-" + incoming_trace + "-" +
+              incoming_span + "-01\r\ntracestate: vendor=abc\r\nConnection: close\r\n\r\n");
+  ASSERT_EQ(synthorg::testing::status_of(client.response()), 200);
+  auto before = std::chrono::system_clock::now();
+  // /metrics: http-api's families through the telemetry plugin's Metrics, with process metrics,
+  // each family once.
+  synthorg::testing::Client scrape(port);
+  scrape.send("GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+  auto metrics = scrape.response();
+  for (const char* family : {"synthorg_http_requests_total", "process_resident_memory_bytes", "process_open_fds",
+                             "process_cpu_seconds_total", "synthorg_uptime_seconds",
+                             "synthorg_telemetry_spans_dropped_total"}) {
+    auto help = "# HELP " + std::string(family) + " ";
+    EXPECT_NE(metrics.find(help), std::string::npos) << family << " missing:\n" << metrics;
+    EXPECT_EQ(metrics.find(help), metrics.rfind(help)) << family << " rendered twice";
+  }
+  route.reset();
+  kernel.reset();  // stop: flushes what is queued
+
+  auto spans = receiver_->spans();
+  ASSERT_EQ(spans.size(), 2u) << "the outgoing route and /metrics:\n" << receiver_->received().dump(2);
+  auto traced = std::find_if(spans.begin(), spans.end(),
+                             [](const auto& pair) { return pair.first["name"] == "/api/v1/test/outgoing/{id}"; });
+  ASSERT_NE(traced, spans.end()) << receiver_->received().dump(2);
+  const auto& [span, resource] = *traced;
+  EXPECT_EQ(span["traceId"], incoming_trace) << "the caller's trace goes on";
+  EXPECT_EQ(span["parentSpanId"], incoming_span);
+  EXPECT_EQ(span["traceState"], "vendor=abc");
+  EXPECT_TRUE(std::regex_match(span["spanId"].get<std::string>(), std::regex("^[0-9a-f]{16}$")));
+  EXPECT_NE(span["spanId"], incoming_span);
+  EXPECT_EQ(span["name"], "/api/v1/test/outgoing/{id}") << "the route template names the span";
+  EXPECT_EQ(span["kind"], 2) << "SPAN_KIND_SERVER, as an integer";
+  auto start = std::stoull(span["startTimeUnixNano"].get<std::string>());
+  auto end = std::stoull(span["endTimeUnixNano"].get<std::string>());
+  auto now = static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(before.time_since_epoch()).count());
+  EXPECT_LE(start, end);
+  EXPECT_LT(now - start, 60'000'000'000ull) << "a start time of this minute";
+  EXPECT_FALSE(span.contains("status")) << "200: status unset";
+  auto attrs = attributes(span["attributes"]);
+  EXPECT_EQ(attrs["http.request.method"], json({{"stringValue", "GET"}}));
+  EXPECT_EQ(attrs["http.route"], json({{"stringValue", "/api/v1/test/outgoing/{id}"}}));
+  EXPECT_EQ(attrs["url.path"], json({{"stringValue", "/api/v1/test/outgoing/42"}}));
+  EXPECT_EQ(attrs["http.response.status_code"], json({{"intValue", "200"}})) << "int64 as a decimal string";
+  auto resource_attrs = attributes(resource["attributes"]);
+  EXPECT_EQ(resource_attrs["service.name"], json({{"stringValue", "synthorg-test"}}));
+  EXPECT_EQ(resource_attrs["service.version"], json({{"stringValue", SYNTHORG_SDK_VERSION}}));
+  EXPECT_TRUE(resource_attrs.contains("host.name"));
+  EXPECT_TRUE(resource_attrs.contains("service.instance.id"));
+
+  // The outgoing call carried this span as its parent.
+  bool propagated = false;
+  for (const auto& record : receiver_->received())
+    if (record["path"] == "/echo") {
+      EXPECT_EQ(record["headers"]["traceparent"],
+                "00-" + incoming_trace + "-" + span["spanId"].get<std::string>() + "-01");
+      EXPECT_EQ(record["headers"]["tracestate"], "vendor=abc");
+      propagated = true;
+    }
+  EXPECT_TRUE(propagated) << "the receiver saw no outgoing call with a traceparent";
+  for (const auto& record : receiver_->received())
+    if (record["path"] == "/v1/traces") {
+      EXPECT_EQ(record["headers"]["content-encoding"], "gzip");
+      EXPECT_FALSE(record["headers"].contains("traceparent")) << "the export itself is not traced";
+    }
+}
+
+TEST_F(OtlpTest, RetriesOn429And503HonouringRetryAfter) {
+  for (int status : {429, 503}) {
+    receiver_->fault({{"status", status}, {"retry_after", "1"}, {"times", 1}});
+    OtlpSender sender(options(), log::Logger("test"));
+    auto started = Clock::now();
+    EXPECT_EQ(sender.send(encode_traces(resource(), "1", {span("retried")}), Clock::now() + 20s), SendResult::sent) << status;
+    EXPECT_GE(Clock::now() - started, 950ms) << "Retry-After: 1 was honoured";
+  }
+  auto records = receiver_->received();
+  ASSERT_EQ(records.size(), 4u) << records.dump(2);
+  EXPECT_EQ(records[0]["answered"], 429);
+  EXPECT_EQ(records[1]["answered"], 200);
+  EXPECT_EQ(records[2]["answered"], 503);
+  EXPECT_EQ(records[3]["answered"], 200);
+}
+
+TEST_F(OtlpTest, A400IsNotRetriedAndTheSpansAreCountedDropped) {
+  receiver_->fault({{"status", 400}, {"times", 1}});
+  SpanExporter exporter(resource(), options(), {100, 10, 50ms}, log::Logger("test"));
+  for (int i = 0; i < 3; ++i) exporter.enqueue(span("refused"));
+  exporter.shutdown(5s);
+  EXPECT_EQ(exporter.stats().dropped_rejected, 3u);
+  EXPECT_EQ(exporter.stats().exported, 0u);
+  EXPECT_EQ(receiver_->received().size(), 1u) << "no retry of a body the collector refused";
+}
+
+TEST_F(OtlpTest, ASlowCollectorTimesOutAndTheBatchIsRetried) {
+  receiver_->fault({{"delay_ms", 3000}, {"times", 1}});
+  OtlpSender sender(options(500ms), log::Logger("test"));
+  auto started = Clock::now();
+  EXPECT_EQ(sender.send(encode_traces(resource(), "1", {span("slow")}), Clock::now() + 20s), SendResult::sent);
+  EXPECT_LT(Clock::now() - started, 2500ms) << "the attempt gave up at its timeout rather than waiting";
+  EXPECT_EQ(receiver_->received().size(), 2u);
+}
+
+TEST_F(OtlpTest, ACollectorClosingMidRequestIsRetried) {
+  receiver_->fault({{"close", true}, {"times", 2}});
+  OtlpSender sender(options(), log::Logger("test"));
+  EXPECT_EQ(sender.send(encode_traces(resource(), "1", {span("closed")}), Clock::now() + 20s), SendResult::sent);
+  auto records = receiver_->received();
+  ASSERT_EQ(records.size(), 3u) << records.dump(2);
+  EXPECT_EQ(records[2]["answered"], 200);
+}
+
+TEST_F(OtlpTest, ACollectorThatIsDownCostsDropsNeverABlockedCaller) {
+  ExportOptions down;
+  down.endpoint = "http://127.0.0.1:" + std::to_string(synthorg::testing::free_port()) + "/v1/traces";
+  down.timeout = 200ms;
+  down.initial_backoff = 100ms;
+  SpanExporter exporter(resource(), down, {1000, 100, 20ms}, log::Logger("test"));
+  auto started = Clock::now();
+  for (int i = 0; i < 50'000; ++i) exporter.enqueue(span("lost"));
+  auto spent = Clock::now() - started;
+  EXPECT_LT(spent, 2s) << "enqueueing never waits on the network";
+  exporter.shutdown(300ms);
+  const auto& stats = exporter.stats();
+  EXPECT_GE(stats.dropped_queue_full.load(), 48'000u) << "a full queue drops and counts";
+  EXPECT_EQ(stats.exported.load(), 0u);
+  EXPECT_EQ(stats.dropped_queue_full + stats.dropped_failed, 50'000u) << "every span is accounted for";
+}
+
+TEST_F(OtlpTest, HugeAndNonUtf8AttributesArriveSanitised) {
+  std::vector<SpanData> ended;
+  TracerLimits limits;
+  auto tracer = std::make_shared<TracerImpl>(1.0, limits, [&](SpanData&& span) { ended.push_back(std::move(span)); });
+  auto traced = tracer->start_span("bad\xFFname", SpanKind::client);
+  traced->set_attribute("huge", std::string(5 << 20, 'h'));
+  traced->set_attribute("latin1", std::string("caf\xE9 \xC0\xAF"));
+  traced->set_attribute("control", std::string("line\nbreak\x01", 11));
+  traced->set_attribute("nan", std::nan(""));
+  traced->end();
+  OtlpSender sender(options(), log::Logger("test"));
+  ASSERT_EQ(sender.send(encode_traces(resource(), "1", ended), Clock::now() + 10s), SendResult::sent);
+  auto spans = receiver_->spans();
+  ASSERT_EQ(spans.size(), 1u);
+  auto attrs = attributes(spans[0].first["attributes"]);
+  EXPECT_LE(attrs["huge"]["stringValue"].get<std::string>().size(), limits.max_attribute_bytes);
+  EXPECT_EQ(attrs["latin1"]["stringValue"], "caf\xEF\xBF\xBD \xEF\xBF\xBD\xEF\xBF\xBD");
+  EXPECT_EQ(attrs["control"]["stringValue"], std::string("line\nbreak\x01", 11));
+  EXPECT_EQ(attrs["nan"]["doubleValue"], "NaN");
+  EXPECT_EQ(spans[0].first["name"], "bad\xEF\xBF\xBDname");
+}
+
+TEST_F(OtlpTest, ProductTelemetryNeverLetsADeniedKeyOrASecretOut) {
+  TempDir dir;
+  ProductOptions options;
+  options.endpoint = receiver_->url() + "/v1/logs";
+  options.environment = "ci";
+  options.data_dir = dir / "data";
+  options.export_options = this->options();
+  ProductTelemetry product(options, log::Logger("test"));
+  const std::vector<std::string> secrets{"sk-live-SECRET1", "hunter2-SECRET2", "Bearer SECRET3", "SECRET4-prompt",
+                                         "SECRET5@db", "SECRET6"};
+  json properties = {{"version", "0.1.0"},
+                     {"plugins", {"http-api", "telemetry"}},
+                     {"plugin_count", 2},
+                     {"api_key", secrets[0]},
+                     {"password", secrets[1]},
+                     {"Authorization", secrets[2]},
+                     {"prompt", secrets[3]},
+                     {"database_url", secrets[4]},
+                     {"store_backend", "sqlite"},
+                     {"content", secrets[5]},
+                     {"message", secrets[5]},
+                     {"user_token", secrets[5]},
+                     {"client_secret", secrets[5]},
+                     {"credentials", secrets[5]}};
+  for (const char* event : {"deployment.startup", "deployment.heartbeat", "deployment.shutdown"})
+    product.send(event, properties, Clock::now() + 10s);
+  auto records = receiver_->wait_for("/v1/logs", 3);
+  std::size_t logs = 0;
+  for (const auto& record : records) {
+    if (record["path"] != "/v1/logs") continue;
+    ++logs;
+    EXPECT_EQ(record["errors"], json::array()) << record.dump(2);
+    auto text = record["body"].dump();
+    for (const auto& secret : secrets) EXPECT_EQ(text.find(secret), std::string::npos) << secret << " left in " << text;
+    for (const auto& log_record : record["body"]["resourceLogs"][0]["scopeLogs"][0]["logRecords"]) {
+      auto attrs = attributes(log_record["attributes"]);
+      for (const auto& [key, value] : attrs.items()) {
+        EXPECT_FALSE(denied_key(key)) << key << " left";
+        EXPECT_LE(value.dump().size(), 64u + 20u) << key;
+      }
+      EXPECT_EQ(attrs["version"], json({{"stringValue", "0.1.0"}}));
+      EXPECT_EQ(attrs["store_backend"], json({{"stringValue", "sqlite"}}));
+      EXPECT_FALSE(attrs.contains("database_url")) << "not on the allowlist";
+    }
+    auto resource = attributes(record["body"]["resourceLogs"][0]["resource"]["attributes"]);
+    EXPECT_EQ(resource["synthorg.install.id"], json({{"stringValue", product.id()}}));
+    EXPECT_EQ(resource["deployment.environment"], json({{"stringValue", "ci"}}));
+    EXPECT_FALSE(resource.contains("host.name")) << "product telemetry is anonymous";
+  }
+  EXPECT_EQ(logs, 3u);
+}
+
+TEST_F(OtlpTest, ThePluginSendsStartupHeartbeatAndShutdownOnlyWhenEnabled) {
+  TempDir dir;
+  auto config = company(dir, {"telemetry"},
+                        "  telemetry:\n    config: {heartbeat_interval: 300ms, environment: configured, "
+                        "product_endpoint: " + receiver_->url() + "/v1/logs, data_dir: " + (dir / "data").string() +
+                            "}\n");
+  auto run = [&](const char* enabled) {
+    ScopedEnv flag("SYNTHORG_TELEMETRY_ENABLED", enabled);
+    ScopedEnv tag("SYNTHORG_TELEMETRY_ENV", "staging");
+    kernel::Kernel kernel(kernel::load_company_config(config, "/unused"));
+    kernel.discover();
+    kernel.prepare();
+    kernel.start();
+    std::this_thread::sleep_for(800ms);
+  };
+  run("no");
+  EXPECT_TRUE(receiver_->received().empty()) << "off sends nothing";
+  EXPECT_FALSE(fs::exists(dir / "data" / "telemetry-id")) << "off writes no id either";
+  run("yes");
+  std::vector<std::string> events;
+  for (const auto& record : receiver_->received()) {
+    ASSERT_EQ(record["path"], "/v1/logs");
+    EXPECT_EQ(record["errors"], json::array()) << record.dump(2);
+    const auto& logs = record["body"]["resourceLogs"][0];
+    auto resource = attributes(logs["resource"]["attributes"]);
+    EXPECT_EQ(resource["deployment.environment"], json({{"stringValue", "staging"}}));
+    std::ifstream id_file(dir / "data" / "telemetry-id");
+    std::string id;
+    id_file >> id;
+    EXPECT_EQ(resource["synthorg.install.id"], json({{"stringValue", id}}));
+    for (const auto& log_record : logs["scopeLogs"][0]["logRecords"]) {
+      events.push_back(log_record["body"]["stringValue"]);
+      auto attrs = attributes(log_record["attributes"]);
+      EXPECT_EQ(attrs["plugins"], json({{"stringValue", "telemetry"}}));
+      EXPECT_EQ(attrs["plugin_count"], json({{"intValue", "1"}}));
+    }
+  }
+  ASSERT_GE(events.size(), 3u);
+  EXPECT_EQ(events.front(), "deployment.startup");
+  EXPECT_EQ(events[1], "deployment.heartbeat");
+  EXPECT_EQ(events.back(), "deployment.shutdown");
+}
+
+TEST(TelemetryStartTest, BadEnvironmentStopsStartUpWithTheReason) {
+  TempDir dir;
+  auto config = company(dir, {"telemetry"}, "  telemetry: {}\n");
+  for (auto [name, value, expected] : std::vector<std::tuple<const char*, const char*, const char*>>{
+           {"SYNTHORG_TRACE_OTLP_ENDPOINT", "ftp://collector/v1/traces", "the scheme 'ftp' is not http or https"},
+           {"SYNTHORG_TRACE_OTLP_ENDPOINT", "collector:4318", "not http or https"},
+           {"SYNTHORG_TRACE_SAMPLING_RATIO", "1.5", "not a ratio from 0.0 to 1.0"},
+           {"SYNTHORG_TRACE_SAMPLING_RATIO", "-1", "not a ratio from 0.0 to 1.0"},
+           {"SYNTHORG_TELEMETRY_ENABLED", "maybe", "neither on"}}) {
+    ScopedEnv bad(name, value);
+    kernel::Kernel kernel(kernel::load_company_config(config, "/unused"));
+    kernel.discover();
+    kernel.prepare();
+    try {
+      kernel.start();
+      ADD_FAILURE() << name << "=" << value << " was accepted";
+    } catch (const std::exception& error) {
+      EXPECT_NE(std::string(error.what()).find(expected), std::string::npos) << error.what();
+    }
+  }
+}
+
+}  // namespace
+}  // namespace synthorg::telemetry
