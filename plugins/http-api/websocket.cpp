@@ -455,10 +455,18 @@ void WebSocketHub::deliver(const Event& event) {
                                {"payload", event.payload}}
                               .dump(-1, ' ', false, json::error_handler_t::replace),
                           Clock::now());
+  // An event about one user (a string `user_id` in its payload: their workload, their run) is
+  // theirs: it reaches that user and admins, never the other subscribers of its channel.
+  std::string user;
+  if (event.payload.is_object())
+    if (auto found = event.payload.find("user_id"); found != event.payload.end() && found->is_string())
+      user = found->get<std::string>();
   std::lock_guard lock(mutex_);
   auto it = subscribers_.find(channel);
   if (it == subscribers_.end()) return;
-  for (auto* client : it->second) client->offer(frame);
+  for (auto* client : it->second)
+    if (user.empty() || client->principal_.subject == user || role_at_least(client->principal_.role, "admin"))
+      client->offer(frame);
 }
 
 void WebSocketHub::add_subscriber(WsClient* client, const std::string& channel) {

@@ -249,27 +249,38 @@ TEST_F(WorkloadsTest, AWorkloadThatNeverAnswersIsNotReady) {
   EXPECT_TRUE(docker_ids("", true).empty()) << "removed, not left running";
 }
 
-TEST_F(WorkloadsTest, LifecycleEventsReachTheBusAndTheWebSocket) {
+TEST_F(WorkloadsTest, LifecycleEventsReachTheOwnerAndAdminsOnly) {
   start();
-  EventClient events(port, token("watcher"));
-  events.send(R"({"action":"subscribe","channels":["workload"]})");
-  ASSERT_EQ(events.receive()["type"], "subscribed");
+  // The owner and an admin see mia's workload events; another user, subscribed to the same
+  // channel, does not: a user's workloads are never visible to another user.
+  EventClient owner(port, token("mia")), admin(port, token("root", "admin")), other(port, token("watcher"));
+  for (auto* client : {&owner, &admin, &other}) {
+    client->send(R"({"action":"subscribe","channels":["workload"]})");
+    ASSERT_EQ(client->receive()["type"], "subscribed");
+  }
   auto workload = create("mia");
   auto path = "/api/v1/workloads/" + workload["id"].get<std::string>();
   ASSERT_EQ(status_of(call("DELETE", path, token("mia"))), 200);
-  std::vector<std::string> topics;
-  json stopped;
-  while (topics.size() < 3) {
-    auto frame = events.receive();
-    ASSERT_FALSE(frame.contains("error")) << frame.dump() << " after " << json(topics).dump();
-    topics.push_back(frame["event_type"]);
-    EXPECT_EQ(frame["payload"]["workload_id"], workload["id"]);
-    EXPECT_EQ(frame["payload"]["user_id"], "mia");
-    EXPECT_EQ(frame["payload"]["container_id"], workload["container_id"]);
-    if (topics.back() == "workload.stopped") stopped = frame["payload"];
+  for (auto* client : {&owner, &admin}) {
+    std::vector<std::string> topics;
+    json stopped;
+    while (topics.size() < 3) {
+      auto frame = client->receive();
+      ASSERT_FALSE(frame.contains("error")) << frame.dump() << " after " << json(topics).dump();
+      topics.push_back(frame["event_type"]);
+      EXPECT_EQ(frame["payload"]["workload_id"], workload["id"]);
+      EXPECT_EQ(frame["payload"]["user_id"], "mia");
+      EXPECT_EQ(frame["payload"]["container_id"], workload["container_id"]);
+      if (topics.back() == "workload.stopped") stopped = frame["payload"];
+    }
+    EXPECT_EQ(topics, (std::vector<std::string>{"workload.spawned", "workload.ready", "workload.stopped"}));
+    EXPECT_EQ(stopped["reason"], "user");
   }
-  EXPECT_EQ(topics, (std::vector<std::string>{"workload.spawned", "workload.ready", "workload.stopped"}));
-  EXPECT_EQ(stopped["reason"], "user");
+  // Events are delivered in order: had mia's reached the other user, they would come first.
+  auto own = create("watcher");
+  auto first = other.receive();
+  EXPECT_EQ(first["payload"]["user_id"], "watcher") << first.dump();
+  EXPECT_EQ(first["payload"]["workload_id"], own["id"]);
 }
 
 TEST_F(WorkloadsTest, BadSettingsAreRefusedAtStartNamingTheFix) {
