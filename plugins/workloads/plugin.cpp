@@ -13,6 +13,7 @@
 #include "routes.hpp"
 #include "synthorg/plugin.hpp"
 #include "synthorg/services/http.hpp"
+#include "synthorg/services/metrics.hpp"
 #include "synthorg/services/settings.hpp"
 
 namespace synthorg::workloads {
@@ -74,6 +75,25 @@ class Reaper : public std::enable_shared_from_this<Reaper> {
   std::atomic<bool> stopped_{false}, running_{false};
 };
 
+// The counters /health/detailed shows, as Prometheus families on /metrics, read at each scrape.
+Token export_counters(Metrics& metrics, std::shared_ptr<Manager> manager) {
+  auto active = metrics.gauge("synthorg_workloads_active", "Workloads starting or running on this kernel");
+  auto spawned = metrics.counter("synthorg_workloads_spawned_total", "Workload containers started by this process");
+  auto stopped = metrics.counter("synthorg_workloads_stopped_total",
+                                 "Workload containers stopped by this process (idle, user, shutdown, failed)");
+  auto seen = std::make_shared<WorkloadCounters>();
+  std::weak_ptr<Manager> weak = manager;
+  return metrics.add_collector([weak, active, spawned, stopped, seen] {
+    auto manager = weak.lock();
+    if (!manager) return;
+    auto now = manager->counters();
+    active->set(static_cast<double>(now.active));
+    spawned->add(static_cast<double>(now.total_spawned - seen->total_spawned));
+    stopped->add(static_cast<double>(now.total_stopped - seen->total_stopped));
+    *seen = now;
+  });
+}
+
 class WorkloadsPlugin final : public Plugin {
  public:
   static PluginManifest manifest() {
@@ -84,6 +104,7 @@ class WorkloadsPlugin final : public Plugin {
                        "at start",
         .provides = {std::string(Workloads::service_id)},
         .needs = {{"synthorg.Orchestrator/1", true},
+                  {std::string(Metrics::service_id), false},
                   {"synthorg.Store/1", true},
                   {"synthorg.HttpRouter/1", true},
                   {"synthorg.Authenticator/1", true},
@@ -218,6 +239,7 @@ class WorkloadsPlugin final : public Plugin {
     routes_ = std::move(routes);
     registration_ = std::move(registration);
     reaper_ = std::move(reaper);
+    if (auto metrics = context_.registry().get<Metrics>()) collector_ = export_counters(*metrics, manager_);
     context_.log().info("workloads ready",
                         {{"image", options_.image},
                          {"orchestrator", orchestrator->backend()},
@@ -227,6 +249,7 @@ class WorkloadsPlugin final : public Plugin {
   }
 
   void stop() override {
+    collector_.reset();
     if (reaper_) reaper_->stop();
     reaper_.reset();
     routes_.clear();
@@ -242,6 +265,7 @@ class WorkloadsPlugin final : public Plugin {
   std::vector<Token> definitions_;
   std::vector<Token> routes_;
   Registration registration_;
+  Token collector_;
   std::shared_ptr<Manager> manager_;
   std::shared_ptr<Reaper> reaper_;
 };

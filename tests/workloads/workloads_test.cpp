@@ -38,7 +38,8 @@ class WorkloadsTest : public ::testing::Test {
     if (shell("docker image inspect --format ok " + std::string(test_image)) != "ok")
       FAIL() << test_image << " is missing or the engine is down: run scripts/services docker";
     instance = test_instance("wt");
-    link_plugins(dir.path() / "plugins", {"http-api.so", "store-sqlite.so", "auth.so", "orchestrator-docker.so", "workloads.so"});
+    link_plugins(dir.path() / "plugins",
+                 {"http-api.so", "store-sqlite.so", "auth.so", "orchestrator-docker.so", "workloads.so", "telemetry.so"});
     port = free_port();
   }
   void TearDown() override {
@@ -55,7 +56,8 @@ class WorkloadsTest : public ::testing::Test {
             "]\n  blocking_threads: 16\nselect: {store: store-sqlite, orchestrator: orchestrator-docker}\n"
             "plugins:\n  http-api:\n    config: {address: 127.0.0.1, port: " + std::to_string(port) +
             "}\n  store-sqlite:\n    config: {path: " + (dir / "s.db").string() +
-            "}\n  auth: {}\n  orchestrator-docker:\n    config: {pull_missing: false}\n  workloads:\n    config: {image: \"" +
+            "}\n  auth: {}\n  telemetry:\n    config: {data_dir: " + (dir / "data").string() +
+            "}\n  orchestrator-docker:\n    config: {pull_missing: false}\n  workloads:\n    config: {image: \"" +
             image + "\", " + (extra.find("command:") == std::string::npos ? default_command : "") +
             "port: 8080, instance: " + instance +
             ", stop_grace: 0s" + (extra.empty() ? "" : ", " + extra) + "}\n");
@@ -156,6 +158,9 @@ TEST_F(WorkloadsTest, EachUserGetsTheirOwnAndCannotSeeAnothers) {
   EXPECT_EQ(status_of(touched), 200) << touched;
 
   EXPECT_EQ(containers(), json({{"active", 2}, {"total_spawned", 2}, {"total_stopped", 0}}));
+  auto metrics = call("GET", "/metrics", token("root", "admin"));
+  EXPECT_NE(metrics.find("\nsynthorg_workloads_active 2\n"), std::string::npos) << metrics;
+  EXPECT_NE(metrics.find("\nsynthorg_workloads_spawned_total 2\n"), std::string::npos);
   auto deleted = call("DELETE", alice_path, token("alice"));
   ASSERT_EQ(status_of(deleted), 200) << deleted;
   EXPECT_EQ(body_of(deleted)["state"], "stopped");
@@ -168,6 +173,8 @@ TEST_F(WorkloadsTest, EachUserGetsTheirOwnAndCannotSeeAnothers) {
   EXPECT_EQ(status_of(stale), 409) << stale;
   EXPECT_EQ(code_of(stale), "not_running");
   EXPECT_EQ(containers(), json({{"active", 1}, {"total_spawned", 2}, {"total_stopped", 1}}));
+  EXPECT_NE(call("GET", "/metrics", token("root", "admin")).find("\nsynthorg_workloads_stopped_total 1\n"),
+            std::string::npos);
 
   auto fresh = create("alice");  // a new one after the old one stopped
   EXPECT_NE(fresh["id"], alice["id"]);
