@@ -288,11 +288,27 @@ try {
   }
   await shot('events')
 
+  // A viewer for the last step, made with the admin's cookie.
+  const created = await page.evaluate(async () => (await fetch('/api/v1/users', { method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ username: 'viewer', password: 'viewer-pass-phrase-long-enough', role: 'viewer' }) })).status)
+  if (created !== 201) throw new Error(`creating a viewer answered ${created}`)
+
   step('sign out')
   await page.getByRole('button', { name: 'Sign out' }).click()
   await page.getByRole('heading', { name: 'Sign in' }).waitFor()
   const me = await page.evaluate(async () => (await fetch('/api/v1/auth/me')).status)
   if (me !== 401) throw new Error(`after sign-out /api/v1/auth/me answered ${me}, not 401`)
+
+  step('a viewer sees that fine-tuning is for administrators')
+  await page.getByLabel('Username').fill('viewer')
+  await page.getByLabel('Password').fill('viewer-pass-phrase-long-enough')
+  await page.getByRole('button', { name: 'Sign in' }).click()
+  await page.getByRole('heading', { name: 'Overview' }).waitFor()
+  await page.getByRole('link', { name: 'Fine-tuning' }).click()
+  await page.getByText('Fine-tuning is for administrators').waitFor()
+  await page.getByRole('button', { name: 'Sign out' }).click()
+  await page.getByRole('heading', { name: 'Sign in' }).waitFor()
 
   if (violations.length) throw new Error(`CSP violations:\n${violations.join('\n')}`)
   if (pageErrors.length) throw new Error(`page errors:\n${pageErrors.join('\n')}`)
