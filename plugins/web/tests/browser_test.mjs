@@ -3,7 +3,8 @@
 // engine when it answers: setup → sign in → overview healthy → start a workload and see it
 // running, with its event arriving over the WebSocket → fine-tuning (with the fine-tune plugin
 // and its test stage image: preflight, a bad field, a run whose progress bar moves to complete
-// over the WebSocket, 409 for a second run, cancel) → change a setting → sign out. Screenshots
+// over the WebSocket, 409 for a second run, cancel, 409 on a resume) → change a setting → sign
+// out → a viewer sees fine-tuning is for admins. Screenshots
 // of each page go to --artifacts; any CSP violation, page error or failed step fails the test.
 //
 // node browser_test.mjs --synthorg BIN --plugins DIR [--artifacts DIR] [--chromium PATH]
@@ -258,7 +259,15 @@ try {
     await hanging.getByTestId('cancel-run').click()
     const cancelled = page.locator('[data-testid="run"][data-state="cancelled"]')
     await cancelled.waitFor({ timeout: 30000 })
-    await cancelled.getByTestId('resume-run').waitFor()
+    // Resuming it while another run is active: the 409 shows on the run itself.
+    await page.getByTestId('start-run').click()
+    await hanging.locator('[data-stage="generating_data"][data-stage-state="running"]').waitFor({ timeout: 30000 })
+    await cancelled.getByTestId('resume-run').click()
+    await cancelled.getByTestId('run-action-problem').getByText('too_many_active_runs').waitFor()
+    await cancelled.getByTestId('run-action-problem').getByText('Cannot resume this run').waitFor()
+    await shot('fine-tune-conflict')
+    await hanging.getByTestId('cancel-run').click()
+    await page.locator('[data-testid="run"][data-state="running"]').waitFor({ state: 'detached', timeout: 30000 })
   } else {
     console.log(`SKIPPED STEP: a fine-tuning run (${fineTuneMissing})`)
     await page.getByText('Fine-tuning is not enabled on this server').waitFor()
