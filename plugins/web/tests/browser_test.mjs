@@ -1,13 +1,16 @@
 // The dashboard in Debian's Chromium (playwright-core, never a downloaded browser) against a
 // real `synthorg serve` with http-api, auth, store-sqlite and web — and workloads on the Docker
 // engine when it answers: setup → sign in → overview healthy → start a workload and see it
-// running, with its event arriving over the WebSocket → change a setting → sign out. Screenshots
+// running, with its event arriving over the WebSocket → fine-tuning (with the fine-tune plugin
+// and its test stage image: preflight, a bad field, a run whose progress bar moves to complete
+// over the WebSocket, 409 for a second run, cancel, 409 on a resume) → change a setting → sign
+// out → a viewer sees fine-tuning is for admins. Screenshots
 // of each page go to --artifacts; any CSP violation, page error or failed step fails the test.
 //
 // node browser_test.mjs --synthorg BIN --plugins DIR [--artifacts DIR] [--chromium PATH]
 // Exit 77 (skipped) when Chromium or playwright-core is missing.
 import { spawn, execFileSync } from 'node:child_process'
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
@@ -21,6 +24,7 @@ const args = Object.fromEntries(process.argv.slice(2).reduce((pairs, value, i, a
 const chromiumPath = args.chromium || '/usr/bin/chromium'
 const artifacts = args.artifacts || join(tmpdir(), 'synthorg-web-artifacts')
 const image = 'synthorg-test/busybox:latest'
+const stageImage = 'synthorg-test/fine-tune-stage:latest'
 
 function skip(why) {
   console.log(`SKIPPED: ${why}`)
@@ -55,9 +59,9 @@ const freePort = () => new Promise((resolve, reject) => {
   server.on('error', reject)
 })
 
-function dockerReady() {
+function dockerReady(name = image) {
   try {
-    execFileSync('docker', ['image', 'inspect', '--format', 'ok', image], { stdio: 'pipe' })
+    execFileSync('docker', ['image', 'inspect', '--format', 'ok', name], { stdio: 'pipe' })
     return true
   } catch {
     return false
@@ -70,6 +74,14 @@ const [webPort, apiPort] = [await freePort(), await freePort()]
 const withWorkloads = process.env.SYNTHORG_WEB_TEST_WORKLOADS !== '0' && dockerReady()
 const instance = `webtest-${randomBytes(4).toString('hex')}`
 if (!withWorkloads) console.log(`NOTE: ${image} or the Docker engine is missing: the workload step is skipped (scripts/services docker; tests/images/build.sh)`)
+// Fine-tuning runs its stages through orchestrator-docker, with the test stage image.
+const fineTuneMissing = process.env.SYNTHORG_WEB_TEST_FINE_TUNE === '0' ? 'SYNTHORG_WEB_TEST_FINE_TUNE=0'
+  : !withWorkloads ? 'the Docker engine (or synthorg-test/busybox) is missing'
+  : !existsSync(join(args.plugins, 'fine-tune.so')) ? `${join(args.plugins, 'fine-tune.so')} is not built`
+  : !dockerReady(stageImage) ? `${stageImage} is missing (tests/images/build.sh)` : ''
+const withFineTune = !fineTuneMissing
+const fineTuneInstance = `${instance}-ft`
+if (!withFineTune) console.log(`NOTE: ${fineTuneMissing}: the fine-tune plugin is left out and the fine-tuning run step is SKIPPED (only its "not enabled" state is checked)`)
 
 writeFileSync(join(dir, 'company.yaml'), `company_name: Browser test
 kernel:
@@ -88,6 +100,9 @@ ${withWorkloads ? `  orchestrator-docker:
   workloads:
     config: {image: "${image}", command: [/bin/busybox, httpd, -f, -p, "8080", -h, /www], port: 8080,
              instance: ${instance}, stop_grace: 0s, stop_on_shutdown: true}
+` : ''}${withFineTune ? `  fine-tune:
+    config: {cpu_image: "${stageImage}", instance: ${fineTuneInstance}, stop_grace: 1s, health_interval: 300ms,
+             memory_limit: 128m, pids_limit: 64}
 ` : ''}`)
 
 let output = ''
@@ -187,6 +202,77 @@ try {
   }
   await shot('workloads')
 
+  step('fine-tuning')
+  await page.getByRole('link', { name: 'Fine-tuning' }).click()
+  await page.getByRole('heading', { name: 'Fine-tuning' }).waitFor()
+  if (withFineTune) {
+    await page.getByText('No fine-tuning runs yet').waitFor()
+    await page.getByTestId('run-preflight').click()
+    await page.getByTestId('preflight-result').getByText('Ready to fine-tune').waitFor({ timeout: 60000 })
+    await page.getByTestId('preflight').locator('[data-check="image"]').getByText('ok', { exact: true }).waitFor()
+
+    // The server's 400 detail, next to the form.
+    await page.getByLabel('Epochs').fill('0')
+    await page.getByTestId('start-run').click()
+    await page.getByTestId('start-problem').getByText(/epochs: 0 is not allowed/).waitFor()
+
+    // A run, slowed down so that the bar is seen moving; everything after the POST comes live.
+    await page.getByLabel('Epochs').fill('2')
+    await page.getByText('Stage options').click()
+    await page.getByLabel(/^Options/).fill('{"sleep": "0.4"}')
+    await page.evaluate(() => { window.__synthorgNoReload = true })
+    await page.getByTestId('start-run').click()
+    const run = page.getByTestId('run').first()
+    await run.waitFor()
+    const seen = []
+    let midShot = false
+    for (const end = Date.now() + 120000; ;) {
+      const now = await run.evaluate((el) => ({ state: el.dataset.state, value: el.querySelector('progress').value }))
+      if (seen[seen.length - 1] !== now.value) seen.push(now.value)
+      if (!midShot && now.value >= 0.4 && now.value <= 0.8) {
+        midShot = true
+        await shot('fine-tune-running')
+      }
+      if (now.state === 'complete') break
+      if (now.state !== 'running') throw new Error(`the run became ${now.state}; its bar went ${seen.join(' → ')}`)
+      if (Date.now() > end) throw new Error(`the run did not complete in 120 s; its bar went ${seen.join(' → ')}`)
+      await new Promise((r) => setTimeout(r, 50))
+    }
+    console.log(`  progress bar: ${seen.map((v) => v.toFixed(2)).join(' → ')}`)
+    const between = seen.filter((v) => v > 0 && v < 1)
+    if (between.length < 5) throw new Error(`the progress bar did not move step by step: ${seen.join(' → ')}`)
+    if (seen.some((v, i) => i > 0 && v < seen[i - 1])) throw new Error(`the progress bar went back: ${seen.join(' → ')}`)
+    if (seen[seen.length - 1] !== 1) throw new Error(`a complete run's bar is at ${seen[seen.length - 1]}`)
+    if (!(await page.evaluate(() => window.__synthorgNoReload === true))) throw new Error('the page was reloaded')
+    await page.getByTestId('last-event').getByText(/Live: fine_tune\.(finished|stage)/).waitFor()
+    await run.getByTestId('stages-done').getByText('5 of 5 stages complete').waitFor()
+    await run.locator('[data-stage="deploying"][data-stage-state="complete"]').waitFor()
+    await shot('fine-tune')
+
+    // One active run at a time here: a second answers 409, shown by the form; then cancel.
+    await page.getByLabel(/^Options/).fill('{"hang_stage": "generating_data"}')
+    await page.getByTestId('start-run').click()
+    const hanging = page.locator('[data-testid="run"][data-state="running"]')
+    await hanging.locator('[data-stage="generating_data"][data-stage-state="running"]').waitFor({ timeout: 30000 })
+    await page.getByTestId('start-run').click()
+    await page.getByTestId('start-problem').getByText('too_many_active_runs').waitFor()
+    await hanging.getByTestId('cancel-run').click()
+    const cancelled = page.locator('[data-testid="run"][data-state="cancelled"]')
+    await cancelled.waitFor({ timeout: 30000 })
+    // Resuming it while another run is active: the 409 shows on the run itself.
+    await page.getByTestId('start-run').click()
+    await hanging.locator('[data-stage="generating_data"][data-stage-state="running"]').waitFor({ timeout: 30000 })
+    await cancelled.getByTestId('resume-run').click()
+    await cancelled.getByTestId('run-action-problem').getByText('too_many_active_runs').waitFor()
+    await cancelled.getByTestId('run-action-problem').getByText('Cannot resume this run').waitFor()
+    await shot('fine-tune-conflict')
+    await hanging.getByTestId('cancel-run').click()
+    await page.locator('[data-testid="run"][data-state="running"]').waitFor({ state: 'detached', timeout: 30000 })
+  } else {
+    console.log(`SKIPPED STEP: a fine-tuning run (${fineTuneMissing})`)
+    await page.getByText('Fine-tuning is not enabled on this server').waitFor()
+  }
+
   step('change a setting, with its ETag')
   await page.getByRole('link', { name: 'Settings' }).click()
   const row = page.locator('tr[data-setting="http.max_connections"]')
@@ -211,11 +297,27 @@ try {
   }
   await shot('events')
 
+  // A viewer for the last step, made with the admin's cookie.
+  const created = await page.evaluate(async () => (await fetch('/api/v1/users', { method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ username: 'viewer', password: 'viewer-pass-phrase-long-enough', role: 'viewer' }) })).status)
+  if (created !== 201) throw new Error(`creating a viewer answered ${created}`)
+
   step('sign out')
   await page.getByRole('button', { name: 'Sign out' }).click()
   await page.getByRole('heading', { name: 'Sign in' }).waitFor()
   const me = await page.evaluate(async () => (await fetch('/api/v1/auth/me')).status)
   if (me !== 401) throw new Error(`after sign-out /api/v1/auth/me answered ${me}, not 401`)
+
+  step('a viewer sees that fine-tuning is for administrators')
+  await page.getByLabel('Username').fill('viewer')
+  await page.getByLabel('Password').fill('viewer-pass-phrase-long-enough')
+  await page.getByRole('button', { name: 'Sign in' }).click()
+  await page.getByRole('heading', { name: 'Overview' }).waitFor()
+  await page.getByRole('link', { name: 'Fine-tuning' }).click()
+  await page.getByText('Fine-tuning is for administrators').waitFor()
+  await page.getByRole('button', { name: 'Sign out' }).click()
+  await page.getByRole('heading', { name: 'Sign in' }).waitFor()
 
   if (violations.length) throw new Error(`CSP violations:\n${violations.join('\n')}`)
   if (pageErrors.length) throw new Error(`page errors:\n${pageErrors.join('\n')}`)
@@ -234,9 +336,9 @@ try {
     kernel.on('exit', () => { clearTimeout(timer); resolve() })
     if (kernel.exitCode !== null) { clearTimeout(timer); resolve() }
   })
-  if (withWorkloads) {
+  for (const label of withWorkloads ? [instance, fineTuneInstance] : []) {
     try {
-      const ids = execFileSync('docker', ['ps', '-aq', '--filter', `label=synthorg.instance=${instance}`]).toString().trim()
+      const ids = execFileSync('docker', ['ps', '-aq', '--filter', `label=synthorg.instance=${label}`]).toString().trim()
       if (ids) execFileSync('docker', ['rm', '-f', ...ids.split(/\s+/)], { stdio: 'ignore' })
     } catch { /* the engine went away: nothing to clean */ }
   }

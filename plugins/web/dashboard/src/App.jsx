@@ -8,12 +8,14 @@ import { Setup } from './pages/Setup.jsx'
 import { Login } from './pages/Login.jsx'
 import { Overview } from './pages/Overview.jsx'
 import { Workloads } from './pages/Workloads.jsx'
+import { FineTune } from './pages/FineTune.jsx'
 import { Settings } from './pages/Settings.jsx'
 import { Events } from './pages/Events.jsx'
 
 const pages = [
   { path: '/', title: 'Overview', component: Overview },
   { path: '/workloads', title: 'Workloads', component: Workloads },
+  { path: '/fine-tune', title: 'Fine-tuning', component: FineTune },
   { path: '/settings', title: 'Settings', component: Settings },
   { path: '/events', title: 'Events', component: Events },
 ]
