@@ -37,6 +37,9 @@ void Dispatcher::dispatch(HttpRequest request, Responder respond) {
   }
   shared->params = std::move(match.params);
   if (auto refused = gate_(*match.route, *shared)) return once(std::move(*refused));
+  if (match.route->proxy)  // a caller that did not ask streams() first
+    return once(HttpResponse::problem(502, "stream_route",
+                                      fmt::format("{} streams: send it to the API port itself", shared->path)));
   try {
     match.route->handler(*shared, once);
   } catch (const HttpRequestError& refused) {

@@ -19,6 +19,10 @@ class Dispatcher final : public HttpDispatcher {
         port_(port), log_(std::move(log)) {}
 
   void dispatch(HttpRequest request, Responder respond) override;
+  bool streams(std::string_view method, std::string_view path) const override {
+    auto route = router_->match(method == "HEAD" ? "GET" : method, path).route;
+    return route && route->proxy;
+  }
   std::pair<std::string, unsigned short> endpoint() const override { return {host_, port_}; }
 
  private:

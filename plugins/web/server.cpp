@@ -248,12 +248,16 @@ asio::awaitable<bool> Session::api(http::request<http::string_body>& request, bo
   bool keep_alive = request.keep_alive() && !server_->draining;
   auto dispatcher = server_->api.dispatcher ? server_->api.dispatcher() : nullptr;
   std::optional<UpstreamTarget> target = server_->api.upstream;
-  if (dispatcher && upgrade) {
-    // An upgrade cannot travel as a value: go to http-api's own port on loopback instead.
+  auto path_only = std::string_view(request.target().data(), request.target().size());
+  path_only = path_only.substr(0, path_only.find('?'));
+  bool via_port = dispatcher && (upgrade || dispatcher->streams(std::string(request.method_string()), path_only));
+  if (via_port) {
+    // An upgrade, or a proxy route (a workload's service), cannot travel as a value: go to
+    // http-api's own port on loopback instead.
     auto [host, port] = dispatcher->endpoint();
     target = UpstreamTarget{host, std::to_string(port)};
   }
-  if (upgrade || (!dispatcher && target)) {
+  if (via_port || (!dispatcher && target)) {
     if (!target) {
       co_return co_await send(problem(502, "api_unavailable",
                                       "no API behind this listener: enable http-api in this kernel or set api_upstream"),

@@ -17,6 +17,7 @@
 #include <thread>
 
 #include "kernel.hpp"
+#include "synthorg/services/http.hpp"
 #include "http_client.hpp"
 #include "test_support.hpp"
 
@@ -355,6 +356,22 @@ TEST_F(WebTest, TheApiInProcessAndItsWebSocketOnLoopback) {
                                    "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n");
   EXPECT_EQ(status_of(upgrade), 401) << upgrade;
   EXPECT_EQ(header_of(upgrade, "x-frame-options"), "DENY");
+}
+
+TEST_F(WebTest, ProxyRoutesInProcessGoThroughTheApiPort) {
+  start(true);
+  // A proxy route (as workloads mounts for /api/v1/workloads/{id}/proxy/*) streams, so it
+  // cannot be dispatched as a value: web sends it to the API port, which forwards it.
+  synthorg::RouteSpec route{"GET", "/api/v1/test/forward/{*rest}", synthorg::Access::open, {}, json::object(), {}};
+  int api = api_port;
+  route.proxy = [api](synthorg::HttpRequest&, synthorg::ProxyDecide decide) {
+    decide(synthorg::ProxyTarget{"127.0.0.1", static_cast<std::uint16_t>(api), "/api/v1/healthz", {}, {}});
+  };
+  auto token = kernel->registry().get<synthorg::HttpRouter>()->add(std::move(route));
+  auto forwarded = get("/api/v1/test/forward/anything");
+  EXPECT_EQ(status_of(forwarded), 200) << forwarded;
+  EXPECT_EQ(body_of(forwarded)["status"], "ok");
+  EXPECT_EQ(header_of(forwarded, "x-frame-options"), "DENY");
 }
 
 TEST_F(WebTest, TheApiThroughAnUpstream) {

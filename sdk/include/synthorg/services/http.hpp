@@ -146,6 +146,9 @@ class HttpDispatcher {
   virtual ~HttpDispatcher() = default;
 
   virtual void dispatch(HttpRequest request, Responder respond) = 0;
+  // True when `method path` is a proxy route: its body and answer stream, so it cannot travel
+  // as a value through dispatch(); send it to endpoint() instead, as upgrades are.
+  virtual bool streams(std::string_view method, std::string_view path) const = 0;
   // Where the API port can be reached from this process: its address (loopback when it listens
   // on every address) and port.
   virtual std::pair<std::string, unsigned short> endpoint() const = 0;
