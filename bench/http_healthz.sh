@@ -6,17 +6,8 @@
 set -euo pipefail
 build=$(realpath "${1:-build/default}")
 seconds=${2:-10}
-for tool in wrk nginx; do
-  command -v "$tool" >/dev/null || { echo "bench/http_healthz.sh: $tool is missing; run scripts/deps --bench" >&2; exit 1; }
-done
-work=$(mktemp -d)
-cleanup() {
-  [[ -n "${synthorg_pid:-}" ]] && kill "$synthorg_pid" 2>/dev/null || true
-  [[ -f "$work/nginx.pid" ]] && kill "$(cat "$work/nginx.pid")" 2>/dev/null || true
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
+source "$(dirname "$0")/lib.sh"
+require_tools wrk nginx
 
 synthorg_port=39801
 nginx_port=39802
@@ -55,18 +46,11 @@ NGINX
 nginx -c "$work/nginx.conf"
 sleep 0.3
 
-run() {  # name url -> "requests/s p99_ms"
-  wrk -t2 -c64 -d"${seconds}s" --latency "$2" > "$work/$1.txt"
-  local rps p99
-  rps=$(awk '/Requests\/sec/ {print $2}' "$work/$1.txt")
-  p99=$(awk '$1 == "99%" {v=$2; if (v ~ /us$/) {sub(/us/,"",v); v=v/1000} else if (v ~ /ms$/) {sub(/ms/,"",v)} else if (v ~ /s$/) {sub(/s/,"",v); v=v*1000}; print v}' "$work/$1.txt")
-  echo "$rps $p99"
-}
 # Warm both, then measure alternately.
 wrk -t2 -c64 -d2s "http://127.0.0.1:$synthorg_port/api/v1/healthz" >/dev/null
 wrk -t2 -c64 -d2s "http://127.0.0.1:$nginx_port/api/v1/healthz" >/dev/null
-read -r s_rps s_p99 <<<"$(run synthorg "http://127.0.0.1:$synthorg_port/api/v1/healthz")"
-read -r n_rps n_p99 <<<"$(run nginx "http://127.0.0.1:$nginx_port/api/v1/healthz")"
+read -r s_rps s_p99 <<<"$(wrk_run synthorg "http://127.0.0.1:$synthorg_port/api/v1/healthz")"
+read -r n_rps n_p99 <<<"$(wrk_run nginx "http://127.0.0.1:$nginx_port/api/v1/healthz")"
 echo "| server | requests/s | p99 latency |"
 echo "|---|---:|---:|"
 echo "| synthorg http-api | $s_rps | ${s_p99} ms |"

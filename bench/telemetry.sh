@@ -8,17 +8,8 @@
 set -euo pipefail
 build=$(realpath "${1:-build/default}")
 seconds=${2:-8}
-for tool in wrk nginx; do
-  command -v "$tool" >/dev/null || { echo "bench/telemetry.sh: $tool is missing; run scripts/deps --bench" >&2; exit 1; }
-done
-work=$(mktemp -d)
-cleanup() {
-  [[ -n "${synthorg_pid:-}" ]] && kill "$synthorg_pid" 2>/dev/null || true
-  [[ -f "$work/nginx.pid" ]] && kill "$(cat "$work/nginx.pid")" 2>/dev/null || true
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
+source "$(dirname "$0")/lib.sh"
+require_tools wrk nginx
 
 port=39811
 sink_port=39812

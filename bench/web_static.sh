@@ -8,18 +8,8 @@
 set -euo pipefail
 build=$(realpath "${1:-build/default}")
 seconds=${2:-10}
-for tool in wrk nginx caddy; do
-  command -v "$tool" >/dev/null || { echo "bench/web_static.sh: $tool is missing; run scripts/deps --bench" >&2; exit 1; }
-done
-work=$(mktemp -d)
-cleanup() {
-  [[ -n "${synthorg_pid:-}" ]] && kill "$synthorg_pid" 2>/dev/null || true
-  [[ -n "${caddy_pid:-}" ]] && kill "$caddy_pid" 2>/dev/null || true
-  [[ -f "$work/nginx.pid" ]] && kill "$(cat "$work/nginx.pid")" 2>/dev/null || true
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
+source "$(dirname "$0")/lib.sh"
+require_tools wrk nginx caddy
 
 synthorg_port=39811
 nginx_port=39812
@@ -88,19 +78,12 @@ for port in $synthorg_port $nginx_port $caddy_port; do
   cmp -s <(curl -sf "http://127.0.0.1:$port/assets/app.js") "$root/assets/app.js" || { echo "port $port serves other bytes" >&2; exit 1; }
 done
 
-run() {  # file url -> "requests/s p99_ms"
-  wrk -t2 -c64 -d"${seconds}s" --latency "$2" > "$work/$1.txt"
-  local rps p99
-  rps=$(awk '/Requests\/sec/ {print $2}' "$work/$1.txt")
-  p99=$(awk '$1 == "99%" {v=$2; if (v ~ /us$/) {sub(/us/,"",v); v=v/1000} else if (v ~ /ms$/) {sub(/ms/,"",v)} else if (v ~ /s$/) {sub(/s/,"",v); v=v*1000}; print v}' "$work/$1.txt")
-  echo "$rps $p99"
-}
 echo "wrk -t2 -c64 -d${seconds}s --latency; synthorg $("$build/bin/synthorg" version | head -1 | awk '{print $2}'), $(nginx -v 2>&1 | sed 's/.*: //'), caddy $(caddy version | awk '{print $1}')"
 for file in index.html assets/app.js; do
   for port in $synthorg_port $nginx_port $caddy_port; do wrk -t2 -c64 -d2s "http://127.0.0.1:$port/$file" >/dev/null; done
-  read -r s_rps s_p99 <<<"$(run s "http://127.0.0.1:$synthorg_port/$file")"
-  read -r n_rps n_p99 <<<"$(run n "http://127.0.0.1:$nginx_port/$file")"
-  read -r c_rps c_p99 <<<"$(run c "http://127.0.0.1:$caddy_port/$file")"
+  read -r s_rps s_p99 <<<"$(wrk_run s "http://127.0.0.1:$synthorg_port/$file")"
+  read -r n_rps n_p99 <<<"$(wrk_run n "http://127.0.0.1:$nginx_port/$file")"
+  read -r c_rps c_p99 <<<"$(wrk_run c "http://127.0.0.1:$caddy_port/$file")"
   size=$(stat -c %s "$root/$file")
   echo
   echo "/$file ($size bytes)"

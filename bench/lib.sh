@@ -1,0 +1,33 @@
+# What the wrk-based bench scripts share; source it after `set -euo pipefail`.
+# Sets `work` (a scratch directory) and a trap that stops synthorg_pid, caddy_pid and the nginx
+# of $work/nginx.pid when the script ends, however it ends.
+
+# require_tools TOOL...: stop with the fix when one is missing.
+require_tools() {
+  local tool
+  for tool in "$@"; do
+    command -v "$tool" >/dev/null || { echo "$(basename "$0"): $tool is missing; run scripts/deps --bench" >&2; exit 1; }
+  done
+}
+
+work=$(mktemp -d)
+bench_cleanup() {
+  [[ -n "${synthorg_pid:-}" ]] && kill "$synthorg_pid" 2>/dev/null || true
+  [[ -n "${caddy_pid:-}" ]] && kill "$caddy_pid" 2>/dev/null || true
+  [[ -f "$work/nginx.pid" ]] && kill "$(cat "$work/nginx.pid")" 2>/dev/null || true
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap bench_cleanup EXIT
+
+# wrk_run NAME URL [wrk options...] -> "requests/s p99_ms", for `seconds` with 64 connections;
+# the full output stays in $work/NAME.txt.
+wrk_run() {
+  local name=$1 url=$2
+  shift 2
+  wrk -t2 -c64 -d"${seconds}s" --latency "$@" "$url" > "$work/$name.txt"
+  local rps p99
+  rps=$(awk '/Requests\/sec/ {print $2}' "$work/$name.txt")
+  p99=$(awk '$1 == "99%" {v=$2; if (v ~ /us$/) {sub(/us/,"",v); v=v/1000} else if (v ~ /ms$/) {sub(/ms/,"",v)} else if (v ~ /s$/) {sub(/s/,"",v); v=v*1000}; print v}' "$work/$name.txt")
+  echo "$rps $p99"
+}
