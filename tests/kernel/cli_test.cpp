@@ -29,8 +29,12 @@ TEST(Cli, VersionAndUsage) {
   EXPECT_EQ(run_synthorg({"version"}, {{"SYNTHORG_LOG_LEVEL", "loud"}}).exit_code, 2);
 }
 
+// Both shipped configurations listen on 3001 and 3000 unless told otherwise; ctest runs these two
+// side by side, so each asks for free ports instead.
+const std::map<std::string, std::string> any_free_ports{{"SYNTHORG_HTTP_PORT", "0"}, {"SYNTHORG_WEB_PORT", "0"}};
+
 TEST(Cli, ServesTheEmbeddedDefaultAndStopsCleanly) {
-  auto result = run_synthorg({"serve", "--exit-after-start"});
+  auto result = run_synthorg({"serve", "--exit-after-start"}, any_free_ports);
   EXPECT_EQ(result.exit_code, 0) << result.output;
   EXPECT_NE(result.output.find("config=\"<embedded default>\""), std::string::npos) << result.output;
   EXPECT_NE(result.output.find("msg=\"All plugins started\""), std::string::npos) << result.output;
@@ -38,7 +42,7 @@ TEST(Cli, ServesTheEmbeddedDefaultAndStopsCleanly) {
 }
 
 TEST(Cli, ServesTheShippedConfigFile) {
-  auto result = run_synthorg({"--config", SYNTHORG_SOURCE_DIR "/config/company.yaml", "serve", "--exit-after-start"});
+  auto result = run_synthorg({"--config", SYNTHORG_SOURCE_DIR "/config/company.yaml", "serve", "--exit-after-start"}, any_free_ports);
   EXPECT_EQ(result.exit_code, 0) << result.output;
 }
 
