@@ -1,6 +1,9 @@
 #include "metrics.hpp"
 
+#include <algorithm>
 #include <string>
+
+#include <fmt/format.h>
 
 #include "server.hpp"
 
@@ -8,15 +11,25 @@ namespace synthorg::http_api {
 
 void RequestMetrics::observe(std::string_view method, std::string_view pattern, int status, double seconds) {
   // Unmatched paths share one label, so scanning for random URLs cannot grow the series.
-  std::string route = pattern.empty() ? "unmatched" : std::string(pattern);
-  metrics_
-      ->counter("synthorg_http_requests_total", "HTTP requests answered, by method, route and status.",
-                {{"method", std::string(method)}, {"route", route}, {"status", std::to_string(status)}})
-      ->add();
-  metrics_
-      ->histogram("synthorg_http_request_duration_seconds", "Time from a whole request to its response written.",
-                  {{"method", std::string(method)}, {"route", std::move(route)}})
-      ->observe(seconds);
+  std::string_view route = pattern.empty() ? "unmatched" : pattern;
+  // Likewise any method token a client makes up.
+  static constexpr std::string_view known[] = {"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"};
+  if (std::find(std::begin(known), std::end(known), method) == std::end(known)) method = "other";
+  char key[256];
+  auto length = fmt::format_to_n(key, sizeof key, "{} {} {}", method, route, status).size;
+  auto key_view = std::string_view(key, std::min(length, sizeof key));
+  std::lock_guard lock(mutex_);
+  auto found = series_.find(key_view);
+  if (found == series_.end()) {
+    Series series{
+        metrics_->counter("synthorg_http_requests_total", "HTTP requests answered, by method, route and status.",
+                          {{"method", std::string(method)}, {"route", std::string(route)}, {"status", std::to_string(status)}}),
+        metrics_->histogram("synthorg_http_request_duration_seconds", "Time from a whole request to its response written.",
+                            {{"method", std::string(method)}, {"route", std::string(route)}})};
+    found = series_.emplace(std::string(key_view), std::move(series)).first;
+  }
+  found->second.requests->add();
+  found->second.duration->observe(seconds);
 }
 
 Token RequestMetrics::watch(const ServerStats& stats, EventBus& bus) {

@@ -1,6 +1,7 @@
 #include "server.hpp"
 
 #include <algorithm>
+#include <array>
 #include <future>
 #include <cstring>
 #include <optional>
@@ -49,6 +50,45 @@ std::string new_request_id() {
   return fmt::format("{:016x}", generator());
 }
 
+
+bool iequals(std::string_view a, std::string_view b) {
+  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+    return std::tolower(static_cast<unsigned char>(x)) == std::tolower(static_cast<unsigned char>(y));
+  });
+}
+
+// The response head, written by hand into a buffer the session reuses: Beast's message and
+// serializer cost an allocation per field and a buffer-sequence walk per write, a good part of
+// a small answer's time. Framing headers are ours alone; CR and LF in a handler's header value
+// become spaces, so no value can start a header of its own.
+void format_head(std::string& out, const HttpResponse& response, unsigned version, bool keep_alive,
+                 std::string_view request_id, std::size_t content_length) {
+  auto status = static_cast<http::status>(response.status);
+  auto reason = http::obsolete_reason(status);
+  fmt::format_to(std::back_inserter(out), "HTTP/{}.{} {} {}\r\nServer: synthorg\r\n", version / 10, version % 10,
+                 response.status, std::string_view(reason.data(), reason.size()));
+  for (const auto& [name, value] : response.headers) {
+    if (iequals(name, "content-length") || iequals(name, "connection") || iequals(name, "transfer-encoding") ||
+        iequals(name, "x-request-id") || iequals(name, "server"))
+      continue;
+    out += name;
+    out += ": ";
+    auto start = out.size();
+    out += value;
+    std::replace_if(out.begin() + static_cast<std::ptrdiff_t>(start), out.end(),
+                    [](char c) { return c == '\r' || c == '\n'; }, ' ');
+    out += "\r\n";
+  }
+  out += "X-Request-Id: ";
+  out += request_id;
+  out += "\r\n";
+  // 1xx, 204 and 304 carry no body and so no length (RFC 9110 8.6).
+  auto bodiless = response.status < 200 || response.status == 204 || response.status == 304;
+  if (!bodiless) fmt::format_to(std::back_inserter(out), "Content-Length: {}\r\n", content_length);
+  if (version >= 11 && !keep_alive) out += "Connection: close\r\n";
+  if (version < 11 && keep_alive) out += "Connection: keep-alive\r\n";
+  out += "\r\n";
+}
 
 }  // namespace
 
@@ -143,6 +183,17 @@ class Session : public std::enable_shared_from_this<Session> {
     parser_.emplace();
     parser_->header_limit(static_cast<std::uint32_t>(server_->options.limits.max_header_bytes));
     parser_->body_limit(server_->options.limits.max_body_bytes);
+    // Usually the whole header is already in the buffer: parse it here rather than through an
+    // asynchronous read that would find nothing to read.
+    beast::error_code ec;
+    buffer_.consume(parser_->put(buffer_.data(), ec));
+    if (ec != http::error::need_more) {
+      if (ec || parser_->is_done()) return on_read(ec);
+      if (parser_->is_header_done()) {
+        arm(server_->options.limits.request_timeout);
+        return read_body();
+      }
+    }
     arm(server_->options.limits.request_timeout);
     http::async_read_header(stream_, buffer_, *parser_, [self = shared_from_this()](beast::error_code ec, std::size_t) {
       if (ec || self->timed_out_ || self->parser_->is_done()) {
@@ -174,7 +225,6 @@ class Session : public std::enable_shared_from_this<Session> {
   // few times a second, so arming costs a store instead of a timer (and a timerfd syscall).
   void arm(std::chrono::milliseconds timeout) {
     timed_out_ = false;
-    stream_.expires_never();
     deadline_ = (Clock::now() + timeout).time_since_epoch().count();
   }
 
@@ -340,6 +390,7 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   void on_proxied(ProxyResult result) {
+    stream_.expires_never();  // relay() times the client's reads and writes on the stream itself
     if (result.problem) {
       keep_alive_ = keep_alive_ && result.keep_alive;
       return respond(std::move(*result.problem));
@@ -361,24 +412,20 @@ class Session : public std::enable_shared_from_this<Session> {
 
   void respond(HttpResponse response) {
     if (server_->draining) keep_alive_ = false;
-    stream_.expires_after(server_->options.limits.request_timeout);  // a peer that never reads is dropped
-    auto message = std::make_shared<http::response<http::string_body>>(static_cast<http::status>(response.status),
-                                                                       version_);
-    message->set(http::field::server, "synthorg");
-    for (auto& [name, value] : response.headers) message->set(name, value);
-    message->set("x-request-id", request_id_);
-    message->keep_alive(keep_alive_);
-    auto bytes = response.body.size();
-    message->body() = std::move(response.body);
-    message->prepare_payload();
-    if (head_) message->body().clear();
     status_ = response.status;
-    bytes_ = bytes;
+    bytes_ = response.body.size();
+    head_buffer_.clear();
+    format_head(head_buffer_, response, version_, keep_alive_, request_id_, bytes_);
+    body_ = std::move(response.body);
+    if (head_ || status_ < 200 || status_ == 204 || status_ == 304) body_.clear();
     // Counted when the answer is ready, before it is written: a client that reads it and asks
     // /metrics at once must see it counted.
     observe();
-    http::async_write(stream_, *message, [self = shared_from_this(), message](beast::error_code ec, std::size_t) {
-      self->on_written(ec);
+    arm(server_->options.limits.request_timeout);  // a peer that never reads is dropped
+    std::array<asio::const_buffer, 2> buffers{asio::buffer(head_buffer_), asio::buffer(body_)};
+    asio::async_write(stream_.socket(), buffers, [self = shared_from_this()](beast::error_code ec, std::size_t) {
+      self->deadline_ = kNoDeadline;
+      self->on_written(self->timed_out_ ? asio::error::timed_out : ec);
     });
   }
 
@@ -412,6 +459,7 @@ class Session : public std::enable_shared_from_this<Session> {
   std::optional<HttpResponse> inline_response_;
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
+  std::string head_buffer_, body_;  // the answer being written
   UpstreamConnection upstream_;  // proxy routes' kept-alive upstream
   std::shared_ptr<Server::Impl> server_;
   std::string remote_, request_id_, method_, path_, pattern_;
