@@ -125,6 +125,52 @@ TEST_F(HttpApiTest, PipelinedRequestsAreAnsweredInOrderWithRequestIds) {
   EXPECT_TRUE(client.closed_by_server());
 }
 
+// The server writes each answer's head itself: framing headers are its own, whatever a handler
+// sets, and no header value can smuggle in a header or an early end of the head.
+TEST_F(HttpApiTest, AnswersAreFramedByTheServerAlone) {
+  auto sneaky = mount({"GET", "/api/v1/test/sneaky", Access::open, {}, json::object(), [](HttpRequest&, Responder respond) {
+                         HttpResponse response{200, {}, "four"};
+                         response.header("content-length", "999");
+                         response.header("connection", "upgrade");
+                         response.header("x-note", "a\r\nSet-Cookie: stolen=1\r\n\r\nbody");
+                         respond(std::move(response));
+                       }});
+  auto nothing = mount({"GET", "/api/v1/test/nothing", Access::open, {}, json::object(),
+                        [](HttpRequest&, Responder respond) { respond(HttpResponse{204, {}, "ignored"}); }});
+  auto answer = get("/api/v1/test/sneaky");
+  EXPECT_EQ(status_of(answer), 200) << answer;
+  EXPECT_EQ(header_of(answer, "content-length"), "4") << answer;
+  EXPECT_EQ(header_of(answer, "connection"), "close") << answer;
+  EXPECT_EQ(header_of(answer, "set-cookie"), "") << "a value's CR LF started a header: " << answer;
+  EXPECT_EQ(header_of(answer, "x-note"), "a  Set-Cookie: stolen=1    body") << answer;
+  EXPECT_EQ(answer.substr(answer.find("\r\n\r\n") + 4), "four");
+
+  auto empty = get("/api/v1/test/nothing");
+  EXPECT_EQ(status_of(empty), 204) << empty;
+  EXPECT_EQ(header_of(empty, "content-length"), "") << "204 carries no length: " << empty;
+  EXPECT_EQ(empty.substr(empty.find("\r\n\r\n") + 4), "") << "nor a body";
+
+  // HEAD: the length GET would send, and no body.
+  auto body_length = header_of(get("/api/v1/healthz"), "content-length");
+  Client head(port);
+  head.send("HEAD /api/v1/healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+  auto head_answer = head.wait_for("\r\n\r\n");
+  EXPECT_TRUE(head.closed_by_server());
+  EXPECT_EQ(status_of(head_answer), 200) << head_answer;
+  EXPECT_EQ(header_of(head_answer, "content-length"), body_length) << head_answer;
+  EXPECT_EQ(head_answer.substr(head_answer.find("\r\n\r\n") + 4), "") << "HEAD has no body";
+
+  // HTTP/1.0 keeps the connection only when asked, and says so.
+  Client old(port);
+  old.send("GET /health HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+  auto kept = old.response();
+  EXPECT_EQ(kept.substr(0, 12), "HTTP/1.0 200") << kept;
+  EXPECT_EQ(header_of(kept, "connection"), "keep-alive") << kept;
+  old.send("GET /health HTTP/1.0\r\n\r\n");
+  EXPECT_EQ(status_of(old.response()), 200);
+  EXPECT_TRUE(old.closed_by_server()) << "HTTP/1.0 without keep-alive closes";
+}
+
 TEST_F(HttpApiTest, ProtectedRoutesNeedAnAuthenticatorAUserAndTheRole) {
   auto route = mount({"GET", "/api/v1/test/admin/{item}", Access::role, "admin", json::object(),
                       [](HttpRequest& request, Responder respond) {
