@@ -1,10 +1,14 @@
 #include "jwt.hpp"
 
+#include <openssl/core_names.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
 #include <algorithm>
+#include <atomic>
+#include <memory>
 #include <stdexcept>
+#include <vector>
 
 #include "synthorg/crypto.hpp"
 
@@ -29,6 +33,35 @@ json object_from(std::string_view decoded) {
 bool numeric_or_absent(const json& claims, const char* name) {
   auto at = claims.find(name);
   return at == claims.end() || at->is_number();
+}
+
+const EVP_MD* digest_of(JwtAlgorithm algorithm) {
+  return algorithm == JwtAlgorithm::hs512 ? EVP_sha512() : algorithm == JwtAlgorithm::hs384 ? EVP_sha384() : EVP_sha256();
+}
+
+std::atomic<std::uint64_t> next_codec_id{1};
+
+// What verifying the same token shape again and again can skip, per thread and codec: OpenSSL
+// 3's one-shot HMAC() fetches the digest and hashes the key on every call (most of a verify's
+// cost), and every token we issue has the same header segment.
+struct CodecThreadState {
+  struct MacContextFree {
+    void operator()(EVP_MAC_CTX* context) const { EVP_MAC_CTX_free(context); }
+  };
+  std::uint64_t codec = 0;
+  std::unique_ptr<EVP_MAC_CTX, MacContextFree> macs[3];
+  std::string accepted_header;  // a header segment already found valid, and its algorithm
+  JwtAlgorithm accepted_algorithm = JwtAlgorithm::hs256;
+};
+
+CodecThreadState& thread_state(std::uint64_t codec) {
+  // A few entries: a process has one codec, tests a handful over time.
+  thread_local std::vector<CodecThreadState> states;
+  for (auto& state : states)
+    if (state.codec == codec) return state;
+  if (states.size() >= 4) states.erase(states.begin());
+  states.emplace_back().codec = codec;
+  return states.back();
 }
 
 }  // namespace
@@ -65,18 +98,39 @@ std::string_view to_string(JwtErrc code) noexcept {
 }
 
 std::string jwt_hmac(JwtAlgorithm algorithm, std::string_view key, std::string_view message) {
-  const EVP_MD* digest = algorithm == JwtAlgorithm::hs512   ? EVP_sha512()
-                         : algorithm == JwtAlgorithm::hs384 ? EVP_sha384()
-                                                            : EVP_sha256();
   unsigned char out[EVP_MAX_MD_SIZE];
   unsigned int length = 0;
-  if (!HMAC(digest, key.data(), static_cast<int>(key.size()), reinterpret_cast<const unsigned char*>(message.data()),
-            message.size(), out, &length))
+  if (!HMAC(digest_of(algorithm), key.data(), static_cast<int>(key.size()),
+            reinterpret_cast<const unsigned char*>(message.data()), message.size(), out, &length))
     throw std::runtime_error("OpenSSL could not compute an HMAC");
   return {reinterpret_cast<const char*>(out), length};
 }
 
-JwtCodec::JwtCodec(JwtOptions options) : options_(std::move(options)) {
+std::string JwtCodec::mac(JwtAlgorithm algorithm, std::string_view message) const {
+  auto& context = thread_state(id_).macs[static_cast<int>(algorithm)];
+  if (!context) {
+    std::unique_ptr<EVP_MAC, decltype(&EVP_MAC_free)> hmac(EVP_MAC_fetch(nullptr, "HMAC", nullptr), EVP_MAC_free);
+    if (hmac) context.reset(EVP_MAC_CTX_new(hmac.get()));
+    std::string digest = EVP_MD_get0_name(digest_of(algorithm));
+    OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest.data(), 0),
+                           OSSL_PARAM_construct_end()};
+    if (!context || !EVP_MAC_init(context.get(), reinterpret_cast<const unsigned char*>(options_.secret.data()),
+                                  options_.secret.size(), params)) {
+      context.reset();
+      throw std::runtime_error("OpenSSL could not set up an HMAC");
+    }
+  } else if (!EVP_MAC_init(context.get(), nullptr, 0, nullptr)) {  // the same key again
+    throw std::runtime_error("OpenSSL could not restart an HMAC");
+  }
+  unsigned char out[EVP_MAX_MD_SIZE];
+  std::size_t length = 0;
+  if (!EVP_MAC_update(context.get(), reinterpret_cast<const unsigned char*>(message.data()), message.size()) ||
+      !EVP_MAC_final(context.get(), out, &length, sizeof out))
+    throw std::runtime_error("OpenSSL could not compute an HMAC");
+  return {reinterpret_cast<const char*>(out), length};
+}
+
+JwtCodec::JwtCodec(JwtOptions options) : options_(std::move(options)), id_(next_codec_id++) {
   if (options_.secret.empty()) throw std::invalid_argument("the JWT secret is empty");
   if (options_.algorithms.empty()) throw std::invalid_argument("no JWT algorithm is configured");
 }
@@ -85,7 +139,7 @@ std::string JwtCodec::sign(const json& claims) const {
   if (!claims.is_object()) throw std::invalid_argument("JWT claims must be a JSON object");
   json header = {{"alg", to_string(signing_algorithm())}, {"typ", "JWT"}};
   auto input = crypto::base64url_encode(header.dump()) + "." + crypto::base64url_encode(claims.dump());
-  auto signature = jwt_hmac(signing_algorithm(), options_.secret, input);
+  auto signature = mac(signing_algorithm(), input);
   return input + "." + crypto::base64url_encode(signature);
 }
 
@@ -104,18 +158,25 @@ JwtVerified JwtCodec::verify(std::string_view token, std::int64_t now) const {
   for (auto segment : {header_segment, payload_segment, signature_segment})
     if (segment.empty() || !base64url_alphabet(segment)) return refuse(JwtErrc::malformed);
 
-  auto header_bytes = crypto::base64url_decode(header_segment);
-  if (!header_bytes) return refuse(JwtErrc::malformed);
-  auto header = object_from(*header_bytes);
-  if (!header.is_object()) return refuse(JwtErrc::bad_header);
-  auto alg = header.find("alg");
-  if (alg == header.end() || !alg->is_string()) return refuse(JwtErrc::bad_header);
-  // We understand no header extension, and RFC 7515 §4.1.11 says to refuse what we do not.
-  if (header.contains("crit")) return refuse(JwtErrc::bad_header);
-  auto algorithm = parse_algorithm(alg->get_ref<const std::string&>());
-  if (!algorithm || std::find(options_.algorithms.begin(), options_.algorithms.end(), *algorithm) ==
-                        options_.algorithms.end())
-    return refuse(JwtErrc::algorithm_refused);
+  auto& state = thread_state(id_);
+  JwtAlgorithm algorithm = state.accepted_algorithm;
+  if (state.accepted_header.empty() || header_segment != state.accepted_header) {
+    auto header_bytes = crypto::base64url_decode(header_segment);
+    if (!header_bytes) return refuse(JwtErrc::malformed);
+    auto header = object_from(*header_bytes);
+    if (!header.is_object()) return refuse(JwtErrc::bad_header);
+    auto alg = header.find("alg");
+    if (alg == header.end() || !alg->is_string()) return refuse(JwtErrc::bad_header);
+    // We understand no header extension, and RFC 7515 §4.1.11 says to refuse what we do not.
+    if (header.contains("crit")) return refuse(JwtErrc::bad_header);
+    auto named = parse_algorithm(alg->get_ref<const std::string&>());
+    if (!named || std::find(options_.algorithms.begin(), options_.algorithms.end(), *named) ==
+                      options_.algorithms.end())
+      return refuse(JwtErrc::algorithm_refused);
+    algorithm = *named;
+    state.accepted_header = header_segment;
+    state.accepted_algorithm = algorithm;
+  }
 
   auto signature = crypto::base64url_decode(signature_segment);
   // Only the canonical spelling: otherwise the unused low bits of the last character would give
@@ -123,7 +184,7 @@ JwtVerified JwtCodec::verify(std::string_view token, std::int64_t now) const {
   if (!signature || crypto::base64url_encode(*signature) != signature_segment) return refuse(JwtErrc::malformed);
   // Over the segments as received: a re-serialised header would not be the bytes that were
   // signed (RFC 7515 A.1 has CRLFs in its header).
-  auto expected = jwt_hmac(*algorithm, options_.secret, token.substr(0, second));
+  auto expected = mac(algorithm, token.substr(0, second));
   if (!crypto::constant_time_equal(expected, *signature)) return refuse(JwtErrc::bad_signature);
 
   auto payload_bytes = crypto::base64url_decode(payload_segment);

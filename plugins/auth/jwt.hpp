@@ -65,7 +65,11 @@ class JwtCodec {
   std::chrono::seconds leeway() const noexcept { return options_.leeway; }
 
  private:
+  // The HMAC of `message` under the secret, with contexts keyed once per thread.
+  std::string mac(JwtAlgorithm algorithm, std::string_view message) const;
+
   JwtOptions options_;
+  std::uint64_t id_;  // tells this codec's per-thread state from another's at the same address
 };
 
 // Raw HMAC of `message` under `key` with the algorithm's hash.
