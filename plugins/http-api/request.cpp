@@ -16,7 +16,7 @@ HttpRequest to_http_request(BeastRequest& message, std::string remote_address) {
     auto name = field.name_string();
     auto value = field.value();
     std::string lowered(name.data(), name.size());
-    for (char& c : lowered) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    for (char& c : lowered) c = (c >= 'A' && c <= 'Z') ? static_cast<char>(c + ('a' - 'A')) : c;  // ASCII, no locale
     request.headers.emplace_back(std::move(lowered), std::string(value.data(), value.size()));
   }
   request.body = std::move(message.body());

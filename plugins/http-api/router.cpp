@@ -4,6 +4,8 @@
 #include <set>
 #include <stdexcept>
 
+#include <boost/container/small_vector.hpp>
+
 namespace synthorg::http_api {
 namespace {
 
@@ -96,38 +98,40 @@ Token Router::add_schema(std::string name, nlohmann::json schema) {
 }
 
 Match Router::match(std::string_view method, std::string_view path) const {
-  auto segments = split_path(path);
+  // Views into `path`, not strings: matching runs for every request and allocated a vector of
+  // strings each time.
+  boost::container::small_vector<std::string_view, 16> segments;
+  if (path.empty() || path.front() != '/') return {};
+  for (std::size_t start = 1; start <= path.size();) {
+    auto end = std::min(path.find('/', start), path.size());
+    segments.push_back(path.substr(start, end - start));
+    start = end + 1;
+  }
+  if (segments.size() == 1 && segments.front().empty()) segments.clear();  // "/"
+
   Match result;
   std::shared_lock lock(mutex_);
   for (const auto& entry : entries_) {
     bool tail = !entry.segments.empty() && is_tail(entry.segments.back());
     auto fixed = entry.segments.size() - (tail ? 1 : 0);
     if (tail ? segments.size() < fixed : segments.size() != fixed) continue;
-    std::map<std::string, std::string, std::less<>> params;
     bool same = true;
-    for (std::size_t i = 0; i < fixed && same; ++i) {
-      const auto& want = entry.segments[i];
-      if (is_param(want)) {
-        if (segments[i].empty()) same = false;
-        else params[param_name(want)] = segments[i];
-      } else {
-        same = want == segments[i];
-      }
-    }
-    if (same && tail) {
-      std::string rest;
-      for (auto i = fixed; i < segments.size(); ++i) rest += (i == fixed ? "" : "/") + segments[i];
-      params[param_name(entry.segments.back())] = std::move(rest);
-    }
+    for (std::size_t i = 0; i < fixed && same; ++i)
+      same = is_param(entry.segments[i]) ? !segments[i].empty() : entry.segments[i] == segments[i];
     if (!same) continue;
-    if (entry.route->method == method || (method == "HEAD" && entry.route->method == "GET")) {
-      if (!result.route) {
-        result.route = entry.route;
-        result.params = std::move(params);
-        result.pattern = entry.route->pattern;
-      }
-    } else {
+    if (entry.route->method != method && !(method == "HEAD" && entry.route->method == "GET")) {
       result.allowed_methods.push_back(entry.route->method);
+      continue;
+    }
+    if (result.route) continue;
+    result.route = entry.route;
+    result.pattern = entry.route->pattern;
+    for (std::size_t i = 0; i < fixed; ++i)
+      if (is_param(entry.segments[i])) result.params[param_name(entry.segments[i])] = segments[i];
+    if (tail) {
+      auto rest_start = fixed == 0 ? path.substr(1) : path.substr(segments[fixed - 1].data() + segments[fixed - 1].size() - path.data());
+      if (!rest_start.empty() && rest_start.front() == '/' && fixed > 0) rest_start.remove_prefix(1);
+      result.params[param_name(entry.segments.back())] = std::string(rest_start);
     }
   }
   return result;
