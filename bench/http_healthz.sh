@@ -2,7 +2,7 @@
 # GET /api/v1/healthz on synthorg (http-api) against nginx answering the same body with
 # `return 200`, one worker, side by side in one run with wrk (64 connections, keep-alive); then
 # an authenticated GET /api/v1/auth/me (JWT check on every request) against that healthz figure.
-# Usage: bench/http_healthz.sh [BUILD_DIR] [SECONDS]
+# Usage: [ROUNDS=3] bench/http_healthz.sh [BUILD_DIR] [SECONDS]
 set -euo pipefail
 build=$(realpath "${1:-build/default}")
 seconds=${2:-10}
@@ -46,25 +46,34 @@ NGINX
 nginx -c "$work/nginx.conf"
 sleep 0.3
 
-# Warm both, then measure alternately.
-wrk -t2 -c64 -d2s "http://127.0.0.1:$synthorg_port/api/v1/healthz" >/dev/null
-wrk -t2 -c64 -d2s "http://127.0.0.1:$nginx_port/api/v1/healthz" >/dev/null
-read -r s_rps s_p99 <<<"$(wrk_run synthorg "http://127.0.0.1:$synthorg_port/api/v1/healthz")"
-read -r n_rps n_p99 <<<"$(wrk_run nginx "http://127.0.0.1:$nginx_port/api/v1/healthz")"
-echo "| server | requests/s | p99 latency |"
-echo "|---|---:|---:|"
-echo "| synthorg http-api | $s_rps | ${s_p99} ms |"
-echo "| nginx $(nginx -v 2>&1 | sed 's/.*nginx\///'), 1 worker | $n_rps | ${n_p99} ms |"
-python3 -c "print(f'ratio synthorg/nginx: requests/s {$s_rps/$n_rps:.2f}x, p99 {$s_p99/$n_p99:.2f}x (target: >= 1.00x, <= 1.00x)')"
-
 # A signed-in user: the first admin, then its token on every request.
 base="http://127.0.0.1:$synthorg_port/api/v1/auth"
 password="bench-password-$RANDOM-$RANDOM"
 curl -sf -H 'Content-Type: application/json' -d "{\"username\":\"bench\",\"password\":\"$password\"}" "$base/setup" >/dev/null
 token=$(curl -sf -H 'Content-Type: application/json' -d "{\"username\":\"bench\",\"password\":\"$password\"}" "$base/login" |
   python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
+
+healthz="http://127.0.0.1:$synthorg_port/api/v1/healthz"
+# Warm all three, then ROUNDS rounds of synthorg healthz, nginx, synthorg /me back to back: on a
+# shared machine the load drifts between runs, so each round's ratios compare neighbours, and the
+# medians of those ratios are the figures.
+wrk -t2 -c64 -d2s "$healthz" >/dev/null
+wrk -t2 -c64 -d2s "http://127.0.0.1:$nginx_port/api/v1/healthz" >/dev/null
 wrk -t2 -c64 -d2s -H "Authorization: Bearer $token" "$base/me" >/dev/null
-wrk -t2 -c64 -d"${seconds}s" --latency -H "Authorization: Bearer $token" "$base/me" > "$work/me.txt"
-m_rps=$(awk '/Requests\/sec/ {print $2}' "$work/me.txt")
-echo "| synthorg GET /api/v1/auth/me (bearer JWT) | $m_rps | |"
-python3 -c "print(f'ratio me/healthz: {$m_rps/$s_rps:.2f}x (target: >= 0.60x)')"
+echo "| round | synthorg healthz req/s | nginx req/s | ratio | p99 synthorg / nginx | /me req/s | /me / healthz |"
+echo "|---|---:|---:|---:|---:|---:|---:|"
+ratios=() p99s=() mes=()
+for round in $(seq "${ROUNDS:-3}"); do
+  read -r s_rps s_p99 <<<"$(wrk_run synthorg "$healthz")"
+  read -r n_rps n_p99 <<<"$(wrk_run nginx "http://127.0.0.1:$nginx_port/api/v1/healthz")"
+  read -r m_rps _ <<<"$(wrk_run me "$base/me" -H "Authorization: Bearer $token")"
+  ratio=$(python3 -c "print(f'{$s_rps/$n_rps:.2f}')")
+  p99=$(python3 -c "print(f'{$s_p99/$n_p99:.2f}')")
+  me=$(python3 -c "print(f'{$m_rps/$s_rps:.2f}')")
+  ratios+=("$ratio") p99s+=("$p99") mes+=("$me")
+  echo "| $round | $s_rps | $n_rps | ${ratio}× | $s_p99 / $n_p99 ms | $m_rps | ${me}× |"
+done
+median() { printf '%s\n' "$@" | sort -n | sed -n "$((($# + 1) / 2))p"; }
+echo "nginx $(nginx -v 2>&1 | sed 's/.*nginx\///'), 1 worker; medians over ${ROUNDS:-3} rounds:"
+echo "synthorg/nginx requests/s $(median "${ratios[@]}")x (target >= 1.00x), p99 $(median "${p99s[@]}")x (target <= 1.00x)"
+echo "/me / healthz $(median "${mes[@]}")x (target >= 0.60x)"

@@ -91,6 +91,7 @@ class HttpApiPlugin final : public Plugin {
     options.limits.idle_timeout = std::chrono::milliseconds(integer("idle_timeout_ms"));
     options.limits.upstream_timeout = std::chrono::milliseconds(integer("upstream_timeout_ms"));
     options.limits.max_connections = static_cast<std::size_t>(integer("max_connections"));
+    options.single_io_thread = context_.executor().stats().io_threads == 1;
     options.access_log = settings->get("http", "access_log").value.get<bool>();
 
     auto router = std::make_shared<Router>();

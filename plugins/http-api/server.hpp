@@ -33,6 +33,9 @@ struct ServerOptions {
   unsigned short port = 3001;
   Limits limits;
   bool access_log = true;
+  // The kernel runs its io_context on one thread: connections need no strand to keep their
+  // handlers apart (a strand costs a lock and a queue hop on every completion).
+  bool single_io_thread = false;
 };
 
 // Decides, per request, whether the caller may use the route; fills request.principal.
