@@ -491,6 +491,10 @@ void Server::Impl::accept() {
         socket.close(ignored);
       } else {
         ++self->stats.connections_open;
+        // Each answer leaves in one write; Nagle would hold a pipelined second one back until
+        // the first is acknowledged (up to the peer's delayed-ACK timeout).
+        beast::error_code ignored;
+        socket.set_option(tcp::no_delay(true), ignored);
         auto session = std::make_shared<Session>(std::move(socket), self);
         {
           std::lock_guard lock(self->sessions_mutex);
