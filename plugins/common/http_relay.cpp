@@ -149,9 +149,9 @@ asio::awaitable<void> tunnel(ProxyExchange& exchange, beast::tcp_stream& upstrea
 
 }  // namespace
 
-// The handler holds the state, not the ReadDeadline: a wait that completes after its owner is
+// The handler holds the state, not the Deadline: a wait that completes after its owner is
 // gone, or after a newer arm(), finds a stale generation and touches nothing.
-struct ReadDeadline::State {
+struct Deadline::State {
   State(tcp::socket& socket) : socket(socket), timer(socket.get_executor()) {}
   tcp::socket& socket;
   asio::steady_timer timer;
@@ -159,11 +159,11 @@ struct ReadDeadline::State {
   bool fired = false;
 };
 
-ReadDeadline::ReadDeadline(tcp::socket& socket) : state_(std::make_shared<State>(socket)) {}
+Deadline::Deadline(tcp::socket& socket) : state_(std::make_shared<State>(socket)) {}
 
-ReadDeadline::~ReadDeadline() { disarm(); }
+Deadline::~Deadline() { disarm(); }
 
-void ReadDeadline::arm(std::chrono::milliseconds timeout) {
+void Deadline::arm(std::chrono::milliseconds timeout) {
   auto generation = ++state_->generation;
   state_->fired = false;
   state_->timer.expires_after(timeout);
@@ -175,12 +175,12 @@ void ReadDeadline::arm(std::chrono::milliseconds timeout) {
   });
 }
 
-void ReadDeadline::disarm() {
+void Deadline::disarm() {
   ++state_->generation;
   state_->timer.cancel();
 }
 
-bool ReadDeadline::fired() const noexcept { return state_->fired; }
+bool Deadline::fired() const noexcept { return state_->fired; }
 
 asio::awaitable<ProxyResult> relay(ProxyExchange exchange) {
   ProxyResult result;
@@ -262,7 +262,7 @@ asio::awaitable<ProxyResult> relay(ProxyExchange exchange) {
                                      asio::redirect_error(asio::use_awaitable, ec));
       }
       // Not tcp_stream's expiry: that closes the socket, and a stalled caller is owed its 408.
-      ReadDeadline deadline(exchange.client.socket());
+      Deadline deadline(exchange.client.socket());
       exchange.client.expires_never();
       while (!ec && !writer.is_done()) {
         if (!in.is_done()) {

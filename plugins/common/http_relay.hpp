@@ -26,19 +26,19 @@
 
 namespace synthorg::http_relay {
 
-// A deadline for reads from a client that cancels them instead of closing the socket (what
+// A deadline that cancels the socket's pending operations instead of closing it (what
 // tcp_stream's own timeout does), so that a request that stalled half-way can still be answered
 // 408. Use it on the socket's strand only; the socket must outlive it.
-class ReadDeadline {
+class Deadline {
  public:
-  explicit ReadDeadline(boost::asio::ip::tcp::socket& socket);
-  ~ReadDeadline();
-  ReadDeadline(const ReadDeadline&) = delete;
-  ReadDeadline& operator=(const ReadDeadline&) = delete;
+  explicit Deadline(boost::asio::ip::tcp::socket& socket);
+  ~Deadline();
+  Deadline(const Deadline&) = delete;
+  Deadline& operator=(const Deadline&) = delete;
 
   void arm(std::chrono::milliseconds timeout);
   void disarm();
-  // True when the last armed deadline passed (the pending read then ends in operation_aborted).
+  // True when the last armed deadline passed (the pending operation then ends in operation_aborted).
   bool fired() const noexcept;
 
   struct State;
