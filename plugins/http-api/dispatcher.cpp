@@ -15,13 +15,14 @@ void Dispatcher::dispatch(HttpRequest request, Responder respond) {
   auto shared = std::make_shared<HttpRequest>(std::move(request));
   auto match = router_->match(shared->method == "HEAD" ? "GET" : shared->method, shared->path);
   auto answered = std::make_shared<std::atomic<bool>>(false);
+  // A HEAD keeps its GET's body: the caller needs its length for Content-Length and sends none
+  // of it (cleared here, the length would be lost: a HEAD said Content-Length: 0).
   Responder once = [shared, answered, respond = std::move(respond), observer = observer_,
                     pattern = match.pattern, started](HttpResponse response) {
     if (answered->exchange(true)) return;  // a second answer is a handler bug: ignore it
     if (observer)
       observer(shared->method, pattern, response.status,
                std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
-    if (shared->method == "HEAD") response.body.clear();
     respond(std::move(response));
   };
   if (!match.route) {

@@ -19,11 +19,15 @@
 #include <fmt/format.h>
 
 #include "synthorg/crypto.hpp"
-#include "proxy.hpp"
+#include "http_relay.hpp"
 #include "request.hpp"
 #include "websocket.hpp"
 
 namespace synthorg::http_api {
+using http_relay::ProxyExchange;
+using http_relay::ProxyResult;
+using http_relay::UpstreamConnection;
+using http_relay::relay;
 namespace {
 
 namespace asio = boost::asio;

@@ -7,6 +7,7 @@
 #include <stdexcept>
 
 #include <fmt/format.h>
+#include <Poco/URI.h>
 
 #include "server.hpp"
 #include "static_files.hpp"
@@ -24,6 +25,24 @@ fs::path installed_dashboard() {
   Dl_info info{};
   if (::dladdr(reinterpret_cast<void*>(&installed_dashboard), &info) == 0 || !info.dli_fname) return {};
   return fs::path(info.dli_fname).parent_path() / "web-dashboard";
+}
+
+// "http://backend:3001" → {backend, 3001}; throws std::invalid_argument naming what is wrong
+// (https, a path, no host).
+Upstream parse_upstream(const std::string& url) {
+  Poco::URI uri;
+  try {
+    uri = Poco::URI(url);
+  } catch (const std::exception& error) {
+    throw std::invalid_argument(fmt::format("'{}' is not a URL: {}", url, error.what()));
+  }
+  if (uri.getScheme() != "http")
+    throw std::invalid_argument(fmt::format("'{}' must start with http:// (TLS to the upstream is not supported; "
+                                            "keep it on a private network)", url));
+  if (uri.getHost().empty()) throw std::invalid_argument(fmt::format("'{}' has no host", url));
+  if (!uri.getPath().empty() && uri.getPath() != "/")
+    throw std::invalid_argument(fmt::format("'{}' has a path; give only scheme, host and port", url));
+  return {uri.getHost(), uri.getPort()};
 }
 
 class WebPlugin final : public Plugin {
@@ -56,7 +75,9 @@ class WebPlugin final : public Plugin {
                     .range(0, 64LL * 1024 * 1024)
                     .integer("cache_total_bytes", 64LL * 1024 * 1024, "Memory for cached files, in bytes")
                     .range(0, 16LL * 1024 * 1024 * 1024)
-                    .integer("max_body_bytes", 1024 * 1024, "Largest request body to /api/* (413 beyond)")
+                    .integer("max_body_bytes", 1024 * 1024,
+                             "Largest request body read whole, for the API in process (413 beyond); bodies "
+                             "relayed to api_upstream or to the API port stream through, unlimited")
                     .range(0, 1LL << 32)
                     .duration("request_timeout", "10s", "A request must arrive whole within this")
                     .range(100, 600'000)
@@ -82,8 +103,8 @@ class WebPlugin final : public Plugin {
         throw std::invalid_argument(fmt::format("api_upstream: {}", error.what()));
       }
     }
-    proxy_.connect_timeout = std::chrono::milliseconds(config.at("upstream_connect_timeout").get<std::int64_t>());
-    proxy_.timeout = std::chrono::milliseconds(config.at("upstream_timeout").get<std::int64_t>());
+    connect_timeout_ = std::chrono::milliseconds(config.at("upstream_connect_timeout").get<std::int64_t>());
+    timeout_ = std::chrono::milliseconds(config.at("upstream_timeout").get<std::int64_t>());
     static_.cache_file_bytes = config.at("cache_file_bytes").get<std::size_t>();
     static_.cache_total_bytes = config.at("cache_total_bytes").get<std::size_t>();
     options_.max_body_bytes = config.at("max_body_bytes").get<std::size_t>();
@@ -100,7 +121,8 @@ class WebPlugin final : public Plugin {
     auto& registry = context_.registry().shared();
     api.dispatcher = [&registry] { return registry.get<HttpDispatcher>(); };
     api.upstream = upstream_;
-    api.proxy = proxy_;
+    api.connect_timeout = connect_timeout_;
+    api.timeout = timeout_;
     auto server = std::make_unique<Server>(context_.executor().io_context(), files, std::move(api), options_,
                                            log::Logger("web"));
     server->start();
@@ -108,7 +130,7 @@ class WebPlugin final : public Plugin {
     context_.log().info("web listening", {{"address", options_.address},
                                           {"port", static_cast<std::int64_t>(server_->port())},
                                           {"root", files->root().string()},
-                                          {"api", upstream_ ? "http://" + upstream_->host + ":" + upstream_->port
+                                          {"api", upstream_ ? fmt::format("http://{}:{}", upstream_->host, upstream_->port)
                                                             : std::string("in process")}});
   }
 
@@ -121,8 +143,8 @@ class WebPlugin final : public Plugin {
   PluginContext& context_;
   ServerOptions options_;
   StaticOptions static_;
-  std::optional<UpstreamTarget> upstream_;
-  ProxyOptions proxy_;
+  std::optional<Upstream> upstream_;
+  std::chrono::milliseconds connect_timeout_{5000}, timeout_{60'000};
   std::chrono::milliseconds drain_{5000};
   std::unique_ptr<Server> server_;
 };

@@ -23,16 +23,23 @@ std::string new_nonce() {
   return nonce;
 }
 
+namespace {
+void append_policy(std::string& out, std::string_view nonce) {
+  out += "default-src 'self'; script-src 'self'; style-src 'self' 'nonce-";
+  out += nonce;
+  out += "'; style-src-elem 'self' 'nonce-";
+  out += nonce;
+  out +=
+      "'; img-src 'self' data:; font-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'self'; "
+      "form-action 'self'; frame-ancestors 'none'; manifest-src 'self'; worker-src 'self'";
+}
+
+}  // namespace
+
 std::string content_security_policy(std::string_view nonce) {
   std::string policy;
   policy.reserve(400);
-  policy += "default-src 'self'; script-src 'self'; style-src 'self' 'nonce-";
-  policy += nonce;
-  policy += "'; style-src-elem 'self' 'nonce-";
-  policy += nonce;
-  policy +=
-      "'; img-src 'self' data:; font-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'self'; "
-      "form-action 'self'; frame-ancestors 'none'; manifest-src 'self'; worker-src 'self'";
+  append_policy(policy, nonce);
   return policy;
 }
 
@@ -43,6 +50,16 @@ void set_security_headers(boost::beast::http::fields& fields, std::string_view n
   fields.set("Permissions-Policy", "geolocation=(), camera=(), microphone=()");
   if (hsts) fields.set("Strict-Transport-Security", "max-age=63072000");
   fields.set("Content-Security-Policy", content_security_policy(nonce));
+}
+
+void append_security_headers(std::string& out, std::string_view nonce, bool hsts) {
+  out +=
+      "X-Content-Type-Options: nosniff\r\nX-Frame-Options: DENY\r\nReferrer-Policy: strict-origin-when-cross-origin\r\n"
+      "Permissions-Policy: geolocation=(), camera=(), microphone=()\r\n";
+  if (hsts) out += "Strict-Transport-Security: max-age=63072000\r\n";
+  out += "Content-Security-Policy: ";
+  append_policy(out, nonce);
+  out += "\r\n";
 }
 
 }  // namespace synthorg::web

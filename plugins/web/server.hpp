@@ -1,6 +1,6 @@
 // The web listener: its own port (3000), one coroutine per connection on the kernel's
 // io_context. Static files from the FileStore, /healthz, and /api/* handed to the in-process
-// HttpDispatcher or proxied to api_upstream.
+// HttpDispatcher, or relayed (streamed, synthorg-http-relay) to api_upstream or to the API port.
 #pragma once
 
 #include <atomic>
@@ -12,7 +12,6 @@
 
 #include <boost/asio/io_context.hpp>
 
-#include "proxy.hpp"
 #include "static_files.hpp"
 #include "synthorg/log.hpp"
 #include "synthorg/services/http.hpp"
@@ -23,19 +22,26 @@ struct ServerOptions {
   std::string address = "0.0.0.0";
   unsigned short port = 3000;
   std::size_t max_header_bytes = 16 * 1024;
-  std::size_t max_body_bytes = 1024 * 1024;         // requests to /api/* (buffered, then forwarded)
-  std::chrono::milliseconds request_timeout{10'000};  // from the first byte to the whole request
+  // Bodies read whole (the in-process API takes a value); relayed ones stream, unlimited.
+  std::size_t max_body_bytes = 1024 * 1024;
+  std::chrono::milliseconds request_timeout{10'000};  // from the first byte to the whole request (408)
   std::chrono::milliseconds idle_timeout{60'000};
   bool access_log = true;
   bool hsts = true;
+};
+
+struct Upstream {
+  std::string host;  // an IP address or a name (resolved per new connection)
+  std::uint16_t port = 0;
 };
 
 // Where /api/* goes: the dispatcher when http-api runs in this kernel (looked up per request, so
 // it may come and go), else the upstream, else nowhere (502 api_unavailable).
 struct ApiOptions {
   std::function<std::shared_ptr<HttpDispatcher>()> dispatcher;
-  std::optional<UpstreamTarget> upstream;
-  ProxyOptions proxy;
+  std::optional<Upstream> upstream;
+  std::chrono::milliseconds connect_timeout{5000};
+  std::chrono::milliseconds timeout{60'000};  // for an answer to begin, and between its chunks
 };
 
 struct ServerStats {

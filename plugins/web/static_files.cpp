@@ -27,6 +27,7 @@ struct Representation {
   std::uint64_t size = 0;
   std::shared_ptr<const std::string> contents;  // null: too large to cache, read from disk
   std::string etag;
+  std::shared_ptr<const std::string> head;  // its header lines for a 200 of the whole (StaticReply::preformatted)
 };
 
 struct FileStore::Entry {
@@ -40,6 +41,7 @@ struct FileStore::Entry {
   std::optional<Representation> br, gz;
   bool is_index = false;
   std::vector<std::string> pieces;  // index.html split at each nonce placeholder
+  std::shared_ptr<const std::string> index_head;  // index.html's header lines
 };
 
 namespace {
@@ -317,6 +319,8 @@ std::shared_ptr<const FileStore::Entry> FileStore::load(const std::string& relat
       if (at == std::string::npos) break;
       start = at + options_.nonce_placeholder.size();
     }
+    entry->index_head = std::make_shared<const std::string>(
+        fmt::format("Content-Type: {}\r\nCache-Control: no-cache\r\n", entry->mime));
     return entry;  // index.html is never sent compressed: its nonce differs every time
   }
   for (auto [suffix, slot] : {std::pair{".br", &entry->br}, std::pair{".gz", &entry->gz}}) {
@@ -327,6 +331,17 @@ std::shared_ptr<const FileStore::Entry> FileStore::load(const std::string& relat
     auto bytes = static_cast<std::uint64_t>(sibling_info.st_size);
     *slot = Representation{resolved, bytes, cacheable(size + bytes) ? read_file(resolved, bytes) : nullptr,
                            "\"" + tag + "-" + std::string(suffix + 1) + "\""};
+  }
+  // The same lines serve() would set field by field (keep the two in step).
+  bool siblings = entry->br || entry->gz;
+  auto cache_control = relative.rfind("assets/", 0) == 0 ? "public, max-age=31536000, immutable" : "no-cache";
+  for (auto [representation, encoding] : {std::pair{&entry->identity, ""}, std::pair{entry->br ? &*entry->br : nullptr, "br"},
+                                           std::pair{entry->gz ? &*entry->gz : nullptr, "gzip"}}) {
+    if (!representation) continue;
+    representation->head = std::make_shared<const std::string>(fmt::format(
+        "Content-Type: {}\r\n{}Cache-Control: {}\r\nETag: {}\r\nLast-Modified: {}\r\nAccept-Ranges: bytes\r\n{}",
+        entry->mime, *encoding ? fmt::format("Content-Encoding: {}\r\n", encoding) : "", cache_control,
+        representation->etag, entry->last_modified, siblings ? "Vary: Accept-Encoding\r\n" : ""));
   }
   return entry;
 }
@@ -388,8 +403,7 @@ StaticReply FileStore::serve(const http::request_header<>& request, std::string_
   }
 
   if (entry->is_index) {
-    reply.headers.set(http::field::content_type, boost::beast::string_view(entry->mime.data(), entry->mime.size()));
-    reply.headers.set(http::field::cache_control, "no-cache");
+    reply.preformatted = entry->index_head;
     reply.body = StaticReply::Body::owned;
     std::size_t total = 0;
     for (const auto& piece : entry->pieces) total += piece.size() + nonce.size();
@@ -404,12 +418,24 @@ StaticReply FileStore::serve(const http::request_header<>& request, std::string_
   const Representation* chosen = &entry->identity;
   std::string_view encoding;
   if (entry->br || entry->gz) {
-    reply.headers.set(http::field::vary, "Accept-Encoding");
     auto accept = request[http::field::accept_encoding];
     auto accepted = std::string_view(accept.data(), accept.size());
     if (entry->br && encoding_quality(accepted, "br") > 0) chosen = &*entry->br, encoding = "br";
     else if (entry->gz && encoding_quality(accepted, "gzip") > 0) chosen = &*entry->gz, encoding = "gzip";
   }
+  auto if_none_match = request[http::field::if_none_match];
+  auto if_modified_since = request[http::field::if_modified_since];
+  auto range = request[http::field::range];
+  if (if_none_match.empty() && if_modified_since.empty() && range.empty()) {
+    // The whole file, unconditionally: the common case, with its header lines made once.
+    reply.preformatted = chosen->head;
+    reply.length = chosen->size;
+    reply.body = chosen->contents ? StaticReply::Body::shared : StaticReply::Body::file;
+    reply.shared = chosen->contents;
+    if (!chosen->contents) reply.file = chosen->path;
+    return reply;
+  }
+  if (entry->br || entry->gz) reply.headers.set(http::field::vary, "Accept-Encoding");
   reply.headers.set(http::field::content_type, boost::beast::string_view(entry->mime.data(), entry->mime.size()));
   if (!encoding.empty())
     reply.headers.set(http::field::content_encoding, boost::beast::string_view(encoding.data(), encoding.size()));
@@ -420,8 +446,6 @@ StaticReply FileStore::serve(const http::request_header<>& request, std::string_
   reply.headers.set(http::field::last_modified, entry->last_modified);
   reply.headers.set(http::field::accept_ranges, "bytes");
 
-  auto if_none_match = request[http::field::if_none_match];
-  auto if_modified_since = request[http::field::if_modified_since];
   bool not_modified = false;
   if (!if_none_match.empty()) {
     not_modified = etag_matches(std::string_view(if_none_match.data(), if_none_match.size()), chosen->etag);
@@ -436,7 +460,6 @@ StaticReply FileStore::serve(const http::request_header<>& request, std::string_
   }
 
   std::uint64_t first = 0, last = chosen->size ? chosen->size - 1 : 0;
-  auto range = request[http::field::range];
   auto if_range = request[http::field::if_range];
   auto outcome = RangeResult::none;
   if (!range.empty() && request.method() == http::verb::get &&

@@ -38,6 +38,10 @@ struct StaticReply {
   std::string owned;                          // Body::owned
   std::filesystem::path file;                 // Body::file: bytes [offset, offset+length) of it
   std::uint64_t offset = 0, length = 0;
+  // A 200 of a whole file or of index.html: its own header lines, preformatted once per cached
+  // file ("Name: value\r\n" each; all but Server, Date, Content-Length, the security headers
+  // and Connection). `headers` is then empty: the server writes the head without Beast's fields.
+  std::shared_ptr<const std::string> preformatted;
   std::uint64_t content_length() const { return body == Body::owned ? owned.size() : length; }
 };
 

@@ -16,6 +16,7 @@
 #include <fmt/format.h>
 
 #include "http_api_fixture.hpp"
+#include "test_upstream.hpp"
 #include "synthorg/crypto.hpp"
 
 namespace synthorg::kernel {
@@ -29,103 +30,7 @@ using namespace std::chrono_literals;
 using synthorg::testing::body_of;
 using synthorg::testing::header_of;
 using synthorg::testing::status_of;
-
-// A Beast upstream, one thread per connection. /echo answers with what it received (headers,
-// target, body size and SHA-256); /stream sends a chunk, waits for `release`, sends another;
-// /ws echoes WebSocket messages; /close hangs up; /hang sleeps; /big sends 5 MiB.
-class Upstream {
- public:
-  Upstream() : acceptor_(io_, {asio::ip::make_address("127.0.0.1"), 0}) {
-    thread_ = std::thread([this] {
-      for (;;) {
-        tcp::socket socket(io_);
-        beast::error_code ec;
-        acceptor_.accept(socket, ec);
-        if (ec || stopping_) return;
-        ++connections;
-        workers_.emplace_back([this, socket = std::move(socket)]() mutable { serve(std::move(socket)); });
-      }
-    });
-  }
-  ~Upstream() {
-    stopping_ = true;
-    try {
-      release.set_value();  // a /stream still waiting ends
-    } catch (const std::future_error&) {  // the test released it already
-    }
-    beast::error_code ignored;
-    tcp::socket poke(io_);
-    poke.connect(acceptor_.local_endpoint(), ignored);
-    thread_.join();
-    for (auto& worker : workers_) worker.join();
-  }
-  unsigned short port() const { return acceptor_.local_endpoint().port(); }
-
-  std::atomic<int> connections{0};
-  std::promise<void> release;
-
- private:
-  void serve(tcp::socket socket) {
-    beast::flat_buffer buffer;
-    for (;;) {
-      http::request_parser<http::string_body> parser;
-      parser.body_limit(64 << 20);
-      beast::error_code ec;
-      http::read(socket, buffer, parser, ec);
-      if (ec || stopping_) return;
-      auto request = parser.release();
-      auto target = std::string(request.target());
-      if (target == "/close") return;
-      if (target == "/hang") {
-        std::this_thread::sleep_for(1500ms);
-        return;
-      }
-      if (target == "/ws") {
-        beast::websocket::stream<tcp::socket> ws(std::move(socket));
-        ws.accept(request, ec);
-        for (beast::flat_buffer message; !ec;) {
-          ws.read(message, ec);
-          if (!ec) ws.write(message.data(), ec);
-          message.consume(message.size());
-        }
-        return;
-      }
-      if (target == "/stream") {
-        asio::write(socket, asio::buffer(std::string_view(
-                                "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n6\r\nfirst \r\n")), ec);
-        release_future_.wait_for(5s);
-        asio::write(socket, asio::buffer(std::string_view("4\r\nlast\r\n0\r\n\r\n")), ec);
-        continue;
-      }
-      http::response<http::string_body> response{http::status::ok, 11};
-      if (target == "/big") {
-        response.body() = std::string(5 << 20, 'x');
-      } else {
-        json headers = json::object();
-        for (const auto& field : request) headers[std::string(field.name_string())] = std::string(field.value());
-        response.body() = json{{"method", std::string(request.method_string())},
-                               {"target", target},
-                               {"headers", headers},
-                               {"bytes", request.body().size()},
-                               {"sha256", crypto::to_hex(crypto::sha256(request.body()))}}
-                              .dump();
-      }
-      response.keep_alive(request.keep_alive());
-      response.prepare_payload();
-      http::response_serializer<http::string_body> writer{response};
-      if (request.method() == http::verb::head) http::write_header(socket, writer, ec);
-      else http::write(socket, writer, ec);
-      if (ec || !request.keep_alive()) return;
-    }
-  }
-
-  asio::io_context io_;
-  tcp::acceptor acceptor_;
-  std::atomic<bool> stopping_{false};
-  std::shared_future<void> release_future_ = release.get_future().share();
-  std::thread thread_;
-  std::vector<std::thread> workers_;
-};
+using synthorg::testing::Upstream;
 
 class ProxyTest : public HttpApiTest {
  protected:
@@ -300,6 +205,23 @@ TEST_F(ProxyTest, UpstreamFailuresAreProblemsAndTheServerGoesOn) {
     std::lock_guard lock(mutex);
     EXPECT_EQ(statuses, (std::vector<int>{0, 0, 0, 0})) << "done() reports that no answer came";
   }
+  expect_still_serving();
+}
+
+TEST_F(ProxyTest, AStalledBodyIsAnswered408ThenClosed) {
+  // The fixture's request_timeout is 700 ms: a body that stops arriving for that long is owed
+  // an answer, as on any other route, not a silent close.
+  Client client(port);
+  auto started = std::chrono::steady_clock::now();
+  client.send("POST /p/echo HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer viewer\r\nContent-Length: 100\r\n\r\n"
+              "only a few bytes");
+  auto answer = client.response();
+  EXPECT_EQ(status_of(answer), 408) << answer;
+  EXPECT_EQ(header_of(answer, "content-type"), "application/problem+json");
+  EXPECT_EQ(body_of(answer)["code"], "request_timeout");
+  EXPECT_EQ(header_of(answer, "connection"), "close");
+  EXPECT_TRUE(client.closed_by_server());
+  EXPECT_LT(std::chrono::steady_clock::now() - started, 3s);
   expect_still_serving();
 }
 

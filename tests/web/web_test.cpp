@@ -1,7 +1,8 @@
 // The web plugin against raw sockets: a real kernel in-process with web (and http-api where the
 // API is in process) on free loopback ports, serving a temporary root. Traversal however
-// encoded, start-up errors, validators, ranges, precompressed siblings, the CSP nonce, and the
-// API behind it: in process, through an upstream, and an upstream that is down or hangs.
+// encoded, start-up errors, validators, ranges, precompressed siblings, the CSP nonce, HEAD,
+// slow requests, and the API behind it: in process, through an upstream (streamed bodies, kept
+// upstream connections), and an upstream that is down or hangs.
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -19,7 +20,9 @@
 #include "kernel.hpp"
 #include "synthorg/services/http.hpp"
 #include "http_client.hpp"
+#include "synthorg/crypto.hpp"
 #include "test_support.hpp"
+#include "test_upstream.hpp"
 
 namespace synthorg::kernel {
 namespace {
@@ -451,12 +454,13 @@ TEST_F(WebTest, AnUpstreamThatIsDownOrHangsIsA502Or504) {
   start(false, "api_upstream: \"http://127.0.0.1:" + std::to_string(dead) + "\", upstream_timeout: 500ms");
   auto down = get("/api/v1/healthz");
   EXPECT_EQ(status_of(down), 502) << down;
-  EXPECT_EQ(body_of(down)["code"], "upstream_unavailable");
+  EXPECT_EQ(body_of(down)["code"], "upstream_unreachable");
   EXPECT_EQ(header_of(down, "content-type"), "application/problem+json");
   auto ws = get("/api/v1/ws", "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
                               "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n");
   EXPECT_EQ(status_of(ws), 502) << "a WebSocket to a dead upstream: " << ws;
-  EXPECT_EQ(body_of(ws)["code"], "upstream_unavailable");
+  EXPECT_EQ(body_of(ws)["code"], "upstream_unreachable");
+  EXPECT_EQ(header_of(ws, "x-frame-options"), "DENY") << "the listener's own problems carry its headers too";
   kernel.reset();
 
   start(false, "api_upstream: \"http://127.0.0.1:" + std::to_string(silent.port()) + "\", upstream_timeout: 500ms");
@@ -468,6 +472,148 @@ TEST_F(WebTest, AnUpstreamThatIsDownOrHangsIsA502Or504) {
   auto hung_ws = get("/api/v1/ws", "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
                                    "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n");
   EXPECT_EQ(status_of(hung_ws), 504) << hung_ws;
+}
+
+TEST_F(WebTest, ALargePostThroughTheUpstreamStreamsWholeWithTheCallersCredentials) {
+  Upstream upstream;
+  // A body limit far below the upload: relayed bodies are streamed, never held against it.
+  start(false, "api_upstream: \"http://127.0.0.1:" + std::to_string(upstream.port()) + "\", max_body_bytes: 1024");
+  std::string payload(8 << 20, '\0');
+  for (std::size_t i = 0; i < payload.size(); ++i) payload[i] = static_cast<char>('a' + (i * 7) % 26);
+  Client client(port);
+  client.send("POST /api/v1/upload?x=1 HTTP/1.1\r\nHost: web.example\r\nContent-Length: " +
+              std::to_string(payload.size()) +
+              "\r\nAuthorization: Bearer for-our-api\r\nCookie: theme=dark; synthorg_session=S1\r\n\r\n");
+  for (std::size_t at = 0; at < payload.size(); at += 1 << 20) client.send(payload.substr(at, 1 << 20));
+  auto response = client.response();
+  ASSERT_EQ(status_of(response), 200) << response.substr(0, 400);
+  auto echo = body_of(response);
+  EXPECT_EQ(echo["target"], "/api/v1/upload?x=1");
+  EXPECT_EQ(echo["bytes"], payload.size());
+  EXPECT_EQ(echo["sha256"], crypto::to_hex(crypto::sha256(payload)));
+  // The hop is to our own API: the caller's credentials go with it.
+  EXPECT_EQ(echo["headers"].value("Authorization", ""), "Bearer for-our-api") << echo["headers"].dump();
+  EXPECT_EQ(echo["headers"].value("Cookie", ""), "theme=dark; synthorg_session=S1");
+  EXPECT_EQ(echo["headers"].value("x-forwarded-for", ""), "127.0.0.1");
+  EXPECT_EQ(echo["headers"].value("x-forwarded-host", ""), "web.example");
+  EXPECT_EQ(header_of(response, "x-frame-options"), "DENY");
+  EXPECT_FALSE(header_of(response, "content-security-policy").empty());
+}
+
+TEST_F(WebTest, OneClientConnectionKeepsOneUpstreamConnection) {
+  Upstream upstream;
+  start(false, "api_upstream: \"http://127.0.0.1:" + std::to_string(upstream.port()) + "\"");
+  Client client(port);
+  for (int i = 0; i < 2; ++i) {
+    client.send("GET /api/v1/echo?n=" + std::to_string(i) + " HTTP/1.1\r\nHost: x\r\n\r\n");
+    auto response = client.response();
+    ASSERT_EQ(status_of(response), 200) << response;
+    EXPECT_EQ(body_of(response)["target"], "/api/v1/echo?n=" + std::to_string(i));
+  }
+  client.send("GET /api/v1/big HTTP/1.1\r\nHost: x\r\n\r\n");
+  auto big = client.response();
+  EXPECT_EQ(big.size() - big.find("\r\n\r\n") - 4, static_cast<std::size_t>(5 << 20)) << "the answer streams down";
+  EXPECT_EQ(upstream.connections, 1) << "requests on one client connection share one upstream connection";
+  // An upstream that hangs up instead of answering: the kept connection is not trusted, the
+  // request goes once more on a fresh one (2), which fails too: 502, and the client connection
+  // closes. A new client connection gets an upstream connection of its own (3).
+  client.send("GET /api/v1/close HTTP/1.1\r\nHost: x\r\n\r\n");
+  auto closed = client.response();
+  EXPECT_EQ(status_of(closed), 502) << closed;
+  EXPECT_EQ(body_of(closed)["code"], "upstream_unreachable");
+  EXPECT_TRUE(client.closed_by_server());
+  EXPECT_EQ(status_of(get("/api/v1/echo")), 200);
+  EXPECT_EQ(upstream.connections, 3);
+}
+
+TEST_F(WebTest, AnUpstreamThatAnswersTooLateIsA504AndAWebSocketIsTunnelled) {
+  Upstream upstream;
+  start(false, "api_upstream: \"http://127.0.0.1:" + std::to_string(upstream.port()) + "\", upstream_timeout: 500ms");
+  auto started = std::chrono::steady_clock::now();
+  auto late = get("/api/v1/hang");
+  EXPECT_EQ(status_of(late), 504) << late;
+  EXPECT_EQ(body_of(late)["code"], "upstream_timeout");
+  EXPECT_EQ(header_of(late, "content-type"), "application/problem+json");
+  EXPECT_LT(std::chrono::steady_clock::now() - started, 1400ms);
+  int fd = connect_raw();
+  ASSERT_GE(fd, 0);
+  std::string upgrade = "GET /api/v1/ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                        "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
+  // One masked text frame right behind the handshake: it must survive the switch to the tunnel.
+  std::string frame = {static_cast<char>(0x81), static_cast<char>(0x85), 0, 0, 0, 0};
+  upgrade += frame + "hello";
+  ASSERT_EQ(::send(fd, upgrade.data(), upgrade.size(), 0), static_cast<ssize_t>(upgrade.size()));
+  std::string received;
+  char buffer[1024];
+  while (received.find("hello") == std::string::npos) {
+    auto got = ::recv(fd, buffer, sizeof buffer, 0);
+    if (got <= 0) break;
+    received.append(buffer, static_cast<std::size_t>(got));
+  }
+  ::close(fd);
+  EXPECT_EQ(status_of(received), 101) << received;
+  EXPECT_EQ(header_of(received, "x-frame-options"), "DENY");
+  EXPECT_NE(received.find("hello"), std::string::npos) << "the echo came back through the tunnel";
+}
+
+TEST_F(WebTest, HeadCarriesTheGetsLengthAndNoBody) {
+  start(true);
+  for (const char* target : {"/api/v1/healthz", "/api/v1/openapi.json", "/", "/assets/app.js", "/assets/big.bin",
+                             "/healthz"}) {
+    SCOPED_TRACE(target);
+    auto got = get(target);
+    ASSERT_EQ(status_of(got), 200) << got;
+    auto length = header_of(got, "content-length");
+    EXPECT_EQ(length, std::to_string(body_text(got).size()));
+    auto head = until_closed(std::string("HEAD ") + target + " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    EXPECT_EQ(status_of(head), 200) << head;
+    EXPECT_EQ(header_of(head, "content-length"), length) << head;
+    EXPECT_EQ(body_text(head), "") << "HEAD: the length, not the bytes";
+  }
+}
+
+TEST_F(WebTest, ASlowRequestIsAnswered408ThenClosed) {
+  Upstream upstream;
+  start(true, "request_timeout: 300ms");
+  auto expect_408 = [this](const std::string& bytes) {
+    auto started = std::chrono::steady_clock::now();
+    auto answer = until_closed(bytes);  // sends, then reads until the server closes
+    EXPECT_EQ(status_of(answer), 408) << answer;
+    EXPECT_EQ(header_of(answer, "content-type"), "application/problem+json");
+    EXPECT_EQ(body_of(answer)["code"], "request_timeout");
+    EXPECT_EQ(header_of(answer, "connection"), "close");
+    EXPECT_EQ(header_of(answer, "x-frame-options"), "DENY");
+    EXPECT_LT(std::chrono::steady_clock::now() - started, 3s);
+  };
+  {
+    SCOPED_TRACE("headers that never end");
+    expect_408("GET / HTTP/1.1\r\nHost: x\r\n");
+  }
+  {
+    SCOPED_TRACE("a short body for the API in process");
+    expect_408("POST /api/v1/auth/login HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nonly a few bytes");
+  }
+  kernel.reset();
+  start(false, "request_timeout: 300ms, api_upstream: \"http://127.0.0.1:" + std::to_string(upstream.port()) + "\"");
+  {
+    SCOPED_TRACE("a short body relayed to the upstream");
+    expect_408("POST /api/v1/echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nonly a few bytes");
+  }
+  EXPECT_EQ(status_of(get("/api/v1/echo")), 200) << "the listener goes on";
+}
+
+TEST_F(WebTest, ABodyForTheApiInProcessIsHeldToMaxBodyBytes) {
+  start(true, "max_body_bytes: 1024");
+  auto declared = request("POST", "/api/v1/auth/login", "Content-Length: 5000\r\n\r\n" + std::string(5000, 'b'));
+  EXPECT_EQ(status_of(declared), 413) << declared;
+  EXPECT_EQ(body_of(declared)["code"], "body_too_large");
+  auto detail = body_of(declared)["detail"].get<std::string>();
+  EXPECT_NE(detail.find("1024 bytes (max_body_bytes)"), std::string::npos) << detail;
+  auto chunked = request("POST", "/api/v1/auth/login",
+                         "Transfer-Encoding: chunked\r\n\r\n800\r\n" + std::string(2048, 'c') + "\r\n0\r\n\r\n");
+  EXPECT_EQ(status_of(chunked), 413) << chunked;
+  auto small = request("POST", "/api/v1/nope", "Content-Length: 10\r\n\r\n0123456789");
+  EXPECT_EQ(status_of(small), 404) << "within the limit: read whole and dispatched";
 }
 
 TEST_F(WebTest, NoApiBehindItIsSaidPlainly) {

@@ -1,4 +1,4 @@
-#include "proxy.hpp"
+#include "http_relay.hpp"
 
 #include <array>
 #include <limits>
@@ -13,7 +13,7 @@
 #include <boost/beast/http.hpp>
 #include <fmt/format.h>
 
-namespace synthorg::http_api {
+namespace synthorg::http_relay {
 namespace {
 
 namespace asio = boost::asio;
@@ -24,15 +24,15 @@ using tcp = asio::ip::tcp;
 constexpr std::size_t kChunk = 16 * 1024;
 constexpr auto kNoLimit = std::numeric_limits<std::uint64_t>::max();
 
-// Headers that describe one connection, never forwarded (RFC 9110 7.6.1), and the caller's own
-// credentials, which are ours and not the upstream's business.
-bool dropped(beast::string_view name) {
+// Headers that describe one connection, never forwarded (RFC 9110 7.6.1); and, unless the
+// upstream is our own API, the caller's credentials, which are not the upstream's business.
+bool dropped(beast::string_view name, bool forward_credentials) {
   static constexpr beast::string_view names[] = {
       "connection", "keep-alive", "proxy-connection", "proxy-authenticate", "proxy-authorization", "te",
-      "trailer",    "transfer-encoding", "upgrade", "authorization", "expect"};
+      "trailer",    "transfer-encoding", "upgrade", "expect"};
   for (auto candidate : names)
     if (beast::iequals(name, candidate)) return true;
-  return false;
+  return !forward_credentials && beast::iequals(name, "authorization");
 }
 
 // Fields named by Connection: are hop-by-hop too.
@@ -43,11 +43,12 @@ bool named_by_connection(beast::string_view name, beast::string_view connection)
 }
 
 template <bool isRequest, class From, class To>
-void copy_end_to_end(const http::message<isRequest, From>& from, http::message<isRequest, To>& to) {
+void copy_end_to_end(const http::message<isRequest, From>& from, http::message<isRequest, To>& to,
+                     bool forward_credentials) {
   auto connection = from[http::field::connection];
   for (const auto& field : from.base()) {
     auto name = field.name_string();
-    if (dropped(name) || named_by_connection(name, connection)) continue;
+    if (dropped(name, forward_credentials) || named_by_connection(name, connection)) continue;
     to.insert(field.name_string(), field.value());
   }
 }
@@ -86,6 +87,21 @@ HttpResponse unreachable(const beast::error_code& ec) {
   return HttpResponse::problem(502, "upstream_unreachable",
                                fmt::format("the service behind this route cannot be reached ({})", ec.message()))
       .header("retry-after", "1");
+}
+
+// An IP address is used as it is; a name (an api_upstream such as http://backend:3001) is
+// resolved by asio's resolver, whose lookups run on a thread of its own, never the I/O thread.
+// Under the stream's expiry, which the caller has set.
+asio::awaitable<void> connect(beast::tcp_stream& stream, const ProxyTarget& target, beast::error_code& ec) {
+  auto address = asio::ip::make_address(target.host, ec);
+  if (!ec) {
+    co_await stream.async_connect(tcp::endpoint(address, target.port), asio::redirect_error(asio::use_awaitable, ec));
+    co_return;
+  }
+  tcp::resolver resolver(co_await asio::this_coro::executor);
+  auto endpoints = co_await resolver.async_resolve(target.host, std::to_string(target.port),
+                                                   asio::redirect_error(asio::use_awaitable, ec));
+  if (!ec) co_await stream.async_connect(endpoints, asio::redirect_error(asio::use_awaitable, ec));
 }
 
 // Copies bytes one way until either side ends; then closes both, which ends the other way too.
@@ -133,6 +149,39 @@ asio::awaitable<void> tunnel(ProxyExchange& exchange, beast::tcp_stream& upstrea
 
 }  // namespace
 
+// The handler holds the state, not the Deadline: a wait that completes after its owner is
+// gone, or after a newer arm(), finds a stale generation and touches nothing.
+struct Deadline::State {
+  State(tcp::socket& socket) : socket(socket), timer(socket.get_executor()) {}
+  tcp::socket& socket;
+  asio::steady_timer timer;
+  std::uint64_t generation = 0;
+  bool fired = false;
+};
+
+Deadline::Deadline(tcp::socket& socket) : state_(std::make_shared<State>(socket)) {}
+
+Deadline::~Deadline() { disarm(); }
+
+void Deadline::arm(std::chrono::milliseconds timeout) {
+  auto generation = ++state_->generation;
+  state_->fired = false;
+  state_->timer.expires_after(timeout);
+  state_->timer.async_wait([state = state_, generation](const beast::error_code& ec) {
+    if (ec || generation != state->generation) return;
+    state->fired = true;
+    beast::error_code ignored;
+    state->socket.cancel(ignored);
+  });
+}
+
+void Deadline::disarm() {
+  ++state_->generation;
+  state_->timer.cancel();
+}
+
+bool Deadline::fired() const noexcept { return state_->fired; }
+
 asio::awaitable<ProxyResult> relay(ProxyExchange exchange) {
   ProxyResult result;
   const auto& target = exchange.target;
@@ -146,8 +195,8 @@ asio::awaitable<ProxyResult> relay(ProxyExchange exchange) {
   out.method_string(in.get().method_string());
   out.target(target.target);
   out.version(11);
-  copy_end_to_end(in.get(), out);
-  if (auto cookie = in.get()[http::field::cookie]; !cookie.empty()) {
+  copy_end_to_end(in.get(), out, exchange.forward_credentials);
+  if (auto cookie = in.get()[http::field::cookie]; !cookie.empty() && !exchange.forward_credentials) {
     auto kept = without_session_cookie(std::string_view(cookie.data(), cookie.size()));
     if (kept.empty()) out.erase(http::field::cookie);
     else out.set(http::field::cookie, kept);
@@ -167,12 +216,6 @@ asio::awaitable<ProxyResult> relay(ProxyExchange exchange) {
   if (in.get().chunked()) out.chunked(true);
 
   beast::error_code ec;
-  auto address = asio::ip::make_address(target.host, ec);
-  if (ec) {
-    result.problem = HttpResponse::problem(502, "upstream_invalid",
-                                           fmt::format("the route's upstream '{}' is not an IP address", target.host));
-    co_return result;
-  }
   // Answers are written in parts as they come: Nagle must not hold a part back for an ACK.
   beast::error_code ignored;
   exchange.client.socket().set_option(tcp::no_delay(true), ignored);
@@ -189,9 +232,8 @@ asio::awaitable<ProxyResult> relay(ProxyExchange exchange) {
       connection.stream.emplace(co_await asio::this_coro::executor);
       connection.buffer.clear();
       connection.key = key;
-      connection.stream->expires_after(exchange.upstream_timeout);
-      co_await connection.stream->async_connect(tcp::endpoint(address, target.port),
-                                                asio::redirect_error(asio::use_awaitable, ec));
+      connection.stream->expires_after(exchange.connect_timeout.value_or(exchange.upstream_timeout));
+      co_await connect(*connection.stream, target, ec);
       if (ec) {
         connection.stream.reset();
         result.problem = unreachable(ec);
@@ -219,18 +261,24 @@ asio::awaitable<ProxyResult> relay(ProxyExchange exchange) {
                                      asio::buffer(std::string_view("HTTP/1.1 100 Continue\r\n\r\n")),
                                      asio::redirect_error(asio::use_awaitable, ec));
       }
+      // Not tcp_stream's expiry: that closes the socket, and a stalled caller is owed its 408.
+      Deadline deadline(exchange.client.socket());
+      exchange.client.expires_never();
       while (!ec && !writer.is_done()) {
         if (!in.is_done()) {
           in.get().body().data = chunk.data();
           in.get().body().size = chunk.size();
-          exchange.client.expires_after(exchange.request_timeout);
+          deadline.arm(exchange.request_timeout);
           co_await http::async_read_some(exchange.client, exchange.client_buffer, in,
                                          asio::redirect_error(asio::use_awaitable, ec));
+          deadline.disarm();
           if (ec == http::error::need_buffer) ec = {};
           if (ec) {  // the caller broke off or stalled: nothing more can be read from it
             connection.stream.reset();
-            if (ec == beast::error::timeout)
-              result.problem = HttpResponse::problem(408, "request_timeout", "the request body stopped arriving");
+            if (deadline.fired())
+              result.problem = HttpResponse::problem(
+                  408, "request_timeout",
+                  fmt::format("the request body stopped arriving: nothing for {} ms", exchange.request_timeout.count()));
             co_return result;
           }
           out.body().size = chunk.size() - in.get().body().size;
@@ -275,8 +323,9 @@ asio::awaitable<ProxyResult> relay(ProxyExchange exchange) {
   back.result(head.result_int());
   back.reason(head.reason());
   back.version(client_version);
-  copy_end_to_end(head, back);
+  copy_end_to_end(head, back, true);
   back.set("x-request-id", exchange.request_id);
+  if (exchange.decorate_answer) exchange.decorate_answer(back.base());
   const bool upgraded = result.status == 101 && upgrade;
   const bool has_body = !head_request && result.status / 100 != 1 && result.status != 204 && result.status != 304;
   bool keep_alive = exchange.keep_alive && !upgraded;
@@ -344,4 +393,4 @@ asio::awaitable<ProxyResult> relay(ProxyExchange exchange) {
   co_return result;
 }
 
-}  // namespace synthorg::http_api
+}  // namespace synthorg::http_relay
