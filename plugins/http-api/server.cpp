@@ -4,6 +4,7 @@
 #include <array>
 #include <future>
 #include <cstring>
+#include <limits>
 #include <optional>
 #include <random>
 #include <thread>
@@ -186,7 +187,10 @@ class Session : public std::enable_shared_from_this<Session> {
   void read_request() {
     parser_.emplace();
     parser_->header_limit(static_cast<std::uint32_t>(server_->options.limits.max_header_bytes));
-    parser_->body_limit(server_->options.limits.max_body_bytes);
+    // No body limit while the header is read: a proxy route streams any length, so the limit is
+    // applied in read_body() once the route is known. (Not boost::none: Beast 1.74 then refuses
+    // every Content-Length.)
+    parser_->body_limit(std::numeric_limits<std::uint64_t>::max());
     // Usually the whole header is already in the buffer: parse it here rather than through an
     // asynchronous read that would find nothing to read.
     beast::error_code ec;
@@ -218,6 +222,13 @@ class Session : public std::enable_shared_from_this<Session> {
       deadline_ = kNoDeadline;
       return on_read({});
     }
+    // Read whole, so held to the limit: a declared length now, a chunked body as it comes.
+    const auto limit = server_->options.limits.max_body_bytes;
+    if (auto declared = parser_->content_length(); declared && *declared > limit) {
+      deadline_ = kNoDeadline;
+      return on_read(http::error::body_limit);
+    }
+    parser_->body_limit(limit);
     http::async_read(stream_, buffer_, *parser_, [self = shared_from_this()](beast::error_code ec, std::size_t) {
       self->deadline_ = kNoDeadline;
       self->on_read(ec);

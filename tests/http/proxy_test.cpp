@@ -127,6 +127,13 @@ TEST_F(ProxyTest, BodiesStreamBothWaysPastTheBodyLimit) {
   ASSERT_EQ(status_of(up), 200) << up.substr(0, 300);
   EXPECT_EQ(body_of(up)["bytes"], payload.size());
   EXPECT_EQ(body_of(up)["sha256"], crypto::to_hex(crypto::sha256(payload)));
+  // The same with a declared length: the buffered limit is not a proxy route's.
+  client.send(fmt::format("POST /p/echo HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer viewer\r\nContent-Length: {}\r\n\r\n",
+                          payload.size()));
+  client.send(payload);
+  auto declared = client.response();
+  ASSERT_EQ(status_of(declared), 200) << declared.substr(0, 300);
+  EXPECT_EQ(body_of(declared)["sha256"], crypto::to_hex(crypto::sha256(payload)));
   client.send("GET /p/big HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer viewer\r\n\r\n");
   auto down = client.response();
   ASSERT_EQ(status_of(down), 200);
