@@ -136,6 +136,8 @@ class HttpApiPlugin final : public Plugin {
                                            log::Logger("http-api"));
     auto hub = std::make_shared<WebSocketHub>(context_.bus().shared(), WebSocketLimits{}, log::Logger("http-api.ws"));
     server->set_websocket(hub);
+    if (tracer)
+      server->set_unrouted([tracer](const HttpRequest& request, int status) { trace_unrouted(*tracer, request, status); });
     auto collector = metrics->watch(server->stats(), context_.bus().shared());
     auto routes = mount_probes(*router, context_, metrics);
     routes.push_back(router->add(

@@ -3,19 +3,32 @@
 namespace synthorg::http_api {
 namespace {
 
-std::unique_ptr<Span> server_span(Tracer& tracer, const RouteSpec& route, const HttpRequest& request) {
+// A method a client made up would be a new span name per request: OpenTelemetry's _OTHER.
+std::string_view known_method(std::string_view method) {
+  for (std::string_view known : {"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE"})
+    if (method == known) return known;
+  return "_OTHER";
+}
+
+// `route` empty: the request matched none.
+std::unique_ptr<Span> server_span(Tracer& tracer, std::string_view name, std::string_view route,
+                                  const HttpRequest& request) {
   TraceContext parent;
   if (auto header = request.header("traceparent"); !header.empty())
     if (auto parsed = trace::parse_traceparent(header, request.header("tracestate"))) parent = std::move(*parsed);
-  // The route template, not the path, names the span: ids in paths would make every name unique.
-  auto span = tracer.start_span(route.pattern, SpanKind::server, parent);
+  auto span = tracer.start_span(name, SpanKind::server, parent);
   if (span->recording()) {
-    span->set_attribute("http.request.method", request.method);
-    span->set_attribute("http.route", route.pattern);
-    span->set_attribute("url.path", request.path);
+    span->set_attribute("http.request.method", std::string(known_method(request.method)));
+    if (!route.empty()) span->set_attribute("http.route", std::string(route));
+    if (!request.path.empty()) span->set_attribute("url.path", request.path);
     span->set_attribute("synthorg.request_id", request.request_id);
   }
   return span;
+}
+
+// The route template, not the path, names the span: ids in paths would make every name unique.
+std::unique_ptr<Span> server_span(Tracer& tracer, const RouteSpec& route, const HttpRequest& request) {
+  return server_span(tracer, route.pattern, route.pattern, request);
 }
 
 void finish(Span& span, int status) {
@@ -50,6 +63,11 @@ HttpHandler traced_handler(std::shared_ptr<Tracer> tracer, const RouteSpec& rout
 
 void trace_refusal(Tracer& tracer, const RouteSpec& route, const HttpRequest& request, int status) {
   auto span = server_span(tracer, route, request);
+  finish(*span, status);
+}
+
+void trace_unrouted(Tracer& tracer, const HttpRequest& request, int status) {
+  auto span = server_span(tracer, std::string(known_method(request.method)) + " unmatched", {}, request);
   finish(*span, status);
 }
 

@@ -16,4 +16,8 @@ HttpHandler traced_handler(std::shared_ptr<Tracer> tracer, const RouteSpec& rout
 // A request the gate refused (401, 403) never reaches its handler: one span for the refusal.
 void trace_refusal(Tracer& tracer, const RouteSpec& route, const HttpRequest& request, int status);
 
+// A request no route took (404, 405) or that could not be read whole (400, 408, 413, 431): a
+// span `<METHOD> unmatched` (an unknown method is _OTHER), without http.route.
+void trace_unrouted(Tracer& tracer, const HttpRequest& request, int status);
+
 }  // namespace synthorg::http_api
