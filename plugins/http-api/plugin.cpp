@@ -101,9 +101,7 @@ class HttpApiPlugin final : public Plugin {
     // request path is exactly what it is without the telemetry plugin.
     auto tracer = registry.get<Tracer>();
     if (tracer)
-      router->wrap_handlers([tracer](const RouteSpec& route, HttpHandler handler) {
-        return traced_handler(tracer, route, std::move(handler));
-      });
+      router->wrap_routes([tracer](RouteSpec& route) { trace_route(tracer, route); });
     Gate check = [&registry](const RouteSpec& route, HttpRequest& request) -> std::optional<HttpResponse> {
       if (route.access == Access::open) return std::nullopt;
       auto authenticator = registry.get<Authenticator>();

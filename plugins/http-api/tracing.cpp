@@ -26,7 +26,6 @@ std::unique_ptr<Span> server_span(Tracer& tracer, std::string_view name, std::st
   return span;
 }
 
-// The route template, not the path, names the span: ids in paths would make every name unique.
 std::unique_ptr<Span> server_span(Tracer& tracer, const RouteSpec& route, const HttpRequest& request) {
   return server_span(tracer, route.pattern, route.pattern, request);
 }
@@ -38,13 +37,10 @@ void finish(Span& span, int status) {
   span.end();
 }
 
-}  // namespace
-
-HttpHandler traced_handler(std::shared_ptr<Tracer> tracer, const RouteSpec& route, HttpHandler handler) {
-  return [tracer = std::move(tracer), route = std::make_shared<const RouteSpec>(RouteSpec{
-                                          route.method, route.pattern, route.access, route.role, {}, {}}),
-          handler = std::move(handler)](HttpRequest& request, Responder respond) {
-    std::shared_ptr<Span> span = server_span(*tracer, *route, request);
+HttpHandler traced_handler(std::shared_ptr<Tracer> tracer, std::string pattern, HttpHandler handler) {
+  return [tracer = std::move(tracer), pattern = std::move(pattern), handler = std::move(handler)](HttpRequest& request,
+                                                                                              Responder respond) {
+    std::shared_ptr<Span> span = server_span(*tracer, pattern, pattern, request);
     trace::ScopedContext scope(span->context());
     try {
       handler(request, [span, respond = std::move(respond)](HttpResponse response) {
@@ -59,6 +55,47 @@ HttpHandler traced_handler(std::shared_ptr<Tracer> tracer, const RouteSpec& rout
       throw;
     }
   };
+}
+
+ProxyResolver traced_proxy(std::shared_ptr<Tracer> tracer, std::string pattern, ProxyResolver resolve) {
+  return [tracer = std::move(tracer), pattern = std::move(pattern), resolve = std::move(resolve)](HttpRequest& request,
+                                                                                              ProxyDecide decide) {
+    std::shared_ptr<Span> span = server_span(*tracer, pattern, pattern, request);
+    trace::ScopedContext scope(span->context());
+    auto traced_decide = [span, decide = std::move(decide)](ProxyDecision decision) {
+      if (const auto* answer = std::get_if<HttpResponse>(&decision)) {
+        finish(*span, answer->status);
+      } else {
+        // Set after the client's own headers: the workload sees this span as its parent.
+        auto& target = std::get<ProxyTarget>(decision);
+        const auto& context = span->context();
+        target.headers.emplace_back("traceparent", trace::format_traceparent(context));
+        if (!context.tracestate.empty()) target.headers.emplace_back("tracestate", context.tracestate);
+        target.done = [span, done = std::move(target.done)](int status) {
+          finish(*span, status == 0 ? 502 : status);  // 0: unreachable or broken off, answered 502
+          if (done) done(status);
+        };
+      }
+      decide(std::move(decision));
+    };
+    try {
+      resolve(request, std::move(traced_decide));
+    } catch (const HttpRequestError& refused) {
+      finish(*span, refused.status());
+      throw;
+    } catch (...) {
+      finish(*span, 500);
+      throw;
+    }
+  };
+}
+
+}  // namespace
+
+void trace_route(const std::shared_ptr<Tracer>& tracer, RouteSpec& route) {
+  // The route template, not the path, names the span: ids in paths would make every name unique.
+  if (route.handler) route.handler = traced_handler(tracer, route.pattern, std::move(route.handler));
+  if (route.proxy) route.proxy = traced_proxy(tracer, route.pattern, std::move(route.proxy));
 }
 
 void trace_refusal(Tracer& tracer, const RouteSpec& route, const HttpRequest& request, int status) {

@@ -204,5 +204,30 @@ TEST_F(TraceSpansTest, RequestsThatReachNoHandlerStillYieldAServerSpanWithTheirS
   EXPECT_EQ(spans.count("/api/v1/test/open"), 0u) << "the 405 is not the open route's";
 }
 
+TEST_F(TraceSpansTest, AProxiedRequestIsASpanWhoseContextTheWorkloadReceives) {
+  auto url = receiver_->url();  // http://127.0.0.1:<port>
+  auto port = static_cast<std::uint16_t>(std::stoi(url.substr(url.rfind(':') + 1)));
+  routes_.push_back(kernel_->registry().get<HttpRouter>()->add(
+      {"GET", "/api/v1/test/proxy/{*rest}", Access::open, {}, {}, {}, [port](HttpRequest&, ProxyDecide decide) {
+         decide(ProxyTarget{"127.0.0.1", port, "/echo", {}, {}});
+       }}));
+  const std::string client_trace = "0af7651916cd43dd8448eb211c80319c";
+  EXPECT_EQ(get("GET /api/v1/test/proxy/x HTTP/1.1\r\nHost: x\r\ntraceparent: 00-" + client_trace +
+                "-b7ad6b7169203331-01\r\nConnection: close\r\n\r\n"),
+            200);
+  auto spans = collect();
+  const auto& proxied = one(spans, "/api/v1/test/proxy/{*rest}");
+  EXPECT_EQ(proxied["traceId"], client_trace);
+  EXPECT_EQ(attributes_of(proxied["attributes"])["http.response.status_code"], json({{"intValue", "200"}}));
+  bool seen = false;
+  for (const auto& record : receiver_->received())
+    if (record["path"] == "/echo") {
+      seen = true;
+      EXPECT_EQ(record["headers"]["traceparent"], "00-" + client_trace + "-" + proxied["spanId"].get<std::string>() + "-01")
+          << "the workload's parent is our span, not the client's";
+    }
+  EXPECT_TRUE(seen);
+}
+
 }  // namespace
 }  // namespace synthorg::telemetry
