@@ -183,7 +183,7 @@ void SpanExporter::run() {
   // Export is background work: when the CPU is short, the threads serving requests go first
   // and the queue (bounded, counted) absorbs the difference.
   ::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), 10);
-  std::deque<SpanData> taken;
+  std::vector<SpanData> taken;  // swapped with queue_: the two buffers keep their capacity
   std::vector<SpanData> batch;
   std::string body;  // reused: sized once by the largest batch
   std::unique_lock lock(mutex_);
@@ -200,10 +200,11 @@ void SpanExporter::run() {
     // until the grace ends.
     auto deadline = stopping_ ? deadline_ : Clock::now() + std::chrono::hours(1);
     lock.unlock();
-    while (!taken.empty()) {
-      auto take = std::min(taken.size(), batch_.max_batch);
-      batch.assign(std::make_move_iterator(taken.begin()), std::make_move_iterator(taken.begin() + take));
-      taken.erase(taken.begin(), taken.begin() + take);
+    for (std::size_t next = 0; next < taken.size();) {
+      auto take = std::min(taken.size() - next, batch_.max_batch);
+      auto first = taken.begin() + static_cast<std::ptrdiff_t>(next);
+      batch.assign(std::make_move_iterator(first), std::make_move_iterator(first + static_cast<std::ptrdiff_t>(take)));
+      next += take;
       SendResult result = SendResult::failed;
       try {
         encode_traces(body, resource_, SYNTHORG_SDK_VERSION, batch);
@@ -228,6 +229,7 @@ void SpanExporter::run() {
       }
       batch.clear();
     }
+    taken.clear();  // moved-from shells: nothing left to free
     lock.lock();
     if (stopping_ && Clock::now() >= deadline_) {
       stats_.dropped_failed.fetch_add(queue_.size(), std::memory_order_relaxed);

@@ -7,7 +7,6 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
-#include <deque>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -87,7 +86,7 @@ class SpanExporter {
   ExporterStats stats_;
   std::mutex mutex_;
   std::condition_variable ready_;
-  std::deque<SpanData> queue_;
+  std::vector<SpanData> queue_;
   std::vector<SpanData> spent_;  // exported, waiting to be freed by the next enqueue
   bool stopping_ = false;
   std::chrono::steady_clock::time_point deadline_ = std::chrono::steady_clock::time_point::max();

@@ -34,7 +34,9 @@ void append_value(std::string& out, const AttributeValue& value) {
   }
 }
 
-void append_attributes(std::string& out, const Attributes& attributes) {
+// Attributes (a resource's, a log event's) or a span's, whose keys are interned views.
+template <class List>
+void append_attributes(std::string& out, const List& attributes) {
   out += '[';
   bool first = true;
   for (const auto& [key, value] : attributes) {
