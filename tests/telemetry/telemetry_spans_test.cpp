@@ -16,6 +16,7 @@
 #include "synthorg/bus.hpp"
 #include "synthorg/services/executor.hpp"
 #include "synthorg/services/http.hpp"
+#include "synthorg/services/orchestrator.hpp"
 #include "synthorg/services/store.hpp"
 
 namespace synthorg::telemetry {
@@ -33,11 +34,18 @@ class TraceSpansTest : public ::testing::Test {
     receiver_ = std::make_unique<Receiver>();
     port_ = synthorg::testing::free_port();
     endpoint_.emplace("SYNTHORG_TRACE_OTLP_ENDPOINT", receiver_->url() + "/v1/traces");
-    auto config = company(dir_, {"http-api", "telemetry", "store-sqlite"},
+    std::vector<std::string> names{"http-api", "telemetry", "store-sqlite"};
+    std::string extra;
+    if (with_docker_) {
+      if (!fs::exists("/var/run/docker.sock")) GTEST_SKIP() << "no Docker engine here (scripts/services docker)";
+      names.push_back("orchestrator-docker");
+      extra = "  orchestrator-docker:\n    enabled: true\n";
+    }
+    auto config = company(dir_, names,
                           "  http-api:\n    config: {address: 127.0.0.1, port: " + std::to_string(port_) +
                               "}\n  store-sqlite:\n    config: {path: " + (dir_ / "s.db").string() +
                               "}\n  telemetry:\n    config: {batch_delay: 100ms, data_dir: " + (dir_ / "data").string() +
-                              "}\n");
+                              "}\n" + extra);
     kernel_ = std::make_unique<kernel::Kernel>(kernel::load_company_config(config, "/unused"));
     kernel_->discover();
     kernel_->prepare();
@@ -65,6 +73,7 @@ class TraceSpansTest : public ::testing::Test {
     return first == last ? none : first->second;
   }
 
+  bool with_docker_ = false;
   TempDir dir_;
   std::unique_ptr<Receiver> receiver_;
   int port_ = 0;
@@ -227,6 +236,49 @@ TEST_F(TraceSpansTest, AProxiedRequestIsASpanWhoseContextTheWorkloadReceives) {
           << "the workload's parent is our span, not the client's";
     }
   EXPECT_TRUE(seen);
+}
+
+class TraceOrchestratorTest : public TraceSpansTest {
+ protected:
+  void SetUp() override {
+    with_docker_ = true;
+    TraceSpansTest::SetUp();
+  }
+};
+
+TEST_F(TraceOrchestratorTest, OrchestratorCallsOnTheBlockingPoolAreChildrenOfTheRequestSpan) {
+  auto& registry = kernel_->registry();
+  auto orchestrator = registry.get<Orchestrator>();  // the tracing decorator of orchestrator-docker
+  ASSERT_TRUE(orchestrator);
+  auto executor = registry.get<Executor>();
+  routes_.push_back(registry.get<HttpRouter>()->add(
+      {"GET", "/api/v1/test/workloads", Access::open, {}, {}, [executor, orchestrator](HttpRequest&, Responder respond) {
+         routes::respond_blocking<HttpResponse>(
+             *executor, std::move(respond),
+             [orchestrator] {
+               orchestrator->list({{"synthorg.test", "trace-spans"}});
+               try {  // an id Docker does not know: not_found, and the span says so
+                 orchestrator->inspect("synthorg-no-such-workload");
+               } catch (const OrchestratorError&) {
+               }
+               return HttpResponse::json(200, json::object());
+             },
+             [] { return HttpResponse::json(500, json::object()); });
+       }}));
+  EXPECT_EQ(get("GET /api/v1/test/workloads HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"), 200);
+  auto spans = collect();
+  const auto& request = one(spans, "/api/v1/test/workloads");
+  const auto& list = one(spans, "orchestrator.list");
+  const auto& inspect = one(spans, "orchestrator.inspect");
+  for (const auto* call : {&list, &inspect}) {
+    EXPECT_EQ((*call)["traceId"], request["traceId"]);
+    EXPECT_EQ((*call)["parentSpanId"], request["spanId"]);
+    EXPECT_EQ((*call)["kind"], 3);
+    EXPECT_EQ(attributes_of((*call)["attributes"])["synthorg.orchestrator.backend"], json({{"stringValue", "docker"}}));
+  }
+  EXPECT_EQ(inspect["status"]["code"], 2);
+  EXPECT_EQ(attributes_of(inspect["attributes"])["error.type"], json({{"stringValue", "not_found"}}));
+  EXPECT_EQ(attributes_of(inspect["attributes"])["synthorg.workload.id"], json({{"stringValue", "synthorg-no-such-workload"}}));
 }
 
 }  // namespace
