@@ -8,6 +8,7 @@
 
 #include "backup.hpp"
 #include "synthorg/events.hpp"
+#include "synthorg/host/traced_services.hpp"
 #include "synthorg/services/kernel_info.hpp"
 #include "synthorg/log.hpp"
 
@@ -124,6 +125,23 @@ Kernel::Kernel(CompanyConfig config)
   settings_registration_ = registry_.provide<Settings>(settings_);
   info_registration_ = registry_.provide<KernelInfo>(std::make_shared<Info>(*this));
   for (auto& definition : kernel_setting_definitions()) kernel_settings_.push_back(settings_->define(definition));
+  // The telemetry plugin registers a Tracer only while tracing is on, and starts before the
+  // plugins that look up a Store or an Orchestrator (they need HttpRouter, which needs Metrics),
+  // so their lookups find the decorators; with tracing off nothing is decorated or wrapped.
+  tracer_tracker_ = registry_.track<Tracer>([this](ServiceEvent event, const std::shared_ptr<Tracer>& tracer) {
+    if (event == ServiceEvent::departed) {
+      bus_.trace_deliveries(nullptr);
+      store_decoration_.reset();
+      orchestrator_decoration_.reset();
+      return;
+    }
+    store_decoration_ = registry_.decorate<Store>(
+        [tracer](std::shared_ptr<Store> store) { return host::traced_store(std::move(store), tracer); });
+    orchestrator_decoration_ = registry_.decorate<Orchestrator>([tracer](std::shared_ptr<Orchestrator> orchestrator) {
+      return host::traced_orchestrator(std::move(orchestrator), tracer);
+    });
+    bus_.trace_deliveries(tracer);
+  });
   // Stored settings come from whichever Store starts; until then the lower sources apply.
   store_tracker_ = registry_.track<Store>([this](ServiceEvent event, const std::shared_ptr<Store>& store) {
     if (event == ServiceEvent::departed) {
@@ -141,6 +159,8 @@ Kernel::Kernel(CompanyConfig config)
 
 Kernel::~Kernel() {
   stop();
+  tracer_tracker_.reset();
+  bus_.trace_deliveries(nullptr);
   for (auto it = order_.rbegin(); it != order_.rend(); ++it) {
     if ((*it)->abandoned) {
       (void)(*it)->instance.release();  // its stop() may still be running: never destroy under it

@@ -93,6 +93,10 @@ class Kernel {
   Registration info_registration_;
   std::vector<Token> kernel_settings_;  // the kernel's own definitions (backup.*)
   Tracker store_tracker_;
+  // While a Tracer runs: Store and Orchestrator lookups get tracing decorators, and bus
+  // deliveries get spans (traced_services.hpp, EventBus::trace_deliveries).
+  Registration store_decoration_, orchestrator_decoration_;
+  Tracker tracer_tracker_;
   std::vector<Refusal> refusals_;
   std::vector<std::unique_ptr<Loaded>> discovered_;
   std::vector<Loaded*> order_;  // what prepare() chose, in start order

@@ -102,9 +102,7 @@ class HttpApiPlugin final : public Plugin {
     // request path is exactly what it is without the telemetry plugin.
     auto tracer = registry.get<Tracer>();
     if (tracer)
-      router->wrap_handlers([tracer](const RouteSpec& route, HttpHandler handler) {
-        return traced_handler(tracer, route, std::move(handler));
-      });
+      router->wrap_routes([tracer](RouteSpec& route) { trace_route(tracer, route); });
     Gate check = [&registry](const RouteSpec& route, HttpRequest& request) -> std::optional<HttpResponse> {
       if (route.access == Access::open) return std::nullopt;
       auto authenticator = registry.get<Authenticator>();
@@ -137,6 +135,8 @@ class HttpApiPlugin final : public Plugin {
                                            log::Logger("http-api"));
     auto hub = std::make_shared<WebSocketHub>(context_.bus().shared(), WebSocketLimits{}, log::Logger("http-api.ws"));
     server->set_websocket(hub);
+    if (tracer)
+      server->set_unrouted([tracer](const HttpRequest& request, int status) { trace_unrouted(*tracer, request, status); });
     auto collector = metrics->watch(server->stats(), context_.bus().shared());
     auto routes = mount_probes(*router, context_, metrics);
     routes.push_back(router->add(

@@ -62,7 +62,7 @@ Token Router::add(RouteSpec route) {
     throw std::invalid_argument("route " + route.method + " " + route.pattern + " needs exactly one of a handler and a proxy resolver");
   if (route.access == Access::role && route.role != "viewer" && route.role != "operator" && route.role != "admin")
     throw std::invalid_argument("route " + route.pattern + ": role must be viewer, operator or admin");
-  if (wrapper_) route.handler = wrapper_(route, std::move(route.handler));
+  if (wrapper_) wrapper_(route);
   auto shared = std::make_shared<const RouteSpec>(std::move(route));
   {
     std::unique_lock lock(mutex_);

@@ -25,10 +25,10 @@ class Router final : public HttpRouter, public std::enable_shared_from_this<Rout
   Token add(RouteSpec route) override;
   Token add_schema(std::string name, nlohmann::json schema) override;
 
-  // Applied to every handler mounted from now on (set before any route is): tracing wraps each
-  // handler in a server span this way, without the server knowing.
-  using Wrapper = std::function<HttpHandler(const RouteSpec& route, HttpHandler handler)>;
-  void wrap_handlers(Wrapper wrapper) { wrapper_ = std::move(wrapper); }
+  // Applied to every route mounted from now on (set before any route is), to replace its handler
+  // or proxy resolver: tracing wraps each in a server span this way, without the server knowing.
+  using Wrapper = std::function<void(RouteSpec& route)>;
+  void wrap_routes(Wrapper wrapper) { wrapper_ = std::move(wrapper); }
 
   Match match(std::string_view method, std::string_view path) const;
   nlohmann::json openapi(std::string_view version) const;

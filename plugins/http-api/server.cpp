@@ -118,6 +118,7 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
   log::Logger log;
   ServerStats& stats;
   std::shared_ptr<WebSocketHub> websocket;
+  Unrouted unrouted;
   std::atomic<bool> draining{false};
   asio::steady_timer sweeper{io};  // after `io`, which it is built from
   std::mutex sessions_mutex;
@@ -319,9 +320,10 @@ class Session : public std::enable_shared_from_this<Session> {
                                               fmt::format("{} is not allowed on {}; use {}", request->method,
                                                           request->path, allow));
         response.header("allow", allow);
-        return respond(std::move(response));
+        return respond_unrouted(*request, std::move(response));
       }
-      return respond(HttpResponse::problem(404, "not_found", fmt::format("there is no route {}", request->path)));
+      return respond_unrouted(*request,
+                              HttpResponse::problem(404, "not_found", fmt::format("there is no route {}", request->path)));
     }
     request->params = std::move(match.params);
     if (auto refused = server_->gate(*match.route, *request)) {
@@ -422,6 +424,15 @@ class Session : public std::enable_shared_from_this<Session> {
     keep_alive_ = false;
     version_ = 11;
     if (request_id_.empty()) request_id_ = new_request_id();
+    pattern_.clear();  // not the previous request's on this connection
+    HttpRequest request;
+    if (server_->unrouted && parser_ && parser_->is_header_done()) request = to_http_request(parser_->get(), remote_);
+    request.request_id = request_id_;
+    respond_unrouted(request, std::move(response));
+  }
+
+  void respond_unrouted(const HttpRequest& request, HttpResponse response) {
+    if (server_->unrouted) server_->unrouted(request, response.status);
     respond(std::move(response));
   }
 
@@ -557,6 +568,8 @@ Server::Server(asio::io_context& io, std::shared_ptr<Router> router, Gate gate, 
 Server::~Server() { stop(std::chrono::milliseconds(0)); }
 
 void Server::set_websocket(std::shared_ptr<WebSocketHub> hub) { impl_->websocket = std::move(hub); }
+
+void Server::set_unrouted(Unrouted unrouted) { impl_->unrouted = std::move(unrouted); }
 
 void Server::start() {
   auto& options = impl_->options;

@@ -53,6 +53,12 @@ struct ServerStats {
 // Called after every response, for metrics: route pattern ("" when none), status, seconds.
 using Observer = std::function<void(std::string_view method, std::string_view pattern, int status, double seconds)>;
 
+// Called for a request answered before a route's gate or handler saw it — 404 and 405, and the
+// 400, 408, 413 and 431 of a request that could not be read whole — with what was read of it
+// (no method when not even its head was). Tracing gives these their span here: no handler
+// wrapper ever sees them.
+using Unrouted = std::function<void(const HttpRequest& request, int status)>;
+
 class Server {
  public:
   Server(boost::asio::io_context& io, std::shared_ptr<Router> router, Gate gate, Observer observer,
@@ -67,6 +73,8 @@ class Server {
   unsigned short port() const noexcept { return bound_port_; }
   // Upgrades to GET /api/v1/ws go to the hub (set before start()).
   void set_websocket(std::shared_ptr<WebSocketHub> hub);
+  // Before start(); none by default.
+  void set_unrouted(Unrouted unrouted);
   const ServerStats& stats() const noexcept { return stats_; }
 
   struct Impl;

@@ -3,19 +3,31 @@
 namespace synthorg::http_api {
 namespace {
 
-std::unique_ptr<Span> server_span(Tracer& tracer, const RouteSpec& route, const HttpRequest& request) {
+// A method a client made up would be a new span name per request: OpenTelemetry's _OTHER.
+std::string_view known_method(std::string_view method) {
+  for (std::string_view known : {"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE"})
+    if (method == known) return known;
+  return "_OTHER";
+}
+
+// `route` empty: the request matched none.
+std::unique_ptr<Span> server_span(Tracer& tracer, std::string_view name, std::string_view route,
+                                  const HttpRequest& request) {
   TraceContext parent;
   if (auto header = request.header("traceparent"); !header.empty())
     if (auto parsed = trace::parse_traceparent(header, request.header("tracestate"))) parent = std::move(*parsed);
-  // The route template, not the path, names the span: ids in paths would make every name unique.
-  auto span = tracer.start_span(route.pattern, SpanKind::server, parent);
+  auto span = tracer.start_span(name, SpanKind::server, parent);
   if (span->recording()) {
-    span->set_attribute("http.request.method", request.method);
-    span->set_attribute("http.route", route.pattern);
-    span->set_attribute("url.path", request.path);
+    span->set_attribute("http.request.method", std::string(known_method(request.method)));
+    if (!route.empty()) span->set_attribute("http.route", std::string(route));
+    if (!request.path.empty()) span->set_attribute("url.path", request.path);
     span->set_attribute("synthorg.request_id", request.request_id);
   }
   return span;
+}
+
+std::unique_ptr<Span> server_span(Tracer& tracer, const RouteSpec& route, const HttpRequest& request) {
+  return server_span(tracer, route.pattern, route.pattern, request);
 }
 
 void finish(Span& span, int status) {
@@ -25,22 +37,59 @@ void finish(Span& span, int status) {
   span.end();
 }
 
-}  // namespace
-
-HttpHandler traced_handler(std::shared_ptr<Tracer> tracer, const RouteSpec& route, HttpHandler handler) {
-  return [tracer = std::move(tracer), route = std::make_shared<const RouteSpec>(RouteSpec{
-                                          route.method, route.pattern, route.access, route.role, {}, {}}),
-          handler = std::move(handler)](HttpRequest& request, Responder respond) {
-    std::shared_ptr<Span> span = server_span(*tracer, *route, request);
-    trace::ScopedContext scope(span->context());
+HttpHandler traced_handler(std::shared_ptr<Tracer> tracer, std::string pattern, HttpHandler handler) {
+  return [tracer = std::move(tracer), pattern = std::move(pattern), handler = std::move(handler)](HttpRequest& request,
+                                                                                              Responder respond) {
+    // Span and responder in one allocation, so the wrapped responder holds a single pointer and
+    // fits std::function's inline buffer: two mallocs a request fewer than capturing both.
+    struct Answering {
+      std::unique_ptr<Span> span;
+      Responder respond;
+    };
+    auto state = std::make_shared<Answering>(Answering{server_span(*tracer, pattern, pattern, request), std::move(respond)});
+    Span& span = *state->span;
+    trace::ScopedContext scope(span.context());
     try {
-      handler(request, [span, respond = std::move(respond)](HttpResponse response) {
-        finish(*span, response.status);
-        respond(std::move(response));
+      handler(request, [state](HttpResponse response) {
+        finish(*state->span, response.status);
+        state->respond(std::move(response));
       });
     } catch (const HttpRequestError& refused) {
-      finish(*span, refused.status());
+      finish(span, refused.status());
       throw;  // the server answers it
+    } catch (...) {
+      finish(span, 500);
+      throw;
+    }
+  };
+}
+
+ProxyResolver traced_proxy(std::shared_ptr<Tracer> tracer, std::string pattern, ProxyResolver resolve) {
+  return [tracer = std::move(tracer), pattern = std::move(pattern), resolve = std::move(resolve)](HttpRequest& request,
+                                                                                              ProxyDecide decide) {
+    std::shared_ptr<Span> span = server_span(*tracer, pattern, pattern, request);
+    trace::ScopedContext scope(span->context());
+    auto traced_decide = [span, decide = std::move(decide)](ProxyDecision decision) {
+      if (const auto* answer = std::get_if<HttpResponse>(&decision)) {
+        finish(*span, answer->status);
+      } else {
+        // Set after the client's own headers: the workload sees this span as its parent.
+        auto& target = std::get<ProxyTarget>(decision);
+        const auto& context = span->context();
+        target.headers.emplace_back("traceparent", trace::format_traceparent(context));
+        if (!context.tracestate.empty()) target.headers.emplace_back("tracestate", context.tracestate);
+        target.done = [span, done = std::move(target.done)](int status) {
+          finish(*span, status == 0 ? 502 : status);  // 0: unreachable or broken off, answered 502
+          if (done) done(status);
+        };
+      }
+      decide(std::move(decision));
+    };
+    try {
+      resolve(request, std::move(traced_decide));
+    } catch (const HttpRequestError& refused) {
+      finish(*span, refused.status());
+      throw;
     } catch (...) {
       finish(*span, 500);
       throw;
@@ -48,8 +97,21 @@ HttpHandler traced_handler(std::shared_ptr<Tracer> tracer, const RouteSpec& rout
   };
 }
 
+}  // namespace
+
+void trace_route(const std::shared_ptr<Tracer>& tracer, RouteSpec& route) {
+  // The route template, not the path, names the span: ids in paths would make every name unique.
+  if (route.handler) route.handler = traced_handler(tracer, route.pattern, std::move(route.handler));
+  if (route.proxy) route.proxy = traced_proxy(tracer, route.pattern, std::move(route.proxy));
+}
+
 void trace_refusal(Tracer& tracer, const RouteSpec& route, const HttpRequest& request, int status) {
   auto span = server_span(tracer, route, request);
+  finish(*span, status);
+}
+
+void trace_unrouted(Tracer& tracer, const HttpRequest& request, int status) {
+  auto span = server_span(tracer, std::string(known_method(request.method)) + " unmatched", {}, request);
   finish(*span, status);
 }
 

@@ -7,11 +7,11 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
-#include <deque>
 #include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "otlp_json.hpp"
 #include "synthorg/http_client.hpp"
@@ -86,7 +86,8 @@ class SpanExporter {
   ExporterStats stats_;
   std::mutex mutex_;
   std::condition_variable ready_;
-  std::deque<SpanData> queue_;
+  std::vector<SpanData> queue_;
+  std::vector<SpanData> spent_;  // exported, waiting to be freed by the next enqueue
   bool stopping_ = false;
   std::chrono::steady_clock::time_point deadline_ = std::chrono::steady_clock::time_point::max();
   // One thread of its own: export blocks on the network and waits out backoffs, which would

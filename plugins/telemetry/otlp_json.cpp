@@ -34,7 +34,9 @@ void append_value(std::string& out, const AttributeValue& value) {
   }
 }
 
-void append_attributes(std::string& out, const Attributes& attributes) {
+// Attributes (a resource's, a log event's) or a span's, whose keys are interned views.
+template <class List>
+void append_attributes(std::string& out, const List& attributes) {
   out += '[';
   bool first = true;
   for (const auto& [key, value] : attributes) {
@@ -63,11 +65,23 @@ void append_scope(std::string& out, std::string_view name, std::string_view vers
   out += '}';
 }
 
+// Ids straight into the body: a temporary string per id was a malloc and a free per span.
+template <std::size_t N>
+void append_hex(std::string& out, const std::array<std::uint8_t, N>& bytes) {
+  static constexpr char digits[] = "0123456789abcdef";
+  char text[2 * N];
+  for (std::size_t i = 0; i < N; ++i) {
+    text[2 * i] = digits[bytes[i] >> 4];
+    text[2 * i + 1] = digits[bytes[i] & 15];
+  }
+  out.append(text, 2 * N);
+}
+
 void append_span(std::string& out, const SpanData& span) {
   out += "{\"traceId\":\"";
-  out += trace::to_hex(span.trace_id.data(), span.trace_id.size());
+  append_hex(out, span.trace_id);
   out += "\",\"spanId\":\"";
-  out += trace::to_hex(span.span_id.data(), span.span_id.size());
+  append_hex(out, span.span_id);
   out += '"';
   if (!span.tracestate.empty()) {
     out += ",\"traceState\":";
@@ -75,7 +89,7 @@ void append_span(std::string& out, const SpanData& span) {
   }
   if (span.has_parent) {
     out += ",\"parentSpanId\":\"";
-    out += trace::to_hex(span.parent_span_id.data(), span.parent_span_id.size());
+    append_hex(out, span.parent_span_id);
     out += '"';
   }
   out += ",\"name\":";
@@ -126,6 +140,13 @@ void append_json_string(std::string& out, std::string_view text) {
 
 std::string encode_traces(const Resource& resource, std::string_view scope_version, const std::vector<SpanData>& spans) {
   std::string out;
+  encode_traces(out, resource, scope_version, spans);
+  return out;
+}
+
+void encode_traces(std::string& out, const Resource& resource, std::string_view scope_version,
+                   const std::vector<SpanData>& spans) {
+  out.clear();
   out.reserve(256 + spans.size() * 400);
   out += "{\"resourceSpans\":[{";
   append_resource(out, resource);
@@ -137,7 +158,6 @@ std::string encode_traces(const Resource& resource, std::string_view scope_versi
     append_span(out, spans[i]);
   }
   out += "]}]}]}";
-  return out;
 }
 
 std::string encode_logs(const Resource& resource, std::string_view scope_name, std::string_view scope_version,

@@ -20,6 +20,9 @@ struct Resource {
 
 // One ExportTraceServiceRequest: one resource, one scope ("synthorg", the version), the spans.
 std::string encode_traces(const Resource& resource, std::string_view scope_version, const std::vector<SpanData>& spans);
+// The same into `out` (cleared first): the exporter keeps one buffer, sized by the largest batch.
+void encode_traces(std::string& out, const Resource& resource, std::string_view scope_version,
+                   const std::vector<SpanData>& spans);
 
 struct LogEvent {
   std::uint64_t time_ns = 0;

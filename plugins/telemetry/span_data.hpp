@@ -21,7 +21,9 @@ struct SpanData {
   std::string name;
   SpanKind kind = SpanKind::internal;
   std::uint64_t start_ns = 0, end_ns = 0;  // Unix epoch
-  std::vector<std::pair<std::string, AttributeValue>> attributes;
+  // Keys are interned (intern_attribute_key): they are few and live as long as the process, and
+  // a copy of each, freed on the exporter's thread, was three mallocs a span.
+  std::vector<std::pair<std::string_view, AttributeValue>> attributes;
   std::uint32_t dropped_attributes = 0;
   int status_code = 0;  // 0 unset, 1 ok, 2 error (OTLP's StatusCode)
   std::string status_message;
@@ -32,5 +34,10 @@ struct SpanData {
 // a character boundary with "…" appended within the limit. JSON encoders and collectors both
 // refuse invalid UTF-8, and one huge value must not make a batch too large to accept.
 std::string sanitize_utf8(std::string_view text, std::size_t max_bytes);
+
+// The key made valid UTF-8 (at most 128 bytes), as a view that stays valid for the process's
+// life; empty once 4096 distinct keys are interned (keys come from code, so that is a bug, and
+// the attribute is counted dropped rather than growing the table without end).
+std::string_view intern_attribute_key(std::string_view key);
 
 }  // namespace synthorg::telemetry

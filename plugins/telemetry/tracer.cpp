@@ -4,6 +4,9 @@
 #include <atomic>
 #include <chrono>
 #include <cstring>
+#include <deque>
+#include <mutex>
+#include <unordered_map>
 #include <random>
 
 #include "synthorg/crypto.hpp"
@@ -74,9 +77,13 @@ class RecordingSpan final : public Span {
     const auto& limits = tracer_->limits();
     if (auto* text = std::get_if<std::string>(&value); text && !clean(*text, limits.max_attribute_bytes))
       *text = sanitize_utf8(*text, limits.max_attribute_bytes);
-    auto clean_key = sanitize_utf8(key, 128);
+    auto clean_key = intern_attribute_key(key);
+    if (clean_key.empty()) {
+      ++data_.dropped_attributes;
+      return;
+    }
     for (auto& [existing, old] : data_.attributes)
-      if (existing == clean_key) {
+      if (existing.data() == clean_key.data()) {  // interned: one address per key
         old = std::move(value);
         return;
       }
@@ -84,7 +91,7 @@ class RecordingSpan final : public Span {
       ++data_.dropped_attributes;
       return;
     }
-    data_.attributes.emplace_back(std::move(clean_key), std::move(value));
+    data_.attributes.emplace_back(clean_key, std::move(value));
   }
 
   void set_error(std::string_view description) override {
@@ -157,6 +164,27 @@ std::unique_ptr<Span> TracerImpl::start_span(std::string_view name, SpanKind kin
   data.kind = kind;
   data.start_ns = unix_nanos();
   return std::make_unique<RecordingSpan>(shared_from_this(), std::move(context), std::move(data));
+}
+
+std::string_view intern_attribute_key(std::string_view key) {
+  // A per-thread map in front of the shared table: after the first span, no lock and no copy.
+  thread_local std::unordered_map<std::string_view, std::string_view> cache;
+  if (auto it = cache.find(key); it != cache.end()) return it->second;
+  static std::mutex mutex;
+  static std::deque<std::string> storage;  // a deque never moves what it holds
+  static std::unordered_map<std::string_view, std::string_view> table;  // as given -> sanitised
+  constexpr std::size_t max_keys = 4096;
+  std::lock_guard lock(mutex);
+  auto it = table.find(key);
+  if (it == table.end()) {
+    if (table.size() >= max_keys) return {};
+    std::string_view raw = storage.emplace_back(key);
+    auto clean = sanitize_utf8(key, 128);
+    std::string_view interned = clean == raw ? raw : std::string_view(storage.emplace_back(std::move(clean)));
+    it = table.emplace(raw, interned).first;
+  }
+  cache.emplace(it->first, it->second);
+  return it->second;
 }
 
 std::string sanitize_utf8(std::string_view text, std::size_t max_bytes) {

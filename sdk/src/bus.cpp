@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "synthorg/log.hpp"
+#include "synthorg/services/tracer.hpp"
 
 namespace synthorg {
 namespace {
@@ -121,6 +122,16 @@ struct EventBus::Core : std::enable_shared_from_this<EventBus::Core> {
   std::atomic<bool> closed{false};
   log::Logger log{"bus"};
 
+  // Read once per batch (or per immediate publish); the flag spares the lock when tracing is off.
+  std::atomic<bool> tracing{false};
+  mutable std::mutex tracer_mutex;
+  std::shared_ptr<Tracer> tracer;
+  std::shared_ptr<Tracer> current_tracer() const {
+    if (!tracing.load(std::memory_order_relaxed)) return nullptr;
+    std::lock_guard lock(tracer_mutex);
+    return tracer;
+  }
+
   // Spent events are released by the next publisher, not by the draining thread: an event
   // allocated on one thread and freed on another makes both fight over glibc's arena lock,
   // which cost more than everything else the bus does per event (see docs/performance.md).
@@ -181,6 +192,24 @@ struct EventBus::Core : std::enable_shared_from_this<EventBus::Core> {
     return false;
   }
 
+  // call_handler inside the delivery's span, when tracing.
+  bool deliver(Subscriber& subscriber, const Event& event, Tracer* tracer) {
+    if (!tracer) return call_handler(subscriber, event);
+    auto span = tracer->start_span("bus.deliver " + event.topic, SpanKind::consumer, event.context);
+    trace::ScopedContext scope(span->context());
+    if (span->recording()) {
+      span->set_attribute("messaging.system", std::string("synthorg"));
+      span->set_attribute("messaging.operation.type", std::string("process"));
+      span->set_attribute("messaging.destination.name", event.topic);
+      span->set_attribute("messaging.message.id", event.id);
+      span->set_attribute("synthorg.bus.subscriber", subscriber.owner->name);
+      span->set_attribute("synthorg.bus.pattern", subscriber.pattern);
+    }
+    bool returned = call_handler(subscriber, event);
+    if (!returned) span->set_error("the event handler threw");
+    return returned;
+  }
+
   void report_handler_error(const Subscriber& subscriber, const Event& event, std::string_view what) {
     handler_errors.add();
     log.warn("Event handler failed", {{"topic", event.topic}, {"event_id", event.id},
@@ -190,7 +219,7 @@ struct EventBus::Core : std::enable_shared_from_this<EventBus::Core> {
     publish(std::string(handler_error_topic),
             {{"topic", event.topic}, {"event_id", event.id}, {"subscriber", subscriber.owner->name},
              {"pattern", subscriber.pattern}, {"error", what}},
-            "kernel", event.trace_id);
+            "kernel", event.trace_id, event.context);
   }
 
   void end_calls(Subscriber& subscriber) {
@@ -247,9 +276,10 @@ struct EventBus::Core : std::enable_shared_from_this<EventBus::Core> {
       subscriber->in_flight.fetch_add(1);
       handlers_on_this_thread.push_back(subscriber.get());
       std::uint64_t succeeded = 0;
+      auto traced_by = current_tracer();
       for (const auto& event : batch) {
         if (!subscriber->active.load(std::memory_order_relaxed) || closed.load(std::memory_order_relaxed)) break;
-        succeeded += call_handler(*subscriber, *event);
+        succeeded += deliver(*subscriber, *event, traced_by.get());
       }
       handlers_on_this_thread.pop_back();
       delivered.add(succeeded);
@@ -265,23 +295,27 @@ struct EventBus::Core : std::enable_shared_from_this<EventBus::Core> {
     post([self = shared_from_this(), subscriber] { self->drain(subscriber); });
   }
 
-  void publish(std::string topic, nlohmann::json payload, std::string_view source, std::string trace_id) {
+  void publish(std::string topic, nlohmann::json payload, std::string_view source, std::string trace_id,
+               TraceContext context = {}) {
     if (!valid_dotted(topic))
       throw std::invalid_argument("invalid event topic \"" + topic +
                                   "\": use lower-case dotted words, e.g. \"workload.spawned\"");
     if (closed.load(std::memory_order_relaxed)) return;
     release_spent();
     auto event = std::make_shared<const Event>(Event{next_event_id(), std::move(topic), std::chrono::system_clock::now(),
-                                                     std::string(source), std::move(trace_id), std::move(payload)});
+                                                     std::string(source), std::move(trace_id), std::move(payload),
+                                                     std::move(context)});
     published.add();
     auto current = snapshot();
+    std::shared_ptr<Tracer> traced_by;  // looked up at the first immediate delivery
     for (const auto& subscriber : *current) {
       if (!topic_matches(subscriber->pattern, event->topic) || !subscriber->active.load(std::memory_order_relaxed))
         continue;
       if (subscriber->options.delivery == Delivery::immediate) {
         subscriber->in_flight.fetch_add(1);
         handlers_on_this_thread.push_back(subscriber.get());
-        if (subscriber->active.load() && call_handler(*subscriber, *event)) delivered.add();
+        if (!traced_by) traced_by = current_tracer();
+        if (subscriber->active.load() && deliver(*subscriber, *event, traced_by.get())) delivered.add();
         handlers_on_this_thread.pop_back();
         end_calls(*subscriber);
       } else {
@@ -349,11 +383,21 @@ Subscription EventBus::subscribe(std::string pattern, EventHandler handler, Subs
 
 void EventBus::publish(std::string topic, nlohmann::json payload, std::string_view source, std::string trace_id) {
   // An event published while a traced request is handled names that trace, so the two can be
-  // joined up later; nothing is added when tracing is off.
-  if (trace_id.empty())
-    if (const auto& context = trace::current(); context.valid())
-      trace_id = trace::to_hex(context.trace_id.data(), context.trace_id.size());
-  core_->publish(std::move(topic), std::move(payload), source, std::move(trace_id));
+  // joined up later, and carries the publisher's span for its deliveries to hang under; nothing
+  // is added when tracing is off.
+  TraceContext context;
+  if (const auto& current = trace::current(); current.valid()) {
+    auto current_id = trace::to_hex(current.trace_id.data(), current.trace_id.size());
+    if (trace_id.empty()) trace_id = current_id;
+    if (trace_id == current_id) context = current;  // a trace_id given for another trace keeps its own
+  }
+  core_->publish(std::move(topic), std::move(payload), source, std::move(trace_id), std::move(context));
+}
+
+void EventBus::trace_deliveries(std::shared_ptr<Tracer> tracer) {
+  std::lock_guard lock(core_->tracer_mutex);
+  core_->tracing.store(tracer != nullptr, std::memory_order_relaxed);
+  core_->tracer = std::move(tracer);
 }
 
 BusStats EventBus::stats() const {

@@ -67,6 +67,13 @@ struct ServiceRegistry::Core {
     std::shared_ptr<void> service;
     ServiceProperties properties;
     OwnerRef owner;
+    // What lookups hand out while the key has a decorator. It holds a lease on this entry (a
+    // cycle), so it is cleared whenever the entry leaves or the decorator goes.
+    std::shared_ptr<void> decorated;
+  };
+  struct Decorator {
+    std::uint64_t id = 0;
+    ErasedWrap wrap;
   };
   struct Listener {
     std::uint64_t id;
@@ -83,10 +90,31 @@ struct ServiceRegistry::Core {
   mutable std::shared_mutex mutex;
   std::vector<std::vector<std::shared_ptr<Entry>>> by_key;  // best first
   std::vector<std::shared_ptr<Listener>> listeners;
+  std::vector<Decorator> decorators;  // by key; id 0: none
   std::uint64_t next_id = 1;
 
-  static std::shared_ptr<void> lease(const std::shared_ptr<Entry>& entry) {
+  ~Core() {
+    for (auto& providers : by_key)
+      for (auto& entry : providers) entry->decorated.reset();
+  }
+
+  static std::shared_ptr<void> undecorated(const std::shared_ptr<Entry>& entry) {
     return std::shared_ptr<void>(entry, entry->service.get());
+  }
+  static std::shared_ptr<void> lease(const std::shared_ptr<Entry>& entry) {
+    return entry->decorated ? entry->decorated : undecorated(entry);
+  }
+  // Under the unique lock. The wrapper it replaces goes into `released`, to be freed after the
+  // lock: it holds leases (a Tracer's, say) whose last release may call back into the registry.
+  void decorate(const std::shared_ptr<Entry>& entry, std::vector<std::shared_ptr<void>>& released) {
+    released.push_back(std::move(entry->decorated));
+    entry->decorated = nullptr;
+    if (entry->key < decorators.size() && decorators[entry->key].id) {
+      try {
+        entry->decorated = decorators[entry->key].wrap(undecorated(entry));
+      } catch (...) {  // a decorator that cannot wrap leaves the provider as it is
+      }
+    }
   }
   static ServiceInfo info(const Entry& entry) {
     return {entry.id, name_of(entry.key), entry.owner->name, entry.properties.ranking, entry.properties.attributes};
@@ -117,6 +145,7 @@ struct ServiceRegistry::Core {
   }
 
   void remove_entries(const std::function<bool(const Entry&)>& doomed, std::size_t* removed_count) {
+    std::vector<std::shared_ptr<void>> released;  // freed on return, with no lock held
     std::vector<Change> changes;
     std::vector<std::vector<std::shared_ptr<Listener>>> audiences;
     {
@@ -124,6 +153,7 @@ struct ServiceRegistry::Core {
       for (auto& providers : by_key) {
         for (auto it = providers.begin(); it != providers.end();) {
           if (doomed(**it)) {
+            released.push_back(std::exchange((*it)->decorated, nullptr));
             changes.push_back({ServiceEvent::departed, *it});
             it = providers.erase(it);
           } else {
@@ -158,6 +188,7 @@ Registration ServiceRegistry::provide_erased(std::uint32_t key, std::shared_ptr<
   if (!owner) owner = kernel_owner();
   std::vector<Core::Change> changes;
   std::vector<std::vector<std::shared_ptr<Core::Listener>>> audiences;
+  std::vector<std::shared_ptr<void>> released;
   std::uint64_t id;
   {
     std::unique_lock lock(core_->mutex);
@@ -170,12 +201,36 @@ Registration ServiceRegistry::provide_erased(std::uint32_t key, std::shared_ptr<
       return other->properties.ranking < entry->properties.ranking;
     });
     providers.insert(position, entry);
+    core_->decorate(entry, released);
     changes.push_back({ServiceEvent::arrived, entry});
     audiences.push_back(core_->listeners_for(key));
   }
   core_->notify(changes, audiences);
   return Registration([weak = std::weak_ptr<Core>(core_), id] {
     if (auto core = weak.lock()) core->remove_entries([id](const Core::Entry& e) { return e.id == id; }, nullptr);
+  });
+}
+
+Registration ServiceRegistry::decorate_erased(std::uint32_t key, ErasedWrap wrap) {
+  std::vector<std::shared_ptr<void>> released;
+  std::uint64_t id;
+  {
+    std::unique_lock lock(core_->mutex);
+    id = core_->next_id++;
+    if (core_->decorators.size() <= key) core_->decorators.resize(key + 1);
+    core_->decorators[key] = {id, std::move(wrap)};
+    if (key < core_->by_key.size())
+      for (auto& entry : core_->by_key[key]) core_->decorate(entry, released);
+  }
+  return Registration([weak = std::weak_ptr<Core>(core_), key, id] {
+    auto core = weak.lock();
+    if (!core) return;
+    std::vector<std::shared_ptr<void>> released;  // declared first: freed after the lock
+    std::unique_lock lock(core->mutex);
+    if (core->decorators[key].id != id) return;  // replaced meanwhile
+    core->decorators[key] = {};
+    if (key < core->by_key.size())
+      for (auto& entry : core->by_key[key]) released.push_back(std::exchange(entry->decorated, nullptr));
   });
 }
 

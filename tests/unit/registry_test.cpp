@@ -111,6 +111,37 @@ TEST(Registry, SweepRemovesEverythingAnOwnerMade) {
   EXPECT_EQ(registry.all<Speaker>().size(), 1u);
 }
 
+// What the kernel does with the Store and the Orchestrator while a Tracer runs.
+struct Loud final : Speaker {
+  explicit Loud(std::shared_ptr<Speaker> inner) : inner(std::move(inner)) {}
+  std::string say() const override { return inner->say() + "!"; }
+  std::shared_ptr<Speaker> inner;
+};
+
+TEST(Registry, DecoratorWrapsEveryProviderWhileItsTokenLives) {
+  ServiceRegistry registry;
+  std::weak_ptr<Named> watch;
+  auto before = registry.provide<Speaker>(std::make_shared<Named>("a"), {.ranking = 1});
+  {
+    auto decoration = registry.decorate<Speaker>([](std::shared_ptr<Speaker> inner) {
+      return std::make_shared<Loud>(std::move(inner));
+    });
+    auto provider = std::make_shared<Named>("b");
+    watch = provider;
+    auto after = registry.provide<Speaker>(std::move(provider));
+    EXPECT_EQ(registry.get<Speaker>()->say(), "a!") << "a provider already there is wrapped";
+    std::vector<std::string> all;
+    for (auto& s : registry.all<Speaker>()) all.push_back(s->say());
+    EXPECT_EQ(all, (std::vector<std::string>{"a!", "b!"})) << "and one that arrives later";
+    std::vector<std::string> tracked;
+    auto tracker = registry.track<Speaker>([&](ServiceEvent, const std::shared_ptr<Speaker>& s) { tracked.push_back(s->say()); });
+    EXPECT_EQ(tracked, (std::vector<std::string>{"a!", "b!"}));
+    EXPECT_EQ(registry.list().size(), 2u) << "a decorator is not a registration";
+  }
+  EXPECT_TRUE(watch.expired()) << "a departed provider is not kept by its wrapper";
+  EXPECT_EQ(registry.get<Speaker>()->say(), "a") << "without the decorator, the provider itself";
+}
+
 TEST(Registry, RefusesNullProvidersAndMalformedIds) {
   ServiceRegistry registry;
   EXPECT_THROW(registry.provide<Speaker>(nullptr), std::invalid_argument);

@@ -18,8 +18,11 @@
 
 #include "synthorg/registry.hpp"
 #include "synthorg/token.hpp"
+#include "synthorg/trace_context.hpp"
 
 namespace synthorg {
+
+class Tracer;
 
 struct Event {
   std::string id;
@@ -28,6 +31,9 @@ struct Event {
   std::string source;    // the plugin that published it, or "kernel"
   std::string trace_id;  // optional
   nlohmann::json payload;
+  // The span the publisher worked for (invalid when none): each delivery's span is its child.
+  // Last, so the fields above keep their places for plugins built before it.
+  TraceContext context;
 };
 nlohmann::json to_json(const Event& event);
 
@@ -78,6 +84,11 @@ class EventBus {
   void publish(const E& event, std::string_view source = "kernel", std::string trace_id = {}) {
     publish(std::string(E::topic), nlohmann::json(event), source, std::move(trace_id));
   }
+
+  // While a Tracer is set, each delivery runs in a CONSUMER span `bus.deliver <topic>`, child of
+  // the publisher's span when the event carries one, and is the handler's current context. The
+  // kernel sets it while a Tracer runs; with none, a delivery costs one relaxed load more.
+  void trace_deliveries(std::shared_ptr<Tracer> tracer);
 
   BusStats stats() const;
   std::size_t sweep(std::uint64_t owner_id);

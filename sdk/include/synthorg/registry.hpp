@@ -88,6 +88,21 @@ class ServiceRegistry {
         std::move(owner));
   }
 
+  // Has get<I>(), all<I>() and track<I>() hand out `wrap(provider)` instead of each provider of
+  // I, until the returned token is released (one decorator per interface; a newer one replaces
+  // it). The kernel decorates the Store and the Orchestrator this way while a Tracer runs, so
+  // their callers are traced without knowing it. Each provider is wrapped once, when it or the
+  // decorator arrives (under the registry's lock: `wrap` must only build an object), and only
+  // lookups made afterwards see the wrapper. With no decorator, lookups are what they were.
+  template <class I>
+  Registration decorate(std::function<std::shared_ptr<I>(std::shared_ptr<I>)> wrap) {
+    return decorate_erased(key_of<I>(), [wrap = std::move(wrap)](std::shared_ptr<void> provider) {
+      std::shared_ptr<I> wrapped = wrap(std::static_pointer_cast<I>(std::move(provider)));
+      I* raw = wrapped.get();
+      return std::shared_ptr<void>(std::move(wrapped), raw);
+    });
+  }
+
   // Every registration, for introspection; a listener for all of them (the kernel mirrors
   // them onto the bus as service.registered / service.unregistered).
   std::vector<ServiceInfo> list() const;
@@ -108,6 +123,8 @@ class ServiceRegistry {
 
  private:
   using ErasedListener = std::function<void(ServiceEvent, const std::shared_ptr<void>&)>;
+  using ErasedWrap = std::function<std::shared_ptr<void>(std::shared_ptr<void>)>;
+  Registration decorate_erased(std::uint32_t key, ErasedWrap wrap);
   Registration provide_erased(std::uint32_t key, std::shared_ptr<void> service,
                               ServiceProperties properties, OwnerRef owner);
   std::shared_ptr<void> get_erased(std::uint32_t key) const;
