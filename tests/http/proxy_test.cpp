@@ -73,6 +73,18 @@ class ProxyTest : public HttpApiTest {
     return client.response();
   }
   void expect_still_serving() { EXPECT_EQ(status_of(get("/api/v1/healthz")), 200); }
+  // done() runs when the exchange ends, which for a relayed answer is just after its last byte
+  // left: the client can have it first.
+  std::vector<int> statuses_once(std::size_t count) {
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+    std::unique_lock lock(mutex);
+    while (statuses.size() < count && std::chrono::steady_clock::now() < deadline) {
+      lock.unlock();
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+      lock.lock();
+    }
+    return statuses;
+  }
 
   Upstream upstream;
   int dead_port = free_port();
@@ -102,8 +114,7 @@ TEST_F(ProxyTest, ForwardsTheRequestWithoutTheCallersCredentials) {
   EXPECT_EQ(headers.value("x-request-id", ""), "trace-42");
   EXPECT_EQ(headers.value("x-route", ""), "set-by-route");
   EXPECT_EQ(header_of(response, "x-request-id"), "trace-42");
-  std::lock_guard lock(mutex);
-  EXPECT_EQ(statuses, std::vector<int>{200});
+  EXPECT_EQ(statuses_once(1), std::vector<int>{200});
 }
 
 TEST_F(ProxyTest, ACookieHeaderHoldingOnlyTheSessionIsDropped) {
