@@ -3,10 +3,8 @@
 #include <algorithm>
 #include <array>
 #include <future>
-#include <cstring>
 #include <limits>
 #include <optional>
-#include <random>
 #include <thread>
 
 #include <boost/asio/co_spawn.hpp>
@@ -19,7 +17,7 @@
 #include <boost/beast/websocket/rfc6455.hpp>
 #include <fmt/format.h>
 
-#include "synthorg/crypto.hpp"
+#include "request_id.hpp"
 #include "http_relay.hpp"
 #include "request.hpp"
 #include "websocket.hpp"
@@ -29,6 +27,8 @@ using http_relay::ProxyExchange;
 using http_relay::ProxyResult;
 using http_relay::UpstreamConnection;
 using http_relay::relay;
+using http_relay::acceptable_request_id;
+using http_relay::new_request_id;
 namespace {
 
 namespace asio = boost::asio;
@@ -36,25 +36,6 @@ namespace beast = boost::beast;
 namespace http = beast::http;
 using tcp = asio::ip::tcp;
 using Clock = std::chrono::steady_clock;
-
-bool acceptable_request_id(std::string_view id) {
-  return !id.empty() && id.size() <= 128 && std::all_of(id.begin(), id.end(), [](char c) {
-    return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.';
-  });
-}
-
-// Request ids need to be unique, not secret: a per-thread generator seeded once from OpenSSL
-// (RAND_bytes per request showed up in profiles).
-std::string new_request_id() {
-  thread_local std::mt19937_64 generator = [] {
-    auto seed = crypto::random_bytes(8);
-    std::uint64_t value = 0;
-    std::memcpy(&value, seed.data(), sizeof value);
-    return std::mt19937_64(value);
-  }();
-  return fmt::format("{:016x}", generator());
-}
-
 
 bool iequals(std::string_view a, std::string_view b) {
   return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {

@@ -8,12 +8,10 @@
 
 #include <array>
 #include <cerrno>
-#include <cstring>
 #include <ctime>
 #include <future>
 #include <limits>
 #include <mutex>
-#include <random>
 #include <thread>
 #include <unordered_map>
 
@@ -32,7 +30,7 @@
 
 #include "http_relay.hpp"
 #include "security.hpp"
-#include "synthorg/crypto.hpp"
+#include "request_id.hpp"
 
 namespace synthorg::web {
 
@@ -43,25 +41,10 @@ using tcp = asio::ip::tcp;
 using asio::redirect_error;
 using asio::use_awaitable;
 using Clock = std::chrono::steady_clock;
+using http_relay::acceptable_request_id;
+using http_relay::new_request_id;
 
 namespace {
-
-// Unique, not secret: a per-thread generator seeded once from OpenSSL.
-std::string new_request_id() {
-  thread_local std::mt19937_64 generator = [] {
-    auto seed = crypto::random_bytes(8);
-    std::uint64_t value = 0;
-    std::memcpy(&value, seed.data(), sizeof value);
-    return std::mt19937_64(value);
-  }();
-  return fmt::format("{:016x}", generator());
-}
-
-bool acceptable_request_id(std::string_view id) {
-  return !id.empty() && id.size() <= 128 && std::all_of(id.begin(), id.end(), [](char c) {
-    return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.';
-  });
-}
 
 // The Date header, formatted once a second per thread.
 const std::string& http_date_now() {
