@@ -29,21 +29,10 @@ synthorg_pid=$!
 # The same body our healthz answers, so both sides send the same bytes.
 for _ in $(seq 50); do curl -sf "http://127.0.0.1:$synthorg_port/api/v1/healthz" >/dev/null && break; sleep 0.1; done
 body=$(curl -sf "http://127.0.0.1:$synthorg_port/api/v1/healthz")
-cat > "$work/nginx.conf" <<NGINX
-worker_processes 1;
-pid $work/nginx.pid;
-error_log $work/nginx-error.log;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  client_body_temp_path $work; proxy_temp_path $work; fastcgi_temp_path $work; uwsgi_temp_path $work; scgi_temp_path $work;
-  server {
+start_nginx "  server {
     listen 127.0.0.1:$nginx_port;
     location = /api/v1/healthz { default_type application/json; return 200 '$body'; }
-  }
-}
-NGINX
-nginx -c "$work/nginx.conf"
+  }"
 sleep 0.3
 
 # A signed-in user: the first admin, then its token on every request.

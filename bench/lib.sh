@@ -31,3 +31,21 @@ wrk_run() {
   p99=$(awk '$1 == "99%" {v=$2; if (v ~ /us$/) {sub(/us/,"",v); v=v/1000} else if (v ~ /ms$/) {sub(/ms/,"",v)} else if (v ~ /s$/) {sub(/s/,"",v); v=v*1000}; print v}' "$work/$name.txt")
   echo "$rps $p99"
 }
+
+# start_nginx HTTP_DIRECTIVES: nginx 1.22 with one worker, access log off, every path in $work
+# (pid, error log, temp files), and HTTP_DIRECTIVES (server blocks and the like) inside `http {}`.
+# Stopped by the cleanup trap.
+start_nginx() {
+  cat > "$work/nginx.conf" <<NGINX
+worker_processes 1;
+pid $work/nginx.pid;
+error_log $work/nginx-error.log;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $work; proxy_temp_path $work; fastcgi_temp_path $work; uwsgi_temp_path $work; scgi_temp_path $work;
+$1
+}
+NGINX
+  nginx -c "$work/nginx.conf"
+}

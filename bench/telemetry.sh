@@ -14,19 +14,8 @@ require_tools wrk nginx
 port=39811
 sink_port=39812
 # The collector: accepts any POST with 200, as fast as nginx can.
-cat > "$work/nginx.conf" <<NGINX
-worker_processes 1;
-pid $work/nginx.pid;
-error_log $work/nginx-error.log;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  client_body_temp_path $work; proxy_temp_path $work; fastcgi_temp_path $work; uwsgi_temp_path $work; scgi_temp_path $work;
-  client_max_body_size 64m;
-  server { listen 127.0.0.1:$sink_port; location / { return 200 '{}'; } }
-}
-NGINX
-nginx -c "$work/nginx.conf"
+start_nginx "  client_max_body_size 64m;
+  server { listen 127.0.0.1:$sink_port; location / { return 200 '{}'; } }"
 
 serve() {  # telemetry(yes|no) [env...] -> starts synthorg, waits for healthz
   local with=$1

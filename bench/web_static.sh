@@ -39,25 +39,14 @@ YAML
 SYNTHORG_LOG_LEVEL=warn "$build/bin/synthorg" --config "$work/company.yaml" serve &
 synthorg_pid=$!
 
-cat > "$work/nginx.conf" <<NGINX
-worker_processes 1;
-pid $work/nginx.pid;
-error_log $work/nginx-error.log;
-events { worker_connections 4096; }
-http {
-  include /etc/nginx/mime.types;
-  access_log off;
+start_nginx "  include /etc/nginx/mime.types;
   sendfile on;
   tcp_nopush on;
-  client_body_temp_path $work; proxy_temp_path $work; fastcgi_temp_path $work; uwsgi_temp_path $work; scgi_temp_path $work;
   server {
     listen 127.0.0.1:$nginx_port;
     root $root;
     location / { try_files \$uri /index.html; }
-  }
-}
-NGINX
-nginx -c "$work/nginx.conf"
+  }"
 
 cat > "$work/Caddyfile" <<CADDY
 {

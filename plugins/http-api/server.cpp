@@ -17,6 +17,7 @@
 #include <boost/beast/websocket/rfc6455.hpp>
 #include <fmt/format.h>
 
+#include "listener.hpp"
 #include "request_id.hpp"
 #include "http_relay.hpp"
 #include "request.hpp"
@@ -553,23 +554,7 @@ void Server::set_websocket(std::shared_ptr<WebSocketHub> hub) { impl_->websocket
 void Server::set_unrouted(Unrouted unrouted) { impl_->unrouted = std::move(unrouted); }
 
 void Server::start() {
-  auto& options = impl_->options;
-  beast::error_code ec;
-  auto address = asio::ip::make_address(options.address, ec);
-  if (ec) throw std::runtime_error(fmt::format("'{}' is not an IP address to listen on (fix: e.g. 0.0.0.0 or 127.0.0.1)", options.address));
-  tcp::endpoint endpoint(address, options.port);
-  auto& acceptor = impl_->acceptor;
-  acceptor.open(endpoint.protocol(), ec);
-  if (!ec) acceptor.set_option(asio::socket_base::reuse_address(true), ec);
-  if (!ec) acceptor.bind(endpoint, ec);
-  if (!ec) acceptor.listen(asio::socket_base::max_listen_connections, ec);
-  if (ec) {
-    beast::error_code ignored;
-    acceptor.close(ignored);
-    throw std::runtime_error(fmt::format("cannot listen on {}:{}: {} (fix: free the port or set another one)",
-                                         options.address, options.port, ec.message()));
-  }
-  bound_port_ = acceptor.local_endpoint().port();
+  bound_port_ = http_relay::listen_on(impl_->acceptor, impl_->options.address, impl_->options.port);
   impl_->draining = false;
   impl_->accept();
   impl_->sweep();
