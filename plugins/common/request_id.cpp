@@ -6,8 +6,6 @@
 #include <cstring>
 #include <random>
 
-#include <fmt/format.h>
-
 #include "synthorg/crypto.hpp"
 
 namespace synthorg::http_relay {
@@ -25,7 +23,10 @@ std::string new_request_id() {
     std::memcpy(&value, seed.data(), sizeof value);
     return std::mt19937_64(value);
   }();
-  return fmt::format("{:016x}", generator());
+  static constexpr char hex[] = "0123456789abcdef";
+  std::string id(16, '0');
+  for (auto value = generator(), i = std::uint64_t{16}; i-- > 0; value >>= 4) id[i] = hex[value & 15];
+  return id;
 }
 
 }  // namespace synthorg::http_relay

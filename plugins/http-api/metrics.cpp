@@ -1,6 +1,8 @@
 #include "metrics.hpp"
 
 #include <algorithm>
+#include <charconv>
+#include <cstring>
 #include <string>
 
 #include <fmt/format.h>
@@ -15,9 +17,20 @@ void RequestMetrics::observe(std::string_view method, std::string_view pattern, 
   // Likewise any method token a client makes up.
   static constexpr std::string_view known[] = {"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"};
   if (std::find(std::begin(known), std::end(known), method) == std::end(known)) method = "other";
+  // The series key "METHOD route status", built without a format string: this runs per request.
   char key[256];
-  auto length = fmt::format_to_n(key, sizeof key, "{} {} {}", method, route, status).size;
-  auto key_view = std::string_view(key, std::min(length, sizeof key));
+  std::size_t length = 0;
+  auto put = [&](std::string_view part) {
+    auto n = std::min(part.size(), sizeof key - 8 - length);  // room left for " " and the status
+    std::memcpy(key + length, part.data(), n);
+    length += n;
+  };
+  put(method);
+  put(" ");
+  put(route);
+  key[length++] = ' ';
+  length = static_cast<std::size_t>(std::to_chars(key + length, key + sizeof key, status).ptr - key);
+  auto key_view = std::string_view(key, length);
   std::lock_guard lock(mutex_);
   auto found = series_.find(key_view);
   if (found == series_.end()) {

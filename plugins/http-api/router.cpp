@@ -123,7 +123,9 @@ Match Router::match(std::string_view method, std::string_view path) const {
       result.allowed_methods.push_back(entry.route->method);
       continue;
     }
-    if (result.route) continue;
+    // The most specific match wins (entries are sorted so); the methods allowed elsewhere only
+    // matter for a 405, which a match rules out.
+    result.allowed_methods.clear();
     result.route = entry.route;
     result.pattern = entry.route->pattern;
     for (std::size_t i = 0; i < fixed; ++i)
@@ -133,6 +135,7 @@ Match Router::match(std::string_view method, std::string_view path) const {
       if (!rest_start.empty() && rest_start.front() == '/' && fixed > 0) rest_start.remove_prefix(1);
       result.params[param_name(entry.segments.back())] = std::string(rest_start);
     }
+    break;
   }
   return result;
 }

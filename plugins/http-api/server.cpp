@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <array>
+#include <charconv>
+#include <ctime>
 #include <future>
 #include <limits>
 #include <optional>
@@ -38,10 +40,24 @@ namespace http = beast::http;
 using tcp = asio::ip::tcp;
 using Clock = std::chrono::steady_clock;
 
+// ASCII only: header names are tokens, and std::tolower's locale lookup showed in profiles.
+char ascii_lower(char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c + ('a' - 'A')) : c; }
 bool iequals(std::string_view a, std::string_view b) {
-  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-    return std::tolower(static_cast<unsigned char>(x)) == std::tolower(static_cast<unsigned char>(y));
-  });
+  return a.size() == b.size() &&
+         std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) { return ascii_lower(x) == ascii_lower(y); });
+}
+
+void append_decimal(std::string& out, std::uint64_t value) {
+  char digits[20];
+  out.append(digits, std::to_chars(digits, digits + sizeof digits, value).ptr);
+}
+
+// The monotonic clock at the kernel's tick resolution: deadlines of seconds need no better, and
+// it is read four times a request.
+std::int64_t coarse_now() {
+  timespec now{};
+  ::clock_gettime(CLOCK_MONOTONIC_COARSE, &now);
+  return static_cast<std::int64_t>(now.tv_sec) * 1'000'000'000 + now.tv_nsec;
 }
 
 // The response head, written by hand into a buffer the session reuses: Beast's message and
@@ -50,10 +66,12 @@ bool iequals(std::string_view a, std::string_view b) {
 // become spaces, so no value can start a header of its own.
 void format_head(std::string& out, const HttpResponse& response, unsigned version, bool keep_alive,
                  std::string_view request_id, std::size_t content_length) {
-  auto status = static_cast<http::status>(response.status);
-  auto reason = http::obsolete_reason(status);
-  fmt::format_to(std::back_inserter(out), "HTTP/{}.{} {} {}\r\nServer: synthorg\r\n", version / 10, version % 10,
-                 response.status, std::string_view(reason.data(), reason.size()));
+  auto reason = http::obsolete_reason(static_cast<http::status>(response.status));
+  out += version >= 11 ? "HTTP/1.1 " : "HTTP/1.0 ";
+  append_decimal(out, static_cast<std::uint64_t>(response.status));
+  out += ' ';
+  out.append(reason.data(), reason.size());
+  out += "\r\nServer: synthorg\r\n";
   for (const auto& [name, value] : response.headers) {
     if (iequals(name, "content-length") || iequals(name, "connection") || iequals(name, "transfer-encoding") ||
         iequals(name, "x-request-id") || iequals(name, "server"))
@@ -71,7 +89,11 @@ void format_head(std::string& out, const HttpResponse& response, unsigned versio
   out += "\r\n";
   // 1xx, 204 and 304 carry no body and so no length (RFC 9110 8.6).
   auto bodiless = response.status < 200 || response.status == 204 || response.status == 304;
-  if (!bodiless) fmt::format_to(std::back_inserter(out), "Content-Length: {}\r\n", content_length);
+  if (!bodiless) {
+    out += "Content-Length: ";
+    append_decimal(out, content_length);
+    out += "\r\n";
+  }
   if (version >= 11 && !keep_alive) out += "Connection: close\r\n";
   if (version < 11 && keep_alive) out += "Connection: keep-alive\r\n";
   out += "\r\n";
@@ -223,7 +245,7 @@ class Session : public std::enable_shared_from_this<Session> {
   // few times a second, so arming costs a store instead of a timer (and a timerfd syscall).
   void arm(std::chrono::milliseconds timeout) {
     timed_out_ = false;
-    deadline_ = (Clock::now() + timeout).time_since_epoch().count();
+    deadline_ = coarse_now() + std::chrono::duration_cast<std::chrono::nanoseconds>(timeout).count();
   }
 
   void on_read(beast::error_code ec) {
@@ -257,7 +279,7 @@ class Session : public std::enable_shared_from_this<Session> {
   bool try_websocket(http::request<http::string_body>& message) {
     static const RouteSpec ws_route{"GET", "/api/v1/ws", Access::signed_in, {}, {}, {}};
     auto target = std::string_view(message.target().data(), message.target().size());
-    if (!server_->websocket || !beast::websocket::is_upgrade(message) || target.substr(0, target.find('?')) != "/api/v1/ws")
+    if (!server_->websocket || target.substr(0, target.find('?')) != "/api/v1/ws" || !beast::websocket::is_upgrade(message))
       return false;
     auto request = to_http_request(message, remote_);
     if (auto refused = server_->gate(ws_route, request)) {
@@ -285,7 +307,14 @@ class Session : public std::enable_shared_from_this<Session> {
     version_ = message.version();
     head_ = message.method() == http::verb::head;
 
-    auto request = std::make_shared<HttpRequest>(to_http_request(message, remote_));
+    // The request and its answered-once flag in one allocation.
+    struct Exchange {
+      HttpRequest request;
+      std::atomic<bool> answered{false};
+    };
+    auto exchange = std::make_shared<Exchange>();
+    exchange->request = to_http_request(message, remote_);
+    auto request = std::shared_ptr<HttpRequest>(exchange, &exchange->request);
     auto incoming = request->header("x-request-id");
     request->request_id = acceptable_request_id(incoming) ? std::string(incoming) : new_request_id();
     request_id_ = request->request_id;
@@ -315,9 +344,8 @@ class Session : public std::enable_shared_from_this<Session> {
     if (match.route->proxy) return resolve_proxy(*match.route, request);
 
     auto self = shared_from_this();
-    auto answered = std::make_shared<std::atomic<bool>>(false);
-    Responder responder = [self, request, answered](HttpResponse response) {
-      if (answered->exchange(true)) return;  // a second answer is a handler bug: ignore it
+    Responder responder = [self, exchange](HttpResponse response) {
+      if (exchange->answered.exchange(true)) return;  // a second answer is a handler bug: ignore it
       if (self->dispatching_) {  // answered synchronously on our own strand: write after dispatch
         self->inline_response_ = std::move(response);
         return;
@@ -461,7 +489,7 @@ class Session : public std::enable_shared_from_this<Session> {
 
   static constexpr std::int64_t kNoDeadline = INT64_MAX;
   beast::tcp_stream stream_;
-  std::atomic<std::int64_t> deadline_{kNoDeadline};  // steady_clock ticks
+  std::atomic<std::int64_t> deadline_{kNoDeadline};  // coarse_now() nanoseconds
   bool timed_out_ = false;
   bool dispatching_ = false;
   std::optional<HttpResponse> inline_response_;
@@ -519,7 +547,7 @@ void Server::Impl::sweep() {
   sweeper.expires_after(std::chrono::milliseconds(100));
   sweeper.async_wait([self = shared_from_this()](beast::error_code ec) {
     if (ec) return;
-    auto now = Clock::now().time_since_epoch().count();
+    auto now = coarse_now();
     {
       std::lock_guard lock(self->sessions_mutex);
       for (const auto& session : self->sessions)
