@@ -100,8 +100,8 @@ std::string gzip(std::string_view data) {
 }
 
 OtlpSender::OtlpSender(ExportOptions options, log::Logger log)
-    : options_(std::move(options)), encoding_(encoding_of(options_.protocol)), target_(target_of(options_.endpoint)), client_(client_options(options_)),
-      log_(std::move(log)) {}
+    : options_(std::move(options)), encoding_(encoding_of(options_.protocol)), target_(target_of(options_.endpoint)),
+      client_(client_options(options_)), log_(std::move(log)) {}
 
 void OtlpSender::shorten(Clock::time_point deadline) {
   std::lock_guard lock(mutex_);

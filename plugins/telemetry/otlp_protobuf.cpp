@@ -158,7 +158,9 @@ class Writer {
     key(field, varint_wire);
     varint(value);
   }
-  void optional_signed(unsigned field, std::int64_t value) { optional_varint(field, static_cast<std::uint64_t>(value)); }
+  void optional_signed(unsigned field, std::int64_t value) {
+    optional_varint(field, static_cast<std::uint64_t>(value));
+  }
 
  private:
   char* at_;

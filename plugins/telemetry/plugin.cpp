@@ -1,6 +1,6 @@
 // telemetry: the Metrics service (with process metrics) always; the Tracer and its OTLP/HTTP
-// exporter (binary protobuf, or JSON) while SYNTHORG_TRACE_OTLP_ENDPOINT is set; opt-in product telemetry while
-// SYNTHORG_TELEMETRY_ENABLED says so. Reading order: options (the environment, checked),
+// exporter (binary protobuf, or JSON) while SYNTHORG_TRACE_OTLP_ENDPOINT is set; opt-in
+// product telemetry while SYNTHORG_TELEMETRY_ENABLED says so. Reading order: options (the environment, checked),
 // tracer + exporter, product, process metrics.
 #include <unistd.h>
 

@@ -281,8 +281,9 @@ TEST(OtlpProtobufTest, ASmallRequestIsExactlyTheseBytes) {
     return out;
   };
   auto zeros = [](std::size_t count) { return std::string(count, '\0'); };
-  std::string any_value = bytes({0x18}) + bytes({0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01});  // intValue (3) -1
-  std::string key_value = bytes({0x0a, 0x01, 'k', 0x12, 0x0b}) + any_value;                                   // key (1), value (2)
+  // intValue (3): -1, as ten varint bytes.
+  std::string any_value = bytes({0x18, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01});
+  std::string key_value = bytes({0x0a, 0x01, 'k', 0x12, 0x0b}) + any_value;  // key (1), value (2)
   std::string span_bytes = bytes({0x0a, 0x10, 0x01}) + zeros(15) +  // traceId (1)
                            bytes({0x12, 0x08, 0x02}) + zeros(7) +    // spanId (2)
                            bytes({0x2a, 0x01, 'a'}) +                // name (5)
