@@ -3,6 +3,8 @@
 // (an nginx sink: URL as argv[1]) and one that is down. Reports what the span-making threads
 // paid per span (p50/p99/max of start+attributes+end), what was exported and what was dropped.
 // Usage: synthorg-bench-exporter COLLECTOR_URL [SPANS_PER_SECOND] [SECONDS]
+// The encoding is the plugin's default (http/protobuf) unless SYNTHORG_TRACE_OTLP_PROTOCOL says
+// http/json, so the two can be compared.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -11,6 +13,7 @@
 #include <vector>
 
 #include "exporter.hpp"
+#include "options.hpp"
 #include "tracer.hpp"
 
 using namespace synthorg;
@@ -22,9 +25,10 @@ struct Outcome {
   std::uint64_t exported = 0, dropped = 0;
 };
 
-Outcome run(const std::string& endpoint, int rate, int seconds) {
+Outcome run(const std::string& endpoint, OtlpProtocol protocol, int rate, int seconds) {
   ExportOptions options;
   options.endpoint = endpoint;
+  options.protocol = protocol;
   options.timeout = std::chrono::milliseconds(1000);
   options.initial_backoff = std::chrono::milliseconds(200);
   auto exporter = std::make_shared<SpanExporter>(Resource{{{"service.name", std::string("bench")}}}, options,
@@ -77,11 +81,13 @@ int main(int argc, char** argv) {
   }
   int rate = argc > 2 ? std::stoi(argv[2]) : 50'000;
   int seconds = argc > 3 ? std::stoi(argv[3]) : 5;
+  auto protocol = otlp_protocol(process_environment(), protocol_name(ExportOptions{}.protocol));
+  std::printf("OTLP encoding: %s\n\n", std::string(protocol_name(protocol)).c_str());
   std::printf("| collector | spans/s made | per span p50 | p99 | max | exported | dropped (counted) |\n");
   std::printf("|---|---:|---:|---:|---:|---:|---:|\n");
   for (auto [what, url] : {std::pair<const char*, std::string>{"up (nginx sink)", argv[1]},
                            {"down (nothing listening)", "http://127.0.0.1:9/v1/traces"}}) {
-    auto out = run(url, rate, seconds);
+    auto out = run(url, protocol, rate, seconds);
     std::printf("| %s | %.0f | %.2f µs | %.2f µs | %.0f µs | %llu | %llu |\n", what, out.offered_per_second, out.p50_us,
                 out.p99_us, out.max_us, static_cast<unsigned long long>(out.exported),
                 static_cast<unsigned long long>(out.dropped));

@@ -11,6 +11,7 @@
 #include <fmt/format.h>
 #include <zlib.h>
 
+#include "otlp_protobuf.hpp"
 #include "synthorg/version.hpp"
 
 namespace synthorg::telemetry {
@@ -47,6 +48,13 @@ std::optional<std::chrono::milliseconds> retry_after(std::string_view value) {
 bool retryable(int status) { return status == 429 || status == 502 || status == 503 || status == 504; }
 
 }  // namespace
+
+const OtlpEncoding& encoding_of(OtlpProtocol protocol) {
+  // The overloads returning a string are not these: the pointers name the ones writing into `out`.
+  static const OtlpEncoding json{"application/json", &encode_traces, &encode_logs};
+  static const OtlpEncoding binary{"application/x-protobuf", &protobuf::encode_traces, &protobuf::encode_logs};
+  return protocol == OtlpProtocol::http_json ? json : binary;
+}
 
 namespace {
 
@@ -92,8 +100,8 @@ std::string gzip(std::string_view data) {
 }
 
 OtlpSender::OtlpSender(ExportOptions options, log::Logger log)
-    : options_(std::move(options)), target_(target_of(options_.endpoint)), client_(client_options(options_)),
-      log_(std::move(log)) {}
+    : options_(std::move(options)), encoding_(encoding_of(options_.protocol)), target_(target_of(options_.endpoint)),
+      client_(client_options(options_)), log_(std::move(log)) {}
 
 void OtlpSender::shorten(Clock::time_point deadline) {
   std::lock_guard lock(mutex_);
@@ -101,16 +109,16 @@ void OtlpSender::shorten(Clock::time_point deadline) {
   wake_.notify_all();
 }
 
-SendResult OtlpSender::send(const std::string& json, Clock::time_point deadline) {
+SendResult OtlpSender::send(const std::string& body, Clock::time_point deadline) {
   http::ClientRequest request;
   request.method = "POST";
   request.target = target_;
-  request.headers = {{"Content-Type", "application/json"}};
+  request.headers = {{"Content-Type", std::string(encoding_.content_type)}};
   if (options_.gzip) {
-    request.body = gzip(json);
+    request.body = gzip(body);
     request.headers.emplace_back("Content-Encoding", "gzip");
   } else {
-    request.body = json;
+    request.body = body;
   }
   thread_local std::mt19937 jitter{std::random_device{}()};
   auto backoff = options_.initial_backoff;
@@ -207,7 +215,7 @@ void SpanExporter::run() {
       next += take;
       SendResult result = SendResult::failed;
       try {
-        encode_traces(body, resource_, SYNTHORG_SDK_VERSION, batch);
+        sender_.encoding().traces(body, resource_, SYNTHORG_SDK_VERSION, batch);
         result = sender_.send(body, deadline);
       } catch (const std::exception& error) {
         log_.warn("OTLP export failed", {{"error", error.what()}});

@@ -13,14 +13,30 @@
 #include <thread>
 #include <vector>
 
+#include "options.hpp"
 #include "otlp_json.hpp"
 #include "synthorg/http_client.hpp"
 #include "synthorg/log.hpp"
 
 namespace synthorg::telemetry {
 
+// One OTLP/HTTP encoding: its Content-Type and its encoders, which write a whole request into
+// `out` (cleared first, its capacity kept). Picked once from ExportOptions::protocol; the
+// exporter, the sender and product telemetry all go through the one they were given.
+struct OtlpEncoding {
+  std::string_view content_type;
+  void (*traces)(std::string& out, const Resource& resource, std::string_view scope_version,
+                 const std::vector<SpanData>& spans);
+  void (*logs)(std::string& out, const Resource& resource, std::string_view scope_name,
+               std::string_view scope_version, const std::vector<LogEvent>& events);
+};
+const OtlpEncoding& encoding_of(OtlpProtocol protocol);
+
 struct ExportOptions {
   std::string endpoint;  // the full URL, e.g. http://collector:4318/v1/traces
+  // Binary protobuf by default, as OTel SDKs default to: a fraction of JSON's CPU to encode
+  // and to gzip, on the exporter's one thread.
+  OtlpProtocol protocol = OtlpProtocol::http_protobuf;
   bool gzip = true;
   std::chrono::milliseconds timeout{10'000};         // one attempt, connect to answer
   std::chrono::milliseconds initial_backoff{500};
@@ -30,19 +46,21 @@ struct ExportOptions {
 
 enum class SendResult { sent, rejected, failed };
 
-// Posts OTLP JSON bodies to one endpoint. Blocking: call it from the exporter's thread or the
+// Posts OTLP bodies, encoded as options().protocol says (encoding()), to one endpoint. Blocking: call it from the exporter's thread or the
 // blocking pool. `deadline` bounds the attempts (shutdown gives a short one).
 class OtlpSender {
  public:
   OtlpSender(ExportOptions options, log::Logger log);
-  SendResult send(const std::string& json, std::chrono::steady_clock::time_point deadline);
+  SendResult send(const std::string& body, std::chrono::steady_clock::time_point deadline);
   // Brings the deadline of the send under way (and of later ones) forward to `deadline`: at
   // shutdown, a batch waiting out a backoff must not hold the process for its whole budget.
   void shorten(std::chrono::steady_clock::time_point deadline);
   const ExportOptions& options() const noexcept { return options_; }
+  const OtlpEncoding& encoding() const noexcept { return encoding_; }
 
  private:
   ExportOptions options_;
+  const OtlpEncoding& encoding_;
   std::string target_;
   http::HttpClient client_;
   log::Logger log_;

@@ -91,6 +91,26 @@ TraceOptions trace_options(const Environment& env) {
   return options;
 }
 
+std::string_view protocol_name(OtlpProtocol protocol) {
+  return protocol == OtlpProtocol::http_json ? "http/json" : "http/protobuf";
+}
+
+OtlpProtocol otlp_protocol(const Environment& env, std::string_view configured) {
+  std::string source = "telemetry.protocol";
+  std::string value(configured);
+  if (auto variable = env("SYNTHORG_TRACE_OTLP_PROTOCOL"); variable && !variable->empty()) {
+    source = "SYNTHORG_TRACE_OTLP_PROTOCOL";
+    value = *variable;
+  }
+  // Trimmed and in any case, as the on/off flags are read; the values themselves are OTel's.
+  auto word = trimmed_lower(value);
+  if (word == "http/protobuf") return OtlpProtocol::http_protobuf;
+  if (word == "http/json") return OtlpProtocol::http_json;
+  throw std::invalid_argument(fmt::format("{}={} is not an OTLP protocol this exporter speaks (fix: http/protobuf, "
+                                          "the default, or http/json; grpc is not supported)",
+                                          source, value));
+}
+
 bool parse_enabled(const std::optional<std::string>& value, std::string_view variable) {
   if (!value) return false;
   auto word = trimmed_lower(*value);

@@ -25,6 +25,16 @@ struct TraceOptions {
 // Throws std::invalid_argument with the reason.
 TraceOptions trace_options(const Environment& env);
 
+// OTLP/HTTP's two encodings, named as OTEL_EXPORTER_OTLP_PROTOCOL names them.
+enum class OtlpProtocol { http_protobuf, http_json };
+std::string_view protocol_name(OtlpProtocol protocol);
+
+// SYNTHORG_TRACE_OTLP_PROTOCOL when set and not empty (it wins, as the other SYNTHORG_TRACE_*
+// do), else `configured` (the telemetry plugin's `protocol` setting): http/protobuf or
+// http/json. Throws std::invalid_argument naming where the value came from, the value, and the
+// two accepted values. It governs traces and product telemetry alike.
+OtlpProtocol otlp_protocol(const Environment& env, std::string_view configured);
+
 // An http(s) URL with a host, no userinfo, nothing but a path after it; throws
 // std::invalid_argument naming `variable` otherwise.
 void check_endpoint(std::string_view url, std::string_view variable);

@@ -162,7 +162,15 @@ void encode_traces(std::string& out, const Resource& resource, std::string_view 
 
 std::string encode_logs(const Resource& resource, std::string_view scope_name, std::string_view scope_version,
                         const std::vector<LogEvent>& events) {
-  std::string out = "{\"resourceLogs\":[{";
+  std::string out;
+  encode_logs(out, resource, scope_name, scope_version, events);
+  return out;
+}
+
+void encode_logs(std::string& out, const Resource& resource, std::string_view scope_name,
+                 std::string_view scope_version, const std::vector<LogEvent>& events) {
+  out.clear();
+  out += "{\"resourceLogs\":[{";
   append_resource(out, resource);
   out += ",\"scopeLogs\":[{";
   append_scope(out, scope_name, scope_version);
@@ -181,7 +189,6 @@ std::string encode_logs(const Resource& resource, std::string_view scope_name, s
     out += '}';
   }
   out += "]}]}]}";
-  return out;
 }
 
 }  // namespace synthorg::telemetry

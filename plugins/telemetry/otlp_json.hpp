@@ -33,6 +33,9 @@ struct LogEvent {
 // One ExportLogsServiceRequest (severity INFO), for product telemetry's events.
 std::string encode_logs(const Resource& resource, std::string_view scope_name, std::string_view scope_version,
                         const std::vector<LogEvent>& events);
+// The same into `out` (cleared first).
+void encode_logs(std::string& out, const Resource& resource, std::string_view scope_name,
+                 std::string_view scope_version, const std::vector<LogEvent>& events);
 
 // The JSON string literal for `text` (quotes included); `text` must be valid UTF-8.
 void append_json_string(std::string& out, std::string_view text);

@@ -1,6 +1,6 @@
 // telemetry: the Metrics service (with process metrics) always; the Tracer and its OTLP/HTTP
-// exporter while SYNTHORG_TRACE_OTLP_ENDPOINT is set; opt-in product telemetry while
-// SYNTHORG_TELEMETRY_ENABLED says so. Reading order: options (the environment, checked),
+// exporter (binary protobuf, or JSON) while SYNTHORG_TRACE_OTLP_ENDPOINT is set; opt-in
+// product telemetry while SYNTHORG_TELEMETRY_ENABLED says so. Reading order: options (the environment, checked),
 // tracer + exporter, product, process metrics.
 #include <unistd.h>
 
@@ -92,6 +92,10 @@ class TelemetryPlugin final : public Plugin {
                           .duration("export_timeout", "10s", "One OTLP request, connect to answer")
                           .integer("max_attempts", 5, "Tries per batch on 429/502/503/504 or an unreachable collector")
                           .range(1, 20)
+                          .enumeration("protocol", {"http/protobuf", "http/json"}, "http/protobuf",
+                                       "OTLP/HTTP encoding of traces and product telemetry: binary protobuf "
+                                       "(application/x-protobuf) or JSON (application/json); "
+                                       "SYNTHORG_TRACE_OTLP_PROTOCOL, when set, wins")
                           .boolean("gzip", true, "Compress OTLP requests (Content-Encoding: gzip)")
                           .integer("max_attribute_bytes", 1024, "Longest attribute value sent; longer ones are cut")
                           .range(16, 65'536)
@@ -110,13 +114,15 @@ class TelemetryPlugin final : public Plugin {
 
   void start() override {
     auto environment = process_environment();
-    // Both throw with the variable, the value and the fix: the kernel refuses to start.
+    // These throw with the variable, the value and the fix: the kernel refuses to start.
     auto trace = trace_options(environment);
+    auto protocol = otlp_protocol(environment, config_.at("protocol").get<std::string>());
     bool product_on = parse_enabled(environment("SYNTHORG_TELEMETRY_ENABLED"), "SYNTHORG_TELEMETRY_ENABLED");
     auto product_endpoint = config_.at("product_endpoint").get<std::string>();
     if (product_on && !product_endpoint.empty()) check_endpoint(product_endpoint, "telemetry.product_endpoint");
 
     ExportOptions export_options;
+    export_options.protocol = protocol;  // product telemetry copies these: one protocol for both
     export_options.gzip = config_.at("gzip").get<bool>();
     export_options.timeout = milliseconds(config_.at("export_timeout").get<std::int64_t>());
     export_options.max_attempts = static_cast<int>(config_.at("max_attempts").get<std::int64_t>());
@@ -181,6 +187,7 @@ class TelemetryPlugin final : public Plugin {
     context_.log().info("telemetry started",
                         {{"tracing", trace.endpoint.empty() ? "off" : "on"},
                          {"sampling_ratio", trace.sampling_ratio},
+                         {"protocol", std::string(protocol_name(protocol))},
                          {"service_name", trace.service_name},
                          {"product_telemetry", product_on ? "on" : "off"}});
   }

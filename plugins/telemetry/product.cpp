@@ -100,7 +100,8 @@ std::string anonymous_id(const std::filesystem::path& data_dir) {
 }
 
 ProductTelemetry::ProductTelemetry(ProductOptions options, log::Logger log)
-    : options_(std::move(options)), log_(std::move(log)), id_(anonymous_id(options_.data_dir)) {
+    : options_(std::move(options)), log_(std::move(log)), id_(anonymous_id(options_.data_dir)),
+      encoding_(encoding_of(options_.export_options.protocol)) {
   // No host name, no instance id, no address: the install is known only by its random id.
   resource_.attributes = {{"service.name", std::string("synthorg")},
                           {"service.version", std::string(SYNTHORG_SDK_VERSION)},
@@ -116,7 +117,8 @@ ProductTelemetry::ProductTelemetry(ProductOptions options, log::Logger log)
 void ProductTelemetry::send(std::string_view event, const nlohmann::json& properties,
                             std::chrono::steady_clock::time_point deadline) {
   LogEvent record{unix_nanos(), std::string(event), allowed_properties(properties)};
-  auto body = encode_logs(resource_, "synthorg.product", SYNTHORG_SDK_VERSION, {record});
+  std::string body;
+  encoding_.logs(body, resource_, "synthorg.product", SYNTHORG_SDK_VERSION, {record});
   {
     std::lock_guard lock(mutex_);
     last_body_ = body;

@@ -40,7 +40,8 @@ class ProductTelemetry {
   // pool, or at shutdown with the stop deadline).
   void send(std::string_view event, const nlohmann::json& properties,
             std::chrono::steady_clock::time_point deadline);
-  // The last body built, for tests and `--dry-run` style inspection.
+  // The last body built, for tests and `--dry-run` style inspection: encoded as
+  // export_options.protocol says (binary under http/protobuf).
   std::string last_body() const;
   const std::string& id() const noexcept { return id_; }
 
@@ -49,6 +50,7 @@ class ProductTelemetry {
   log::Logger log_;
   std::string id_;
   Resource resource_;
+  const OtlpEncoding& encoding_;  // the export options' protocol, as the sender sends it
   std::unique_ptr<OtlpSender> sender_;
   mutable std::mutex mutex_;
   std::string last_body_;

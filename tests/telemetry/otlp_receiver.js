@@ -1,16 +1,21 @@
 #!/usr/bin/env node
 // A local OTLP/HTTP receiver for the telemetry tests. Every request to /v1/traces or /v1/logs
 // is decoded with the official OTLP schema (the protobufjs code generated from
-// opentelemetry-proto that npm's @opentelemetry/otlp-transformer ships) after the JSON mapping
-// the specification asks for is checked: ids as hex, 64-bit integers as decimal strings, enums
-// as integers, no key the schema does not know. With --example (the shared contract's
+// opentelemetry-proto that npm's @opentelemetry/otlp-transformer ships), in either encoding:
+// - application/json: the JSON mapping the specification asks for is checked first: ids as
+//   hex, 64-bit integers as decimal strings, enums as integers, no key the schema does not know;
+// - application/x-protobuf: the bytes are decoded, must re-encode to exactly the same bytes
+//   (canonical: field order, no unknown or repeated fields, no padded varints), and are then
+//   turned into the JSON mapping, which goes through the same checks.
+// Either way record.body is the JSON mapping, so a test reads the same fields whichever
+// protocol was used; record.contentType says which. With --example (the shared contract's
 // examples/trace.json), each trace request must also have that document's shape.
 //
 // Faults for the next requests are queued with POST /__control:
 //   {"status": 503, "retry_after": "1", "times": 2}   answer 503 twice
 //   {"delay_ms": 3000, "times": 1}                      answer late (a slow collector)
 //   {"close": true, "times": 1}                         close the connection mid-request
-// GET /__received lists what arrived: {path, headers, body, errors, answered}; any request to
+// GET /__received lists what arrived: {path, headers, contentType, body, errors, answered}; any request to
 // /echo is recorded with its headers (an outgoing call's traceparent).
 'use strict';
 
@@ -120,6 +125,50 @@ function validate(urlPath, body) {
   return errors;
 }
 
+// A protobuf request as its JSON mapping: int64 as decimal strings, enums as integers, NaN and
+// infinities as strings (json: true), repeated fields present even when empty (as our JSON
+// encoder sends attributes), and the ids as hex rather than protobufjs's base64.
+function jsonMapping(type, message) {
+  const object = type.toObject(message, { longs: String, enums: Number, bytes: String, json: true, arrays: true });
+  const hexIds = (value) => {
+    if (Array.isArray(value)) return value.forEach(hexIds);
+    if (value === null || typeof value !== 'object') return;
+    for (const [key, item] of Object.entries(value)) {
+      if (key in idLengths && typeof item === 'string') value[key] = Buffer.from(item, 'base64').toString('hex');
+      else hexIds(item);
+    }
+  };
+  hexIds(object);
+  return object;
+}
+
+// Decodes a protobuf body and checks it is exactly what the official encoder would write for
+// the message it holds; returns the message.
+function decodeProtobuf(type, bytes, errors) {
+  const message = type.decode(bytes);  // throws on malformed wire data
+  const again = Buffer.from(type.encode(message).finish());
+  if (!again.equals(bytes)) {
+    let at = 0;
+    while (at < again.length && at < bytes.length && again[at] === bytes[at]) ++at;
+    errors.push(`protobuf: not canonical: ${bytes.length} bytes sent, ${again.length} when re-encoded, ` +
+                `first difference at byte ${at}`);
+  }
+  return message;
+}
+
+// Strings on the wire must be valid UTF-8. protobufjs does not check: most bad bytes come back
+// as U+FFFD, which the canonical check above catches (re-encoded, they differ), but an encoded
+// surrogate decodes to a lone surrogate and re-encodes to the same bytes, so look for those.
+function checkStrings(value, where, errors) {
+  if (typeof value === 'string') {
+    if (!value.isWellFormed()) errors.push(`${where}: not valid UTF-8 (a lone surrogate)`);
+  } else if (Array.isArray(value)) {
+    value.forEach((item, i) => checkStrings(item, `${where}[${i}]`, errors));
+  } else if (value !== null && typeof value === 'object') {
+    for (const [key, item] of Object.entries(value)) checkStrings(item, `${where}.${key}`, errors);
+  }
+}
+
 let example = null;
 if (args.example) {
   example = JSON.parse(fs.readFileSync(args.example, 'utf8'));
@@ -175,13 +224,22 @@ const server = http.createServer(async (request, response) => {
     }
   }
   const raw = await readBody(request);
-  const record = { path: url.pathname, headers: request.headers, errors: [] };
+  const contentType = request.headers['content-type'];
+  const record = { path: url.pathname, headers: request.headers, contentType, errors: [] };
   received.push(record);
   try {
-    if (request.headers['content-type'] !== 'application/json') record.errors.push(`content-type is ${request.headers['content-type']}`);
     const bytes = request.headers['content-encoding'] === 'gzip' ? zlib.gunzipSync(raw) : raw;
-    const text = new TextDecoder('utf-8', { fatal: true }).decode(bytes);  // throws on invalid UTF-8
-    record.body = JSON.parse(text);
+    if (contentType === 'application/json') {
+      const text = new TextDecoder('utf-8', { fatal: true }).decode(bytes);  // throws on invalid UTF-8
+      record.body = JSON.parse(text);
+    } else if (contentType === 'application/x-protobuf') {
+      const type = types[url.pathname];
+      const message = decodeProtobuf(type, bytes, record.errors);
+      record.body = jsonMapping(type, message);
+      checkStrings(record.body, '$', record.errors);
+    } else {
+      throw new Error(`content-type ${JSON.stringify(contentType)} is neither application/json nor application/x-protobuf`);
+    }
     record.errors.push(...validate(url.pathname, record.body));
   } catch (error) {
     record.errors.push(`undecodable: ${error.message}`);

@@ -2,14 +2,20 @@
 // that decodes every request with the official OTLP schema from npm and holds trace requests
 // to the shape of ../shared/contracts/otlp/examples/trace.json: a request through the API
 // yields a correct trace, the exporter survives a collector that is down, slow, refusing or
-// hanging up, and product telemetry never lets a denied key or a secret out.
+// hanging up, and product telemetry never lets a denied key or a secret out. The receiver
+// accepts both OTLP/HTTP encodings and gives back the JSON mapping of either, so these tests
+// run on the default (binary protobuf) and, where said, on JSON too.
 #include <gtest/gtest.h>
 
 #include <Poco/Process.h>
 
 #include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <functional>
+#include <limits>
+#include <map>
 #include <regex>
 #include <thread>
 
@@ -60,6 +66,12 @@ class OtlpTest : public ::testing::Test {
     data.end_ns = data.start_ns + 1000;
     return data;
   }
+  // A trace request in the default encoding, the one options() sends as.
+  static std::string traces(const std::vector<SpanData>& spans) {
+    std::string out;
+    encoding_of(ExportOptions{}.protocol).traces(out, resource(), "1", spans);
+    return out;
+  }
   ExportOptions options(std::chrono::milliseconds timeout = 2s) const {
     ExportOptions out;
     out.endpoint = receiver_->url() + "/v1/traces";
@@ -68,10 +80,14 @@ class OtlpTest : public ::testing::Test {
     out.max_backoff = 2s;
     return out;
   }
+  // A request through http-api, traced, exported by the plugin in `protocol` (empty: the
+  // default), decoded by the receiver; the body it hands back is the same for either encoding.
+  void request_through_the_api_yields_a_correct_trace(const std::string& protocol, const std::string& content_type);
   std::unique_ptr<Receiver> receiver_;
 };
 
-TEST_F(OtlpTest, ARequestThroughTheApiYieldsACorrectTrace) {
+void OtlpTest::request_through_the_api_yields_a_correct_trace(const std::string& protocol,
+                                                              const std::string& content_type) {
   TempDir dir;
   int port = synthorg::testing::free_port();
   ScopedEnv endpoint("SYNTHORG_TRACE_OTLP_ENDPOINT", receiver_->url() + "/v1/traces");
@@ -80,7 +96,8 @@ TEST_F(OtlpTest, ARequestThroughTheApiYieldsACorrectTrace) {
   ScopedEnv access("SYNTHORG_HTTP_ACCESS_LOG", "false");
   auto config = company(dir, {"http-api", "telemetry"},
                         "  http-api:\n    config: {address: 127.0.0.1, port: " + std::to_string(port) +
-                            "}\n  telemetry:\n    config: {batch_delay: 100ms, data_dir: " + (dir / "data").string() + "}\n");
+                            "}\n  telemetry:\n    config: {batch_delay: 100ms, data_dir: " + (dir / "data").string() +
+                            (protocol.empty() ? "" : ", protocol: " + protocol) + "}\n");
   auto kernel = std::make_unique<kernel::Kernel>(kernel::load_company_config(config, "/unused"));
   kernel->discover();
   kernel->prepare();
@@ -142,12 +159,12 @@ TEST_F(OtlpTest, ARequestThroughTheApiYieldsACorrectTrace) {
   EXPECT_LE(start, end);
   EXPECT_LT(now - start, 60'000'000'000ull) << "a start time of this minute";
   EXPECT_FALSE(span.contains("status")) << "200: status unset";
-  auto attrs = attributes(span["attributes"]);
+  auto attrs = attributes_of(span["attributes"]);
   EXPECT_EQ(attrs["http.request.method"], json({{"stringValue", "GET"}}));
   EXPECT_EQ(attrs["http.route"], json({{"stringValue", "/api/v1/test/outgoing/{id}"}}));
   EXPECT_EQ(attrs["url.path"], json({{"stringValue", "/api/v1/test/outgoing/42"}}));
   EXPECT_EQ(attrs["http.response.status_code"], json({{"intValue", "200"}})) << "int64 as a decimal string";
-  auto resource_attrs = attributes(resource["attributes"]);
+  auto resource_attrs = attributes_of(resource["attributes"]);
   EXPECT_EQ(resource_attrs["service.name"], json({{"stringValue", "synthorg-test"}}));
   EXPECT_EQ(resource_attrs["service.version"], json({{"stringValue", SYNTHORG_SDK_VERSION}}));
   EXPECT_TRUE(resource_attrs.contains("host.name"));
@@ -165,9 +182,135 @@ TEST_F(OtlpTest, ARequestThroughTheApiYieldsACorrectTrace) {
   EXPECT_TRUE(propagated) << "the receiver saw no outgoing call with a traceparent";
   for (const auto& record : receiver_->received())
     if (record["path"] == "/v1/traces") {
+      EXPECT_EQ(record["contentType"], content_type);
       EXPECT_EQ(record["headers"]["content-encoding"], "gzip");
       EXPECT_FALSE(record["headers"].contains("traceparent")) << "the export itself is not traced";
     }
+}
+
+TEST_F(OtlpTest, ARequestThroughTheApiYieldsACorrectTrace) {
+  request_through_the_api_yields_a_correct_trace("", "application/x-protobuf");
+}
+
+TEST_F(OtlpTest, ARequestThroughTheApiYieldsACorrectTraceAsJsonToo) {
+  request_through_the_api_yields_a_correct_trace("http/json", "application/json");
+}
+
+// Every field the exporter sends, in both encodings, for spans whose values are known: the
+// protobuf body, decoded by the official schema, holds each one, and its JSON mapping is the
+// very document the JSON encoder writes.
+TEST_F(OtlpTest, TheProtobufEncodingOfAKnownSpanDecodesFieldByField) {
+  Resource resource{{{"service.name", std::string("synthorg-test")},
+                     {"empty", std::string()},
+                     {"pid", std::int64_t{4242}},
+                     {"ratio", 0.25},
+                     {"container", false}}};
+  SpanData full = span("GET /api/v1/items/{id}");
+  for (std::uint8_t i = 0; i < 16; ++i) full.trace_id[i] = static_cast<std::uint8_t>(0xf0 + i);
+  for (std::uint8_t i = 0; i < 8; ++i) full.span_id[i] = static_cast<std::uint8_t>(0x10 * i + 1);
+  for (std::uint8_t i = 0; i < 8; ++i) full.parent_span_id[i] = static_cast<std::uint8_t>(0x80 + i);
+  full.has_parent = true;
+  full.tracestate = "vendor=abc,other=x";
+  full.kind = SpanKind::client;
+  full.start_ns = 1'700'000'000'123'456'789;
+  full.end_ns = full.start_ns + 250'000'000'000;  // varint-sized values would not fit in 32 bits
+  full.attributes = {{"text", std::string("caf\xC3\xA9 \"quoted\"\n")},
+                     {"empty", std::string()},
+                     {"count", std::int64_t{300}},
+                     {"zero", std::int64_t{0}},
+                     {"negative", std::int64_t{-42}},
+                     {"smallest", std::numeric_limits<std::int64_t>::min()},
+                     {"ratio", 2.5},
+                     {"nan", std::nan("")},
+                     {"infinite", -std::numeric_limits<double>::infinity()},
+                     {"yes", true},
+                     {"no", false}};
+  full.dropped_attributes = 3;
+  full.status_code = 2;
+  full.status_message = "upstream refused";
+  SpanData bare = span("bare");  // no parent, no trace state, no attributes, status unset
+
+  std::map<std::string, json> bodies;
+  for (auto protocol : {OtlpProtocol::http_protobuf, OtlpProtocol::http_json}) {
+    auto options = this->options();
+    options.protocol = protocol;
+    options.gzip = protocol == OtlpProtocol::http_json;  // both paths of the receiver: plain and gzip
+    OtlpSender sender(options, log::Logger("test"));
+    std::string body;
+    sender.encoding().traces(body, resource, "9.8.7", {full, bare});
+    ASSERT_EQ(sender.send(body, Clock::now() + 10s), SendResult::sent);
+    auto records = receiver_->received();
+    ASSERT_FALSE(records.empty());
+    const auto& record = records.back();
+    EXPECT_EQ(record["errors"], json::array()) << record.dump(2);
+    EXPECT_EQ(record["contentType"], std::string(sender.encoding().content_type));
+    bodies[std::string(protocol_name(protocol))] = record["body"];
+  }
+
+  const auto& body = bodies["http/protobuf"];
+  ASSERT_EQ(body["resourceSpans"].size(), 1u) << body.dump(2);
+  const auto& resource_spans = body["resourceSpans"][0];
+  auto resource_attrs = attributes_of(resource_spans["resource"]["attributes"]);
+  EXPECT_EQ(resource_attrs["service.name"], json({{"stringValue", "synthorg-test"}}));
+  EXPECT_EQ(resource_attrs["empty"], json({{"stringValue", ""}})) << "a set oneof member is sent even when empty";
+  EXPECT_EQ(resource_attrs["pid"], json({{"intValue", "4242"}}));
+  EXPECT_EQ(resource_attrs["ratio"], json({{"doubleValue", 0.25}}));
+  EXPECT_EQ(resource_attrs["container"], json({{"boolValue", false}}));
+  ASSERT_EQ(resource_spans["scopeSpans"].size(), 1u);
+  const auto& scope_spans = resource_spans["scopeSpans"][0];
+  EXPECT_EQ(scope_spans["scope"]["name"], "synthorg");
+  EXPECT_EQ(scope_spans["scope"]["version"], "9.8.7");
+  ASSERT_EQ(scope_spans["spans"].size(), 2u);
+
+  const auto& sent = scope_spans["spans"][0];
+  EXPECT_EQ(sent["traceId"], "f0f1f2f3f4f5f6f7f8f9fafbfcfdfeff");
+  EXPECT_EQ(sent["spanId"], "0111213141516171");
+  EXPECT_EQ(sent["parentSpanId"], "8081828384858687");
+  EXPECT_EQ(sent["traceState"], "vendor=abc,other=x");
+  EXPECT_EQ(sent["name"], "GET /api/v1/items/{id}");
+  EXPECT_EQ(sent["kind"], 3) << "SPAN_KIND_CLIENT";
+  EXPECT_EQ(sent["startTimeUnixNano"], "1700000000123456789");
+  EXPECT_EQ(sent["endTimeUnixNano"], "1700000250123456789");
+  auto attrs = attributes_of(sent["attributes"]);
+  EXPECT_EQ(attrs.size(), 11u);
+  EXPECT_EQ(attrs["text"], json({{"stringValue", "caf\xC3\xA9 \"quoted\"\n"}}));
+  EXPECT_EQ(attrs["empty"], json({{"stringValue", ""}}));
+  EXPECT_EQ(attrs["count"], json({{"intValue", "300"}}));
+  EXPECT_EQ(attrs["zero"], json({{"intValue", "0"}}));
+  EXPECT_EQ(attrs["negative"], json({{"intValue", "-42"}})) << "two's complement, ten bytes";
+  EXPECT_EQ(attrs["smallest"], json({{"intValue", "-9223372036854775808"}}));
+  EXPECT_EQ(attrs["ratio"], json({{"doubleValue", 2.5}}));
+  EXPECT_EQ(attrs["nan"], json({{"doubleValue", "NaN"}}));
+  EXPECT_EQ(attrs["infinite"], json({{"doubleValue", "-Infinity"}}));
+  EXPECT_EQ(attrs["yes"], json({{"boolValue", true}}));
+  EXPECT_EQ(attrs["no"], json({{"boolValue", false}}));
+  EXPECT_EQ(sent["droppedAttributesCount"], 3);
+  EXPECT_EQ(sent["status"], json({{"code", 2}, {"message", "upstream refused"}}));
+
+  const auto& minimal = scope_spans["spans"][1];
+  EXPECT_EQ(minimal["name"], "bare");
+  EXPECT_EQ(minimal["kind"], 1) << "SPAN_KIND_INTERNAL";
+  for (const char* absent : {"parentSpanId", "traceState", "status", "droppedAttributesCount"})
+    EXPECT_FALSE(minimal.contains(absent)) << absent << " is a default: left out";
+  EXPECT_EQ(minimal["attributes"], json::array());
+
+  // The two encoders agree: the same document once the receiver's empty repeated fields
+  // (events, links, scope attributes), which the JSON encoder never writes, are set aside.
+  std::function<json(const json&)> without_empty_lists = [&](const json& value) {
+    if (value.is_array()) {
+      json out = json::array();
+      for (const auto& item : value) out.push_back(without_empty_lists(item));
+      return out;
+    }
+    if (!value.is_object()) return value;
+    json out = json::object();
+    for (const auto& [key, item] : value.items())
+      if (!(item.is_array() && item.empty() && key != "attributes")) out[key] = without_empty_lists(item);
+    return out;
+  };
+  auto from_protobuf = without_empty_lists(body);
+  from_protobuf["resourceSpans"][0]["scopeSpans"][0]["scope"].erase("attributes");
+  EXPECT_EQ(from_protobuf, without_empty_lists(bodies["http/json"]));
 }
 
 TEST_F(OtlpTest, RetriesOn429And503HonouringRetryAfter) {
@@ -175,7 +318,7 @@ TEST_F(OtlpTest, RetriesOn429And503HonouringRetryAfter) {
     receiver_->fault({{"status", status}, {"retry_after", "1"}, {"times", 1}});
     OtlpSender sender(options(), log::Logger("test"));
     auto started = Clock::now();
-    EXPECT_EQ(sender.send(encode_traces(resource(), "1", {span("retried")}), Clock::now() + 20s), SendResult::sent) << status;
+    EXPECT_EQ(sender.send(traces({span("retried")}), Clock::now() + 20s), SendResult::sent) << status;
     EXPECT_GE(Clock::now() - started, 950ms) << "Retry-After: 1 was honoured";
   }
   auto records = receiver_->received();
@@ -200,7 +343,7 @@ TEST_F(OtlpTest, ASlowCollectorTimesOutAndTheBatchIsRetried) {
   receiver_->fault({{"delay_ms", 3000}, {"times", 1}});
   OtlpSender sender(options(500ms), log::Logger("test"));
   auto started = Clock::now();
-  EXPECT_EQ(sender.send(encode_traces(resource(), "1", {span("slow")}), Clock::now() + 20s), SendResult::sent);
+  EXPECT_EQ(sender.send(traces({span("slow")}), Clock::now() + 20s), SendResult::sent);
   EXPECT_LT(Clock::now() - started, 2500ms) << "the attempt gave up at its timeout rather than waiting";
   EXPECT_EQ(receiver_->received().size(), 2u);
 }
@@ -208,7 +351,7 @@ TEST_F(OtlpTest, ASlowCollectorTimesOutAndTheBatchIsRetried) {
 TEST_F(OtlpTest, ACollectorClosingMidRequestIsRetried) {
   receiver_->fault({{"close", true}, {"times", 2}});
   OtlpSender sender(options(), log::Logger("test"));
-  EXPECT_EQ(sender.send(encode_traces(resource(), "1", {span("closed")}), Clock::now() + 20s), SendResult::sent);
+  EXPECT_EQ(sender.send(traces({span("closed")}), Clock::now() + 20s), SendResult::sent);
   auto records = receiver_->received();
   ASSERT_EQ(records.size(), 3u) << records.dump(2);
   EXPECT_EQ(records[2]["answered"], 200);
@@ -242,7 +385,7 @@ TEST_F(OtlpTest, HugeAndNonUtf8AttributesArriveSanitised) {
   traced->set_attribute("nan", std::nan(""));
   traced->end();
   OtlpSender sender(options(), log::Logger("test"));
-  ASSERT_EQ(sender.send(encode_traces(resource(), "1", ended), Clock::now() + 10s), SendResult::sent);
+  ASSERT_EQ(sender.send(traces(ended), Clock::now() + 10s), SendResult::sent);
   auto spans = receiver_->spans();
   ASSERT_EQ(spans.size(), 1u);
   auto attrs = attributes(spans[0].first["attributes"]);
@@ -285,6 +428,7 @@ TEST_F(OtlpTest, ProductTelemetryNeverLetsADeniedKeyOrASecretOut) {
     if (record["path"] != "/v1/logs") continue;
     ++logs;
     EXPECT_EQ(record["errors"], json::array()) << record.dump(2);
+    EXPECT_EQ(record["contentType"], "application/x-protobuf") << "the default protocol, for logs too";
     auto text = record["body"].dump();
     for (const auto& secret : secrets) EXPECT_EQ(text.find(secret), std::string::npos) << secret << " left in " << text;
     for (const auto& log_record : record["body"]["resourceLogs"][0]["scopeLogs"][0]["logRecords"]) {
@@ -356,7 +500,9 @@ TEST(TelemetryStartTest, BadEnvironmentStopsStartUpWithTheReason) {
            {"SYNTHORG_TRACE_OTLP_ENDPOINT", "collector:4318", "not http or https"},
            {"SYNTHORG_TRACE_SAMPLING_RATIO", "1.5", "not a ratio from 0.0 to 1.0"},
            {"SYNTHORG_TRACE_SAMPLING_RATIO", "-1", "not a ratio from 0.0 to 1.0"},
-           {"SYNTHORG_TELEMETRY_ENABLED", "maybe", "neither on"}}) {
+           {"SYNTHORG_TELEMETRY_ENABLED", "maybe", "neither on"},
+           {"SYNTHORG_TRACE_OTLP_PROTOCOL", "grpc", "SYNTHORG_TRACE_OTLP_PROTOCOL=grpc is not an OTLP protocol"},
+           {"SYNTHORG_TRACE_OTLP_PROTOCOL", "http/xml", "fix: http/protobuf, the default, or http/json"}}) {
     ScopedEnv bad(name, value);
     kernel::Kernel kernel(kernel::load_company_config(config, "/unused"));
     kernel.discover();
@@ -367,6 +513,24 @@ TEST(TelemetryStartTest, BadEnvironmentStopsStartUpWithTheReason) {
     } catch (const std::exception& error) {
       EXPECT_NE(std::string(error.what()).find(expected), std::string::npos) << error.what();
     }
+  }
+}
+
+// The setting is checked with the rest of company.yaml: a bad value never reaches start().
+TEST(TelemetryStartTest, AnUnknownProtocolSettingIsRefusedNamingTheTwoValues) {
+  TempDir dir;
+  auto config = company(dir, {"telemetry"}, "  telemetry:\n    config: {protocol: grpc}\n");
+  try {
+    kernel::Kernel kernel(kernel::load_company_config(config, "/unused"));
+    kernel.discover();
+    kernel.prepare();
+    kernel.start();
+    ADD_FAILURE() << "protocol: grpc was accepted";
+  } catch (const std::exception& error) {
+    std::string what = error.what();
+    EXPECT_NE(what.find("protocol"), std::string::npos) << what;
+    EXPECT_NE(what.find("http/protobuf"), std::string::npos) << what;
+    EXPECT_NE(what.find("http/json"), std::string::npos) << what;
   }
 }
 

@@ -8,6 +8,7 @@
 
 #include "options.hpp"
 #include "otlp_json.hpp"
+#include "otlp_protobuf.hpp"
 #include "product.hpp"
 #include "synthorg/services/metrics.hpp"
 #include "test_support.hpp"
@@ -112,6 +113,32 @@ TEST(TelemetryOptionsTest, SamplingRatioOutsideZeroToOneIsRefused) {
   }
   for (auto [text, value] : std::vector<std::pair<const char*, double>>{{"0", 0}, {"1", 1}, {"0.0", 0}, {"1.0", 1}, {"0.001", 0.001}})
     EXPECT_EQ(trace_options(env_of({{"SYNTHORG_TRACE_SAMPLING_RATIO", text}})).sampling_ratio, value) << text;
+}
+
+TEST(TelemetryOptionsTest, ProtocolIsTheSettingUnlessTheEnvironmentSaysOtherwise) {
+  EXPECT_EQ(otlp_protocol(env_of({}), "http/protobuf"), OtlpProtocol::http_protobuf);
+  EXPECT_EQ(otlp_protocol(env_of({}), "http/json"), OtlpProtocol::http_json);
+  EXPECT_EQ(otlp_protocol(env_of({{"SYNTHORG_TRACE_OTLP_PROTOCOL", "http/json"}}), "http/protobuf"),
+            OtlpProtocol::http_json)
+      << "the environment wins";
+  EXPECT_EQ(otlp_protocol(env_of({{"SYNTHORG_TRACE_OTLP_PROTOCOL", " HTTP/Protobuf "}}), "http/json"),
+            OtlpProtocol::http_protobuf);
+  EXPECT_EQ(otlp_protocol(env_of({{"SYNTHORG_TRACE_OTLP_PROTOCOL", ""}}), "http/json"), OtlpProtocol::http_json)
+      << "empty is unset";
+  for (const char* bad : {"grpc", "json", "protobuf", "http/proto"}) {
+    try {
+      otlp_protocol(env_of({{"SYNTHORG_TRACE_OTLP_PROTOCOL", bad}}), "http/protobuf");
+      ADD_FAILURE() << bad << " was accepted";
+    } catch (const std::invalid_argument& error) {
+      std::string what = error.what();
+      EXPECT_NE(what.find(std::string("SYNTHORG_TRACE_OTLP_PROTOCOL=") + bad), std::string::npos) << what;
+      EXPECT_NE(what.find("http/protobuf"), std::string::npos) << what;
+      EXPECT_NE(what.find("http/json"), std::string::npos) << what;
+    }
+  }
+  EXPECT_THROW(otlp_protocol(env_of({}), "grpc"), std::invalid_argument);
+  EXPECT_EQ(protocol_name(OtlpProtocol::http_protobuf), "http/protobuf");
+  EXPECT_EQ(protocol_name(OtlpProtocol::http_json), "http/json");
 }
 
 TEST(TelemetryOptionsTest, EnabledFlagCaseByCase) {
@@ -234,6 +261,65 @@ TEST(TracerTest, AttributesAreBoundedAndSanitised) {
   EXPECT_GE(data.end_ns, data.start_ns);
   auto body = json::parse(encode_traces({}, "1", ended));  // parses: valid JSON, valid UTF-8
   EXPECT_EQ(body["resourceSpans"][0]["scopeSpans"][0]["spans"][0]["droppedAttributesCount"], 1);
+}
+
+// The wire bytes of a small request, spelled out field by field from opentelemetry-proto's
+// numbers, so a change to the encoder's output shows here even where node (and the receiver
+// that decodes with the official schema, in telemetry_otlp_test.cpp) is absent.
+TEST(OtlpProtobufTest, ASmallRequestIsExactlyTheseBytes) {
+  SpanData span;
+  span.trace_id[0] = 1;
+  span.span_id[0] = 2;
+  span.name = "a";
+  span.kind = SpanKind::internal;
+  span.start_ns = 1;
+  span.end_ns = 2;
+  span.attributes = {{"k", std::int64_t{-1}}};
+  auto bytes = [](std::initializer_list<int> values) {
+    std::string out;
+    for (int value : values) out += static_cast<char>(value);
+    return out;
+  };
+  auto zeros = [](std::size_t count) { return std::string(count, '\0'); };
+  // intValue (3): -1, as ten varint bytes.
+  std::string any_value = bytes({0x18, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01});
+  std::string key_value = bytes({0x0a, 0x01, 'k', 0x12, 0x0b}) + any_value;  // key (1), value (2)
+  std::string span_bytes = bytes({0x0a, 0x10, 0x01}) + zeros(15) +  // traceId (1)
+                           bytes({0x12, 0x08, 0x02}) + zeros(7) +    // spanId (2)
+                           bytes({0x2a, 0x01, 'a'}) +                // name (5)
+                           bytes({0x30, 0x01}) +                     // kind (6): SPAN_KIND_INTERNAL
+                           bytes({0x39, 0x01}) + zeros(7) +          // startTimeUnixNano (7), fixed64
+                           bytes({0x41, 0x02}) + zeros(7) +          // endTimeUnixNano (8), fixed64
+                           bytes({0x4a, 0x10}) + key_value;          // attributes (9)
+  ASSERT_EQ(span_bytes.size(), 69u);
+  std::string scope = bytes({0x0a, 0x08}) + "synthorg" + bytes({0x12, 0x01}) + "1";  // name (1), version (2)
+  std::string scope_spans = bytes({0x0a, 0x0d}) + scope + bytes({0x12, 0x45}) + span_bytes;  // scope (1), spans (2)
+  std::string resource_spans = bytes({0x0a, 0x00}) +  // resource (1), empty
+                               bytes({0x12, 0x56}) + scope_spans;  // scopeSpans (2)
+  std::string request = bytes({0x0a, 0x5a}) + resource_spans;  // resourceSpans (1)
+
+  std::string out = "left over from the last batch";
+  protobuf::encode_traces(out, {}, "1", {span});
+  EXPECT_EQ(out, request);
+
+  // Logs: one event, no resource attributes.
+  LogEvent event{5, "e", {{"n", true}}};
+  std::string name_value = bytes({0x0a, 0x01, 'e'});  // AnyValue stringValue (1)
+  std::string record = bytes({0x09, 0x05}) + zeros(7) +                                   // timeUnixNano (1)
+                       bytes({0x10, 0x09}) +                                              // severityNumber (2): INFO
+                       bytes({0x1a, 0x04}) + "INFO" +                                     // severityText (3)
+                       bytes({0x2a, 0x03}) + name_value +                                 // body (5)
+                       bytes({0x32, 0x11, 0x0a, 0x0a}) + "event.name" + bytes({0x12, 0x03}) + name_value +  // attributes (6)
+                       bytes({0x32, 0x07, 0x0a, 0x01, 'n', 0x12, 0x02, 0x10, 0x01}) +    // attributes (6): boolValue (2)
+                       bytes({0x59, 0x05}) + zeros(7);                                    // observedTimeUnixNano (11)
+  ASSERT_EQ(record.size(), 59u);
+  std::string scope_logs = bytes({0x0a, 0x03, 0x0a, 0x01, 's'}) +  // scope (1): name "s", no version
+                           bytes({0x12, 0x3b}) + record;            // logRecords (2)
+  std::string logs = bytes({0x0a, 0x46}) +                          // resourceLogs (1)
+                     bytes({0x0a, 0x00}) +                          // resource (1), empty
+                     bytes({0x12, 0x42}) + scope_logs;              // scopeLogs (2)
+  protobuf::encode_logs(out, {}, "s", "", {event});
+  EXPECT_EQ(out, logs);
 }
 
 TEST(MetricsRegistryTest, RendersEveryFamilyOnceInTheTextFormat) {
