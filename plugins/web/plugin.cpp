@@ -112,6 +112,7 @@ class WebPlugin final : public Plugin {
     options_.idle_timeout = std::chrono::milliseconds(config.at("idle_timeout").get<std::int64_t>());
     options_.access_log = config.at("access_log").get<bool>();
     options_.hsts = config.at("hsts").get<bool>();
+    options_.single_io_thread = context_.executor().stats().io_threads == 1;
     drain_ = std::chrono::milliseconds(config.at("drain_timeout").get<std::int64_t>());
   }
 

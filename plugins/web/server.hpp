@@ -28,6 +28,8 @@ struct ServerOptions {
   std::chrono::milliseconds idle_timeout{60'000};
   bool access_log = true;
   bool hsts = true;
+  // One thread runs the io_context: it serialises every connection, so no strand is needed.
+  bool single_io_thread = false;
 };
 
 struct Upstream {
