@@ -21,11 +21,12 @@ bench_cleanup() {
 trap bench_cleanup EXIT
 
 # wrk_run NAME URL [wrk options...] -> "requests/s p99_ms", for `seconds` with 64 connections;
-# the full output stays in $work/NAME.txt.
+# the full output stays in $work/NAME.txt, and wrk's own CPU time in $work/NAME.cpu (wrk_cost).
 wrk_run() {
   local name=$1 url=$2
   shift 2
-  wrk -t2 -c64 -d"${seconds}s" --latency "$@" "$url" > "$work/$name.txt"
+  local TIMEFORMAT='%U %S'
+  { time wrk -t2 -c64 -d"${seconds}s" --latency "$@" "$url" > "$work/$name.txt"; } 2> "$work/$name.cpu"
   local rps p99
   rps=$(awk '/Requests\/sec/ {print $2}' "$work/$name.txt")
   p99=$(awk '$1 == "99%" {v=$2; if (v ~ /us$/) {sub(/us/,"",v); v=v/1000} else if (v ~ /ms$/) {sub(/ms/,"",v)} else if (v ~ /s$/) {sub(/s/,"",v); v=v*1000}; print v}' "$work/$name.txt")
@@ -48,4 +49,13 @@ $1
 }
 NGINX
   nginx -c "$work/nginx.conf"
+}
+
+# wrk_cost NAME -> the CPU time (user + system) wrk itself spent per request in that wrk_run, in
+# µs: on a machine where wrk shares the cores with the server, no server can answer more than
+# cores / that figure requests a second.
+wrk_cost() {
+  local requests
+  requests=$(awk '/requests in/ {print $1}' "$work/$1.txt")
+  awk -v n="$requests" '{printf "%.1f", ($1 + $2) * 1e6 / n}' "$work/$1.cpu"
 }

@@ -4,7 +4,7 @@
 # tracing on at ratio 1.0 exporting to an nginx sink standing in for the collector (wrk, 64
 # connections, keep-alive, one I/O thread). (2) The exporter at 50,000 spans/s against that sink
 # and against a collector that is down (synthorg-bench-exporter).
-# Usage: bench/telemetry.sh [BUILD_DIR] [SECONDS]
+# Usage: [ROUNDS=3] bench/telemetry.sh [BUILD_DIR] [SECONDS]
 set -euo pipefail
 build=$(realpath "${1:-build/default}")
 seconds=${2:-8}
@@ -40,10 +40,11 @@ measure() {  # -> requests/s
   wrk -t2 -c64 -d"${seconds}s" "http://127.0.0.1:$port/api/v1/healthz" | awk '/Requests\/sec/ {print $2}'
 }
 
-# Three rounds, the three set-ups in turn, medians compared: on a machine shared with other
+# ROUNDS rounds, the three set-ups in turn, medians compared: on a machine shared with other
 # work, a neighbour's burst then hits every set-up alike rather than one of them.
 declare -A runs=([alone]="" [off]="" [on]="")
-for round in 1 2 3; do
+rounds=${ROUNDS:-3}
+for round in $(seq "$rounds"); do
   serve no
   runs[alone]+=" $(measure)"
   stop
@@ -55,14 +56,14 @@ for round in 1 2 3; do
   metrics=$(curl -sf "http://127.0.0.1:$port/metrics")
   stop
 done
-median() { tr ' ' '\n' <<<"$1" | grep . | sort -n | sed -n 2p; }
+median() { tr ' ' '\n' <<<"$1" | grep . | sort -n | sed -n "$(( (rounds + 1) / 2 ))p"; }
 alone=$(median "${runs[alone]}")
 off=$(median "${runs[off]}")
 on=$(median "${runs[on]}")
 exported=$(awk '/^synthorg_telemetry_spans_exported_total/ {print $2}' <<<"$metrics")
 dropped=$(awk '/^synthorg_telemetry_spans_dropped_total/ {s += $2} END {print s}' <<<"$metrics")
 
-echo "| GET /api/v1/healthz | requests/s (median of 3) | the three runs |"
+echo "| GET /api/v1/healthz | requests/s (median of $rounds) | each round |"
 echo "|---|---:|---|"
 echo "| http-api alone (no telemetry plugin) | $alone |${runs[alone]} |"
 echo "| telemetry plugin, tracing off | $off |${runs[off]} |"
