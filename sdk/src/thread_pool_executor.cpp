@@ -19,10 +19,6 @@
 namespace synthorg::host {
 
 struct ThreadPoolExecutor::State {
-  // The hint is the number of threads that run `io`: with one, asio queues the completions that
-  // thread produces for itself without taking the scheduler's lock (other threads still post
-  // safely).
-  explicit State(std::size_t io_threads) : io(static_cast<int>(io_threads)) {}
   boost::asio::io_context io;
   boost::asio::executor_work_guard<boost::asio::io_context::executor_type> work{io.get_executor()};
   std::vector<std::thread> io_threads;
@@ -73,15 +69,8 @@ struct ThreadPoolExecutor::State {
   }
 };
 
-namespace {
-std::size_t io_thread_count(const ExecutorOptions& options) {
-  return options.io_threads ? options.io_threads : std::max(1u, std::thread::hardware_concurrency());
-}
-}  // namespace
-
-ThreadPoolExecutor::ThreadPoolExecutor(ExecutorOptions options)
-    : state_(std::make_unique<State>(io_thread_count(options))) {
-  std::size_t io_threads = io_thread_count(options);
+ThreadPoolExecutor::ThreadPoolExecutor(ExecutorOptions options) : state_(std::make_unique<State>()) {
+  std::size_t io_threads = options.io_threads ? options.io_threads : std::max(1u, std::thread::hardware_concurrency());
   std::size_t blocking_threads = std::max<std::size_t>(1, options.blocking_threads);
   state_->blocking_capacity = options.blocking_queue;
   for (std::size_t i = 0; i < io_threads; ++i) {
