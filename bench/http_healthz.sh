@@ -49,20 +49,23 @@ healthz="http://127.0.0.1:$synthorg_port/api/v1/healthz"
 wrk -t2 -c64 -d2s "$healthz" >/dev/null
 wrk -t2 -c64 -d2s "http://127.0.0.1:$nginx_port/api/v1/healthz" >/dev/null
 wrk -t2 -c64 -d2s -H "Authorization: Bearer $token" "$base/me" >/dev/null
-echo "| round | synthorg healthz req/s | nginx req/s | ratio | p99 synthorg / nginx | /me req/s | /me / healthz |"
-echo "|---|---:|---:|---:|---:|---:|---:|"
-ratios=() p99s=() mes=()
+echo "| round | synthorg healthz req/s | nginx req/s | ratio | p99 synthorg / nginx | CPU per request, user + kernel: synthorg / nginx | /me req/s | /me / healthz |"
+echo "|---|---:|---:|---:|---:|---:|---:|---:|"
+ratios=() p99s=() mes=() users=()
+nginx_worker=$(pgrep -P "$(cat "$work/nginx.pid")" | head -1)
 for round in $(seq "${ROUNDS:-3}"); do
-  read -r s_rps s_p99 <<<"$(wrk_run synthorg "$healthz")"
-  read -r n_rps n_p99 <<<"$(wrk_run nginx "http://127.0.0.1:$nginx_port/api/v1/healthz")"
+  read -r s_rps s_p99 s_user s_kernel <<<"$(measured_run synthorg "$synthorg_pid" "$healthz")"
+  read -r n_rps n_p99 n_user n_kernel <<<"$(measured_run nginx "$nginx_worker" "http://127.0.0.1:$nginx_port/api/v1/healthz")"
   read -r m_rps _ <<<"$(wrk_run me "$base/me" -H "Authorization: Bearer $token")"
   ratio=$(python3 -c "print(f'{$s_rps/$n_rps:.2f}')")
   p99=$(python3 -c "print(f'{$s_p99/$n_p99:.2f}')")
   me=$(python3 -c "print(f'{$m_rps/$s_rps:.2f}')")
   ratios+=("$ratio") p99s+=("$p99") mes+=("$me")
-  echo "| $round | $s_rps | $n_rps | ${ratio}× | $s_p99 / $n_p99 ms | $m_rps | ${me}× |"
+  echo "| $round | $s_rps | $n_rps | ${ratio}× | $s_p99 / $n_p99 ms | $s_user + $s_kernel / $n_user + $n_kernel µs | $m_rps | ${me}× |"
+  users+=("$(python3 -c "print(f'{$s_user/$n_user:.2f}')")")
 done
 median() { printf '%s\n' "$@" | sort -n | sed -n "$((($# + 1) / 2))p"; }
 echo "nginx $(nginx -v 2>&1 | sed 's/.*nginx\///'), 1 worker; medians over ${ROUNDS:-3} rounds:"
 echo "synthorg/nginx requests/s $(median "${ratios[@]}")x (target >= 1.00x), p99 $(median "${p99s[@]}")x (target <= 1.00x)"
 echo "/me / healthz $(median "${mes[@]}")x (target >= 0.60x)"
+echo "user-space CPU per request, synthorg / nginx: $(median "${users[@]}")x (the kernel's share is the same socket work for both)"

@@ -70,9 +70,7 @@ done
 echo "wrk -t2 -c64 -d${seconds}s --latency; synthorg $("$build/bin/synthorg" version | head -1 | awk '{print $2}'), $(nginx -v 2>&1 | sed 's/.*: //'), caddy $(caddy version | awk '{print $1}')"
 for file in index.html assets/app.js; do
   for port in $synthorg_port $nginx_port $caddy_port; do wrk -t2 -c64 -d2s "http://127.0.0.1:$port/$file" >/dev/null; done
-  read -r user0 kernel0 < <(awk '{print $14, $15}' "/proc/$synthorg_pid/stat")
-  read -r s_rps s_p99 <<<"$(wrk_run s "http://127.0.0.1:$synthorg_port/$file")"
-  read -r user1 kernel1 < <(awk '{print $14, $15}' "/proc/$synthorg_pid/stat")
+  read -r s_rps s_p99 s_user s_kernel <<<"$(measured_run s "$synthorg_pid" "http://127.0.0.1:$synthorg_port/$file")"
   read -r n_rps n_p99 <<<"$(wrk_run n "http://127.0.0.1:$nginx_port/$file")"
   read -r c_rps c_p99 <<<"$(wrk_run c "http://127.0.0.1:$caddy_port/$file")"
   size=$(stat -c %s "$root/$file")
@@ -88,9 +86,7 @@ for file in index.html assets/app.js; do
   # caps every server here, whatever the server does.
   s_cost=$(wrk_cost s) n_cost=$(wrk_cost n) c_cost=$(wrk_cost c)
   python3 -c "print(f'wrk CPU per request: {$s_cost} µs against synthorg, {$n_cost} against nginx, {$c_cost} against caddy; ceiling for any server with wrk on these $(nproc) cores: {$(nproc)*1e6/$s_cost:.0f} requests/s')"
-  requests=$(awk '/requests in/ {print $1}' "$work/s.txt")
-  tick=$(getconf CLK_TCK)
-  python3 -c "print(f'synthorg CPU per request: {($user1-$user0)*1e6/$tick/$requests:.1f} µs in user space, {($kernel1-$kernel0)*1e6/$tick/$requests:.1f} µs in the kernel (socket I/O)')"
+  echo "synthorg CPU per request: $s_user µs in user space, $s_kernel µs in the kernel (socket I/O)"
 done
 
 # The dashboard's first load: index.html and everything it links, as a browser asks (br, gzip).
