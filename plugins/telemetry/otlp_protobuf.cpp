@@ -19,13 +19,13 @@ constexpr unsigned varint_wire = 0, fixed64_wire = 1, length_wire = 2;
 
 // Field numbers, from opentelemetry-proto. Every one is below 16, so each key is one byte.
 namespace request {  // collector/{trace,logs}/v1: Export{Trace,Logs}ServiceRequest
-constexpr unsigned resource_spans = 1, resource_logs = 1;
+constexpr unsigned resource_spans = 1;  // resource_logs: the same
 }
 namespace resource_spans {  // trace/v1 ResourceSpans, logs/v1 ResourceLogs (same numbers)
-constexpr unsigned resource = 1, scope_spans = 2, scope_logs = 2;
+constexpr unsigned resource = 1, scope_spans = 2;  // scope_logs: the same
 }
 namespace scope_spans {  // trace/v1 ScopeSpans, logs/v1 ScopeLogs
-constexpr unsigned scope = 1, spans = 2, log_records = 2;
+constexpr unsigned scope = 1, spans = 2;  // log_records: the same
 }
 namespace resource {  // resource/v1 Resource
 constexpr unsigned attributes = 1;
@@ -247,46 +247,41 @@ void encode_into(std::string& out, std::size_t size, Write&& write) {
     throw std::logic_error("OTLP protobuf encoder: the size pass and the bytes written disagree");
 }
 
-}  // namespace
-
-void encode_traces(std::string& out, const Resource& resource, std::string_view scope_version,
-                   const std::vector<SpanData>& spans) {
-  std::size_t spans_bytes = 0;
-  for (const auto& data : spans) spans_bytes += field_size(span_size(data));
+// One Export{Trace,Logs}ServiceRequest: one resource, one scope and its items. The two share
+// every field number (ResourceSpans/ResourceLogs, ScopeSpans/ScopeLogs) and differ only in how
+// an item is sized and written.
+template <class Item, class ItemSize, class WriteItem>
+void encode_request(std::string& out, const Resource& resource, std::string_view scope_name,
+                    std::string_view scope_version, const std::vector<Item>& items, ItemSize item_size,
+                    WriteItem write_item) {
+  std::size_t items_bytes = 0;
+  for (const auto& item : items) items_bytes += field_size(item_size(item));
   auto resource_bytes = attributes_size(resource.attributes);
-  auto scope_spans_bytes = field_size(scope_size(trace_scope_name, scope_version)) + spans_bytes;
-  auto resource_spans_bytes = field_size(resource_bytes) + field_size(scope_spans_bytes);
-  encode_into(out, field_size(resource_spans_bytes), [&](Writer& writer) {
-    writer.length(request::resource_spans, resource_spans_bytes);
+  auto scope_items_bytes = field_size(scope_size(scope_name, scope_version)) + items_bytes;
+  auto resource_items_bytes = field_size(resource_bytes) + field_size(scope_items_bytes);
+  encode_into(out, field_size(resource_items_bytes), [&](Writer& writer) {
+    writer.length(request::resource_spans, resource_items_bytes);
     writer.length(resource_spans::resource, resource_bytes);
     write_attributes(writer, resource::attributes, resource.attributes);
-    writer.length(resource_spans::scope_spans, scope_spans_bytes);
-    write_scope(writer, trace_scope_name, scope_version);
-    for (const auto& data : spans) {
-      writer.length(scope_spans::spans, span_size(data));
-      write_span(writer, data);
+    writer.length(resource_spans::scope_spans, scope_items_bytes);
+    write_scope(writer, scope_name, scope_version);
+    for (const auto& item : items) {
+      writer.length(scope_spans::spans, item_size(item));
+      write_item(writer, item);
     }
   });
 }
 
+}  // namespace
+
+void encode_traces(std::string& out, const Resource& resource, std::string_view scope_version,
+                   const std::vector<SpanData>& spans) {
+  encode_request(out, resource, trace_scope_name, scope_version, spans, span_size, write_span);
+}
+
 void encode_logs(std::string& out, const Resource& resource, std::string_view scope_name,
                  std::string_view scope_version, const std::vector<LogEvent>& events) {
-  std::size_t records_bytes = 0;
-  for (const auto& event : events) records_bytes += field_size(log_record_size(event));
-  auto resource_bytes = attributes_size(resource.attributes);
-  auto scope_logs_bytes = field_size(scope_size(scope_name, scope_version)) + records_bytes;
-  auto resource_logs_bytes = field_size(resource_bytes) + field_size(scope_logs_bytes);
-  encode_into(out, field_size(resource_logs_bytes), [&](Writer& writer) {
-    writer.length(request::resource_logs, resource_logs_bytes);
-    writer.length(resource_spans::resource, resource_bytes);
-    write_attributes(writer, resource::attributes, resource.attributes);
-    writer.length(resource_spans::scope_logs, scope_logs_bytes);
-    write_scope(writer, scope_name, scope_version);
-    for (const auto& event : events) {
-      writer.length(scope_spans::log_records, log_record_size(event));
-      write_log_record(writer, event);
-    }
-  });
+  encode_request(out, resource, scope_name, scope_version, events, log_record_size, write_log_record);
 }
 
 }  // namespace synthorg::telemetry::protobuf
