@@ -7,6 +7,7 @@
 #include <random>
 
 #include "synthorg/crypto.hpp"
+#include "synthorg/trace_context.hpp"
 
 namespace synthorg::http_relay {
 
@@ -23,10 +24,8 @@ std::string new_request_id() {
     std::memcpy(&value, seed.data(), sizeof value);
     return std::mt19937_64(value);
   }();
-  static constexpr char hex[] = "0123456789abcdef";
-  std::string id(16, '0');
-  for (auto value = generator(), i = std::uint64_t{16}; i-- > 0; value >>= 4) id[i] = hex[value & 15];
-  return id;
+  auto value = generator();
+  return trace::to_hex(reinterpret_cast<const std::uint8_t*>(&value), sizeof value);
 }
 
 }  // namespace synthorg::http_relay

@@ -40,13 +40,6 @@ namespace http = beast::http;
 using tcp = asio::ip::tcp;
 using Clock = std::chrono::steady_clock;
 
-// ASCII only: header names are tokens, and std::tolower's locale lookup showed in profiles.
-char ascii_lower(char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c + ('a' - 'A')) : c; }
-bool iequals(std::string_view a, std::string_view b) {
-  return a.size() == b.size() &&
-         std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) { return ascii_lower(x) == ascii_lower(y); });
-}
-
 void append_decimal(std::string& out, std::uint64_t value) {
   char digits[20];
   out.append(digits, std::to_chars(digits, digits + sizeof digits, value).ptr);
@@ -72,6 +65,9 @@ void format_head(std::string& out, const HttpResponse& response, unsigned versio
   out += ' ';
   out.append(reason.data(), reason.size());
   out += "\r\nServer: synthorg\r\n";
+  // beast::iequals compares ASCII only: header names are tokens, and std::tolower's locale
+  // lookup showed in profiles.
+  using beast::iequals;
   for (const auto& [name, value] : response.headers) {
     if (iequals(name, "content-length") || iequals(name, "connection") || iequals(name, "transfer-encoding") ||
         iequals(name, "x-request-id") || iequals(name, "server"))
