@@ -9,8 +9,10 @@ seconds=${2:-10}
 source "$(dirname "$0")/lib.sh"
 require_tools wrk nginx
 
-synthorg_port=39801
-nginx_port=39802
+# Fixed ports below the ephemeral range (32768-60999 on Linux): a client socket of an earlier
+# bench left in TIME_WAIT on one of them would stop nginx binding it.
+synthorg_port=29801
+nginx_port=29802
 cat > "$work/company.yaml" <<YAML
 company_name: Bench
 kernel:

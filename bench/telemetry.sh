@@ -11,8 +11,8 @@ seconds=${2:-8}
 source "$(dirname "$0")/lib.sh"
 require_tools wrk nginx
 
-port=39811
-sink_port=39812
+port=29811
+sink_port=29812
 # The collector: accepts any POST with 200, as fast as nginx can.
 start_nginx "  client_max_body_size 64m;
   server { listen 127.0.0.1:$sink_port; location / { return 200 '{}'; } }"

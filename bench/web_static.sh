@@ -11,9 +11,9 @@ seconds=${2:-10}
 source "$(dirname "$0")/lib.sh"
 require_tools wrk nginx caddy
 
-synthorg_port=39811
-nginx_port=39812
-caddy_port=39813
+synthorg_port=29811
+nginx_port=29812
+caddy_port=29813
 root="$work/root"
 mkdir -p "$root/assets"
 # 2 KiB of HTML with the nonce placeholder (synthorg substitutes it; the others send it as is).

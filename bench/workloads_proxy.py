@@ -30,7 +30,7 @@ IMAGE = "synthorg-bench/upstream:latest"
 COMMAND = ["/upstream", "8080"]
 SECRET = "bench-secret-" + os.urandom(16).hex()
 INSTANCE = f"bench{os.getpid()}"
-PORT, CADDY_PORT = 39811, 39812
+PORT, CADDY_PORT = 29811, 29812  # below the ephemeral range, see bench/http_healthz.sh
 
 
 class UnixConnection(http.client.HTTPConnection):
