@@ -67,6 +67,8 @@ class JwtCodec {
  private:
   // The HMAC of `message` under the secret, with contexts keyed once per thread.
   std::string mac(JwtAlgorithm algorithm, std::string_view message) const;
+  // exp, nbf and iat (numbers, or absent) of claims whose signature checked out, against `now`.
+  JwtVerified check_time_claims(const nlohmann::json& claims, std::int64_t now) const;
 
   JwtOptions options_;
   std::uint64_t id_;  // tells this codec's per-thread state from another's at the same address

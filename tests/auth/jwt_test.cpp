@@ -143,6 +143,37 @@ TEST(JwtTest, AnotherSecretOrAnAlteredTokenFails) {
   EXPECT_EQ(verdict(ours, spelling), JwtErrc::malformed);
 }
 
+// verify() remembers tokens whose signature checked out (per thread and codec): what it skips
+// must never change a verdict.
+TEST(JwtTest, RememberedTokensAreStillCheckedInFull) {
+  auto ours = codec();
+  auto token = make(hs256_header(), json{{"sub", "u1"}, {"exp", now + 60}, {"nbf", now - 10}}.dump());
+  for (int i = 0; i < 3; ++i) {
+    auto verified = ours.verify(token, now);
+    ASSERT_EQ(verified.error, JwtErrc::ok);
+    EXPECT_EQ(verified.claims["sub"], "u1");
+  }
+  // The clock still counts for a token seen before.
+  EXPECT_EQ(verdict(ours, token, now + 91), JwtErrc::expired);
+  EXPECT_EQ(verdict(ours, token, now - 41), JwtErrc::not_yet_valid);
+  EXPECT_EQ(verdict(ours, token, now), JwtErrc::ok);
+  // The same length, one signature character changed: not the remembered token.
+  auto flipped = token;
+  auto at = token.rfind('.') + 3;
+  flipped[at] = flipped[at] == 'A' ? 'B' : 'A';
+  EXPECT_EQ(verdict(ours, flipped), JwtErrc::bad_signature);
+  // Another codec on the same thread (another secret) remembers nothing of this one.
+  EXPECT_EQ(verdict(codec({JwtAlgorithm::hs256}, "another-secret-that-is-also-long-enough!!"), token),
+            JwtErrc::bad_signature);
+  // Nor one that no longer accepts the algorithm.
+  EXPECT_EQ(verdict(codec({JwtAlgorithm::hs512}), token), JwtErrc::algorithm_refused);
+  // Hundreds of other tokens later (every slot reused), the first is verified again from scratch.
+  for (int i = 0; i < 600; ++i)
+    ASSERT_EQ(verdict(ours, make(hs256_header(), json{{"sub", "u" + std::to_string(i)}, {"exp", now + 60}}.dump())),
+              JwtErrc::ok);
+  EXPECT_EQ(verdict(ours, token), JwtErrc::ok);
+}
+
 TEST(JwtTest, TruncatedGarbageAndExtraSegmentsAreMalformed) {
   auto ours = codec();
   auto token = make(hs256_header(), json{{"sub", "u1"}, {"exp", now + 60}}.dump());
