@@ -8,6 +8,7 @@
 #include <fmt/format.h>
 
 #include "server.hpp"
+#include "websocket.hpp"
 
 namespace synthorg::http_api {
 
@@ -45,8 +46,12 @@ void RequestMetrics::observe(std::string_view method, std::string_view pattern, 
   found->second.duration->observe(seconds);
 }
 
-Token RequestMetrics::watch(const ServerStats& stats, EventBus& bus) {
+Token RequestMetrics::watch(const ServerStats& stats, const WebSocketStats& websocket, EventBus& bus) {
   auto open = metrics_->gauge("synthorg_http_connections_open", "Open HTTP connections.");
+  auto ws_clients = metrics_->gauge("synthorg_ws_clients", "Open WebSocket connections on /api/v1/ws.");
+  auto ws_frames = metrics_->counter("synthorg_ws_frames_sent_total", "WebSocket messages written to clients.");
+  auto ws_dropped = metrics_->counter("synthorg_ws_slow_clients_dropped_total",
+                                      "WebSocket clients closed with 1008 for not reading their events in time.");
   auto refused = metrics_->counter("synthorg_http_connections_refused_total",
                                    "Connections refused at the connection limit.");
   auto published = metrics_->counter("synthorg_bus_events_published_total", "Events published on the bus.");
@@ -56,7 +61,7 @@ Token RequestMetrics::watch(const ServerStats& stats, EventBus& bus) {
   // restarted http-api (whose stats start again at 0) continues the series instead of resetting it.
   struct Last {
     std::mutex mutex;
-    std::uint64_t refused = 0, published = 0, delivered = 0, dropped = 0;
+    std::uint64_t refused = 0, published = 0, delivered = 0, dropped = 0, ws_frames = 0, ws_dropped = 0;
   };
   auto last = std::make_shared<Last>();
   auto since = [](std::uint64_t now, std::uint64_t& before) {
@@ -64,14 +69,17 @@ Token RequestMetrics::watch(const ServerStats& stats, EventBus& bus) {
     before = now;
     return static_cast<double>(delta);
   };
-  return metrics_->add_collector([=, &stats, &bus] {
+  return metrics_->add_collector([=, &stats, &websocket, &bus] {
     open->set(static_cast<double>(stats.connections_open.load()));
+    ws_clients->set(static_cast<double>(websocket.clients.load()));
     auto figures = bus.stats();
     std::lock_guard lock(last->mutex);
     refused->add(since(stats.connections_refused.load(), last->refused));
     published->add(since(figures.published, last->published));
     delivered->add(since(figures.delivered, last->delivered));
     dropped->add(since(figures.dropped, last->dropped));
+    ws_frames->add(since(websocket.frames_sent.load(), last->ws_frames));
+    ws_dropped->add(since(websocket.slow_clients_dropped.load(), last->ws_dropped));
   });
 }
 

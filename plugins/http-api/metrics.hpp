@@ -16,6 +16,7 @@
 namespace synthorg::http_api {
 
 struct ServerStats;
+struct WebSocketStats;
 
 class RequestMetrics {
  public:
@@ -23,7 +24,7 @@ class RequestMetrics {
 
   void observe(std::string_view method, std::string_view pattern, int status, double seconds);
   // Connection and bus figures are kept elsewhere and read at scrape time.
-  Token watch(const ServerStats& stats, EventBus& bus);
+  Token watch(const ServerStats& stats, const WebSocketStats& websocket, EventBus& bus);
   Metrics& metrics() { return *metrics_; }
 
  private:

@@ -137,7 +137,7 @@ class HttpApiPlugin final : public Plugin {
     server->set_websocket(hub);
     if (tracer)
       server->set_unrouted([tracer](const HttpRequest& request, int status) { trace_unrouted(*tracer, request, status); });
-    auto collector = metrics->watch(server->stats(), context_.bus().shared());
+    auto collector = metrics->watch(server->stats(), hub->stats(), context_.bus().shared());
     auto routes = mount_probes(*router, context_, metrics);
     routes.push_back(router->add(
         {"GET", "/api/v1/ws", Access::signed_in, {},

@@ -454,11 +454,18 @@ class Session : public std::enable_shared_from_this<Session> {
     // /metrics at once must see it counted.
     observe();
     arm(server_->options.limits.request_timeout);  // a peer that never reads is dropped
-    std::array<asio::const_buffer, 2> buffers{asio::buffer(head_buffer_), asio::buffer(body_)};
-    asio::async_write(stream_.socket(), buffers, [self = shared_from_this()](beast::error_code ec, std::size_t) {
+    auto written = [self = shared_from_this()](beast::error_code ec, std::size_t) {
       self->deadline_ = kNoDeadline;
       self->on_written(self->timed_out_ ? asio::error::timed_out : ec);
-    });
+    };
+    // A small body joins the head: one buffer goes out with send(), cheaper in the kernel than
+    // sendmsg() with an iovec, and copying a few KiB costs less than the difference.
+    if (body_.size() <= 4096) {
+      head_buffer_ += body_;
+      return asio::async_write(stream_.socket(), asio::buffer(head_buffer_), std::move(written));
+    }
+    std::array<asio::const_buffer, 2> buffers{asio::buffer(head_buffer_), asio::buffer(body_)};
+    asio::async_write(stream_.socket(), buffers, std::move(written));
   }
 
   // Metrics and the access log line of the request just answered.

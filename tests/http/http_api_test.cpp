@@ -399,6 +399,14 @@ TEST_F(HttpApiTest, ASlowWebSocketClientIsDroppedWithoutSlowingOthers) {
   const std::string padding(4096, 'p');
   for (int i = 0; i < 20000; ++i) kernel->bus().publish("flood.item", {{"i", i}, {"pad", padding}});
   EXPECT_EQ(status_of(get("/api/v1/healthz")), 200) << "others are served meanwhile";
+  // The bus delivers after publish() returns: read nothing until the hub has given up on this
+  // client, or reading would let it keep up (and no close would ever come).
+  const std::string counted = "synthorg_ws_slow_clients_dropped_total 1";
+  std::string metrics;
+  for (auto deadline = std::chrono::steady_clock::now() + 30s;
+       (metrics = get("/metrics")).find(counted) == std::string::npos && std::chrono::steady_clock::now() < deadline;)
+    std::this_thread::sleep_for(20ms);
+  ASSERT_NE(metrics.find(counted), std::string::npos) << "the drop is counted in /metrics:\n" << metrics;
   EXPECT_EQ(slow.close_code(), 1008) << "the client that did not read is dropped";
 }
 
@@ -411,6 +419,7 @@ TEST_F(HttpApiTest, MetricsCountRequestsPerRoute) {
             std::string::npos) << metrics;
   EXPECT_NE(metrics.find("route=\"unmatched\",status=\"404\""), std::string::npos) << "unmatched paths share a label";
   EXPECT_NE(metrics.find("synthorg_http_connections_open"), std::string::npos);
+  EXPECT_NE(metrics.find("synthorg_ws_clients 0"), std::string::npos) << "WebSocket figures too";
 }
 
 }  // namespace
