@@ -26,7 +26,7 @@ namespace synthorg::telemetry {
 struct OtlpEncoding {
   std::string_view content_type;
   void (*traces)(std::string& out, const Resource& resource, std::string_view scope_version,
-                 const std::vector<SpanData>& spans);
+                 std::span<const SpanData> spans);
   void (*logs)(std::string& out, const Resource& resource, std::string_view scope_name,
                std::string_view scope_version, const std::vector<LogEvent>& events);
 };

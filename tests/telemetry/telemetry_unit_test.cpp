@@ -299,7 +299,7 @@ TEST(OtlpProtobufTest, ASmallRequestIsExactlyTheseBytes) {
   std::string request = bytes({0x0a, 0x5a}) + resource_spans;  // resourceSpans (1)
 
   std::string out = "left over from the last batch";
-  protobuf::encode_traces(out, {}, "1", {span});
+  protobuf::encode_traces(out, {}, "1", std::vector<SpanData>{span});
   EXPECT_EQ(out, request);
 
   // Logs: one event, no resource attributes.
