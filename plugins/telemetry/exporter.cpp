@@ -173,18 +173,19 @@ SpanExporter::~SpanExporter() { shutdown(std::chrono::milliseconds(0)); }
 
 void SpanExporter::enqueue(SpanData&& span) noexcept {
   bool wake = false;
-  std::vector<SpanData> released;  // destroyed after the lock, on this thread
+  std::vector<SpanData> released;  // recycled after the lock, on this thread
   {
     std::lock_guard lock(mutex_);
     released.swap(spent_);
     if (stopping_ || queue_.size() >= batch_.max_queue) {
       stats_.dropped_queue_full.fetch_add(1, std::memory_order_relaxed);
-      return;
+    } else {
+      queue_.push_back(std::move(span));
+      wake = queue_.size() == batch_.max_batch;  // once per full batch, not per span
     }
-    queue_.push_back(std::move(span));
-    wake = queue_.size() == batch_.max_batch;  // once per full batch, not per span
   }
   if (wake) ready_.notify_one();
+  if (!released.empty()) recycle_spans(released);
 }
 
 void SpanExporter::run() {
@@ -225,11 +226,11 @@ void SpanExporter::run() {
                                                        : stats_.dropped_failed;
       counter.fetch_add(batch.size(), std::memory_order_relaxed);
     }
-    // The spans go back to be freed by the threads that made them (the next enqueue), as the
-    // bus does with its events: freed here, every string of every span crossed glibc's arenas,
-    // taking the span-making thread's arena lock and leaving its tcache empty. A batch's worth
-    // at most, as before; the rest, and all of them when the last ones were not taken back yet
-    // (no span ended since), are freed here.
+    // The spans go back to the threads that made them (the next enqueue), to be reused
+    // (recycle_spans): freed here, every string of every span crossed glibc's arenas, taking the
+    // span-making thread's arena lock and leaving its tcache empty. A batch's worth at most,
+    // which is all a thread keeps; the rest, and all of them when the last ones were not taken
+    // back yet (no span ended since), are freed here.
     if (taken.size() > batch_.max_batch)
       taken.erase(taken.begin() + static_cast<std::ptrdiff_t>(batch_.max_batch), taken.end());
     auto capacity = taken.capacity();

@@ -105,7 +105,7 @@ class SpanExporter {
   std::mutex mutex_;
   std::condition_variable ready_;
   std::vector<SpanData> queue_;
-  std::vector<SpanData> spent_;  // exported, waiting to be freed by the next enqueue
+  std::vector<SpanData> spent_;  // exported, waiting to be recycled by the next enqueue
   bool stopping_ = false;
   std::chrono::steady_clock::time_point deadline_ = std::chrono::steady_clock::time_point::max();
   // One thread of its own: export blocks on the network and waits out backoffs, which would
