@@ -35,24 +35,49 @@ serve() {  # telemetry(yes|no) [env...] -> starts synthorg, waits for healthz
   exit 1
 }
 stop() { kill "$synthorg_pid"; wait "$synthorg_pid" 2>/dev/null || true; synthorg_pid=; }
-measure() {  # -> requests/s
+# CPU clock ticks synthorg's threads have used so far: "io_user io_total rest_total", io being
+# the I/O thread (synthorg-io-0) and rest every other thread (the exporter's, mostly).
+thread_ticks() {
+  # cat, not awk's own reading: a thread that ends between the glob and the read is skipped.
+  cat /proc/"$synthorg_pid"/task/*/stat 2>/dev/null | awk '{ lp = index($0, "("); rp = index($0, ") "); name = substr($0, lp + 1, rp - lp - 1)
+         split(substr($0, rp + 2), f, " ")  # f[1] is field 3 (state): utime is f[12], stime f[13]
+         if (name == "synthorg-io-0") { iu += f[12]; it += f[12] + f[13] } else rt += f[12] + f[13] }
+       END { print iu + 0, it + 0, rt + 0 }'
+}
+measure() {  # -> "requests/s io_user_µs io_µs rest_µs", the CPU figures per request
   wrk -t2 -c64 -d2s "http://127.0.0.1:$port/api/v1/healthz" >/dev/null
-  wrk -t2 -c64 -d"${seconds}s" "http://127.0.0.1:$port/api/v1/healthz" | awk '/Requests\/sec/ {print $2}'
+  local before after
+  before=$(thread_ticks)
+  wrk -t2 -c64 -d"${seconds}s" "http://127.0.0.1:$port/api/v1/healthz" > "$work/wrk.txt"
+  after=$(thread_ticks)
+  awk -v before="$before" -v after="$after" -v tck="$(getconf CLK_TCK)" '
+    /requests in/ { n = $1 } /Requests\/sec/ { rps = $2 }
+    END { split(before, b, " "); split(after, a, " "); us = 1e6 / tck / n
+          printf "%s %.2f %.2f %.2f\n", rps, (a[1] - b[1]) * us, (a[2] - b[2]) * us, (a[3] - b[3]) * us }' "$work/wrk.txt"
 }
 
 # ROUNDS rounds, the three set-ups in turn, medians compared: on a machine shared with other
 # work, a neighbour's burst then hits every set-up alike rather than one of them.
-declare -A runs=([alone]="" [off]="" [on]="")
+# cpu[set-up,column]: the CPU figures of each round, medians printed under the table.
+declare -A runs=([alone]="" [off]="" [on]="") cpu=()
 rounds=${ROUNDS:-3}
+record() {  # set-up: measures it and keeps the figures
+  local rps io_user io rest
+  read -r rps io_user io rest < <(measure)
+  runs[$1]+=" $rps"
+  cpu[$1,io_user]+=" $io_user"
+  cpu[$1,io]+=" $io"
+  cpu[$1,rest]+=" $rest"
+}
 for round in $(seq "$rounds"); do
   serve no
-  runs[alone]+=" $(measure)"
+  record alone
   stop
   serve yes
-  runs[off]+=" $(measure)"
+  record off
   stop
   serve yes SYNTHORG_TRACE_OTLP_ENDPOINT="http://127.0.0.1:$sink_port/v1/traces" SYNTHORG_TRACE_SAMPLING_RATIO=1.0
-  runs[on]+=" $(measure)"
+  record on
   metrics=$(curl -sf "http://127.0.0.1:$port/metrics")
   stop
 done
@@ -69,6 +94,15 @@ echo "| http-api alone (no telemetry plugin) | $alone |${runs[alone]} |"
 echo "| telemetry plugin, tracing off | $off |${runs[off]} |"
 echo "| tracing on, ratio 1.0, OTLP to a local sink | $on |${runs[on]} |"
 python3 -c "print(f'ratio off/alone {$off/$alone:.3f} (target: no measurable cost), on/off {$on/$off:.3f} (target: >= 0.90)')"
+python3 -c "print('on/off each round: ' + ' '.join(f'{a/b:.3f}' for a, b in zip([$(tr ' ' ',' <<<"${runs[on]# }")], [$(tr ' ' ',' <<<"${runs[off]# }")])))"
 echo "last traced run: spans exported $exported, dropped (counted) $dropped"
+echo
+# CPU per request from /proc/PID/task/*/stat around each run: steadier than requests/s on shared
+# cores, since it does not depend on who got the CPU when.
+echo "| CPU µs per request (median of $rounds) | I/O thread user | I/O thread user + kernel | other threads (exporter) | I/O thread, each round |"
+echo "|---|---:|---:|---:|---|"
+for setup in alone off on; do
+  echo "| $setup | $(median "${cpu[$setup,io_user]}") | $(median "${cpu[$setup,io]}") | $(median "${cpu[$setup,rest]}") |${cpu[$setup,io]} |"
+done
 echo
 "$build/bin/synthorg-bench-exporter" "http://127.0.0.1:$sink_port/v1/traces" 50000 5

@@ -173,26 +173,26 @@ SpanExporter::~SpanExporter() { shutdown(std::chrono::milliseconds(0)); }
 
 void SpanExporter::enqueue(SpanData&& span) noexcept {
   bool wake = false;
-  std::vector<SpanData> released;  // destroyed after the lock, on this thread
+  std::vector<SpanData> released;  // recycled after the lock, on this thread
   {
     std::lock_guard lock(mutex_);
     released.swap(spent_);
     if (stopping_ || queue_.size() >= batch_.max_queue) {
       stats_.dropped_queue_full.fetch_add(1, std::memory_order_relaxed);
-      return;
+    } else {
+      queue_.push_back(std::move(span));
+      wake = queue_.size() == batch_.max_batch;  // once per full batch, not per span
     }
-    queue_.push_back(std::move(span));
-    wake = queue_.size() == batch_.max_batch;  // once per full batch, not per span
   }
   if (wake) ready_.notify_one();
+  if (!released.empty()) recycle_spans(released);
 }
 
 void SpanExporter::run() {
   // Export is background work: when the CPU is short, the threads serving requests go first
   // and the queue (bounded, counted) absorbs the difference.
   ::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), 10);
-  std::vector<SpanData> taken;  // swapped with queue_: the two buffers keep their capacity
-  std::vector<SpanData> batch;
+  std::vector<SpanData> taken;  // swapped with queue_, then spent_: the buffers keep their capacity
   std::string body;  // reused: sized once by the largest batch
   std::unique_lock lock(mutex_);
   for (;;) {
@@ -208,11 +208,11 @@ void SpanExporter::run() {
     // until the grace ends.
     auto deadline = stopping_ ? deadline_ : Clock::now() + std::chrono::hours(1);
     lock.unlock();
-    for (std::size_t next = 0; next < taken.size();) {
-      auto take = std::min(taken.size() - next, batch_.max_batch);
-      auto first = taken.begin() + static_cast<std::ptrdiff_t>(next);
-      batch.assign(std::make_move_iterator(first), std::make_move_iterator(first + static_cast<std::ptrdiff_t>(take)));
-      next += take;
+    // Batches are encoded where the spans lie, not moved out first.
+    const std::span<const SpanData> spans(taken);
+    for (std::size_t next = 0; next < spans.size();) {
+      auto batch = spans.subspan(next, std::min(spans.size() - next, batch_.max_batch));
+      next += batch.size();
       SendResult result = SendResult::failed;
       try {
         sender_.encoding().traces(body, resource_, SYNTHORG_SDK_VERSION, batch);
@@ -225,19 +225,22 @@ void SpanExporter::run() {
                       : result == SendResult::rejected ? stats_.dropped_rejected
                                                        : stats_.dropped_failed;
       counter.fetch_add(batch.size(), std::memory_order_relaxed);
-      // The spans go back to be freed by the threads that made them (the next enqueue), as the
-      // bus does with its events: freed here, every string of every span crossed glibc's arenas,
-      // taking the span-making thread's arena lock and leaving its tcache empty.
-      {
-        std::lock_guard spent_lock(mutex_);
-        if (spent_.size() < batch_.max_batch) {
-          if (spent_.empty()) spent_.swap(batch);
-          else spent_.insert(spent_.end(), std::make_move_iterator(batch.begin()), std::make_move_iterator(batch.end()));
-        }
-      }
-      batch.clear();
     }
-    taken.clear();  // moved-from shells: nothing left to free
+    // The spans go back to the threads that made them (the next enqueue), to be reused
+    // (recycle_spans): freed here, every string of every span crossed glibc's arenas, taking the
+    // span-making thread's arena lock and leaving its tcache empty. A batch's worth at most,
+    // which is all a thread keeps; the rest, and all of them when the last ones were not taken
+    // back yet (no span ended since), are freed here.
+    if (taken.size() > batch_.max_batch)
+      taken.erase(taken.begin() + static_cast<std::ptrdiff_t>(batch_.max_batch), taken.end());
+    auto capacity = taken.capacity();
+    lock.lock();
+    if (spent_.empty()) spent_.swap(taken);  // taken: the buffer the last enqueue left, empty
+    lock.unlock();
+    taken.clear();
+    // Next swapped with queue_: sized as before, so the queue does not grow again one
+    // reallocation (and one move of every span) at a time.
+    taken.reserve(capacity);
     lock.lock();
     if (stopping_ && Clock::now() >= deadline_) {
       stats_.dropped_failed.fetch_add(queue_.size(), std::memory_order_relaxed);

@@ -26,7 +26,7 @@ namespace synthorg::telemetry {
 struct OtlpEncoding {
   std::string_view content_type;
   void (*traces)(std::string& out, const Resource& resource, std::string_view scope_version,
-                 const std::vector<SpanData>& spans);
+                 std::span<const SpanData> spans);
   void (*logs)(std::string& out, const Resource& resource, std::string_view scope_name,
                std::string_view scope_version, const std::vector<LogEvent>& events);
 };
@@ -105,7 +105,7 @@ class SpanExporter {
   std::mutex mutex_;
   std::condition_variable ready_;
   std::vector<SpanData> queue_;
-  std::vector<SpanData> spent_;  // exported, waiting to be freed by the next enqueue
+  std::vector<SpanData> spent_;  // exported, waiting to be recycled by the next enqueue
   bool stopping_ = false;
   std::chrono::steady_clock::time_point deadline_ = std::chrono::steady_clock::time_point::max();
   // One thread of its own: export blocks on the network and waits out backoffs, which would

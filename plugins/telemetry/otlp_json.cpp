@@ -138,14 +138,14 @@ void append_json_string(std::string& out, std::string_view text) {
   out += '"';
 }
 
-std::string encode_traces(const Resource& resource, std::string_view scope_version, const std::vector<SpanData>& spans) {
+std::string encode_traces(const Resource& resource, std::string_view scope_version, std::span<const SpanData> spans) {
   std::string out;
   encode_traces(out, resource, scope_version, spans);
   return out;
 }
 
 void encode_traces(std::string& out, const Resource& resource, std::string_view scope_version,
-                   const std::vector<SpanData>& spans) {
+                   std::span<const SpanData> spans) {
   out.clear();
   out.reserve(256 + spans.size() * 400);
   out += "{\"resourceSpans\":[{";

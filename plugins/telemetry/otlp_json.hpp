@@ -4,6 +4,7 @@
 // every string in a span has been made valid UTF-8 already (sanitize_utf8).
 #pragma once
 
+#include <span>
 #include <string>
 #include <utility>
 #include <vector>
@@ -19,10 +20,10 @@ struct Resource {
 };
 
 // One ExportTraceServiceRequest: one resource, one scope ("synthorg", the version), the spans.
-std::string encode_traces(const Resource& resource, std::string_view scope_version, const std::vector<SpanData>& spans);
+std::string encode_traces(const Resource& resource, std::string_view scope_version, std::span<const SpanData> spans);
 // The same into `out` (cleared first): the exporter keeps one buffer, sized by the largest batch.
 void encode_traces(std::string& out, const Resource& resource, std::string_view scope_version,
-                   const std::vector<SpanData>& spans);
+                   std::span<const SpanData> spans);
 
 struct LogEvent {
   std::uint64_t time_ns = 0;

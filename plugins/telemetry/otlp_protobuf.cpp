@@ -1,6 +1,7 @@
 #include "otlp_protobuf.hpp"
 
 #include <bit>
+#include <span>
 #include <cstdint>
 #include <cstring>
 #include <stdexcept>
@@ -252,7 +253,7 @@ void encode_into(std::string& out, std::size_t size, Write&& write) {
 // an item is sized and written.
 template <class Item, class ItemSize, class WriteItem>
 void encode_request(std::string& out, const Resource& resource, std::string_view scope_name,
-                    std::string_view scope_version, const std::vector<Item>& items, ItemSize item_size,
+                    std::string_view scope_version, std::span<const Item> items, ItemSize item_size,
                     WriteItem write_item) {
   std::size_t items_bytes = 0;
   for (const auto& item : items) items_bytes += field_size(item_size(item));
@@ -275,13 +276,14 @@ void encode_request(std::string& out, const Resource& resource, std::string_view
 }  // namespace
 
 void encode_traces(std::string& out, const Resource& resource, std::string_view scope_version,
-                   const std::vector<SpanData>& spans) {
+                   std::span<const SpanData> spans) {
   encode_request(out, resource, trace_scope_name, scope_version, spans, span_size, write_span);
 }
 
 void encode_logs(std::string& out, const Resource& resource, std::string_view scope_name,
                  std::string_view scope_version, const std::vector<LogEvent>& events) {
-  encode_request(out, resource, scope_name, scope_version, events, log_record_size, write_log_record);
+  encode_request(out, resource, scope_name, scope_version, std::span<const LogEvent>(events), log_record_size,
+                 write_log_record);
 }
 
 }  // namespace synthorg::telemetry::protobuf

@@ -21,7 +21,7 @@ namespace synthorg::telemetry::protobuf {
 // One ExportTraceServiceRequest: one resource, one scope ("synthorg", the version), the spans.
 // `out` is cleared first and keeps its capacity; nothing else is allocated.
 void encode_traces(std::string& out, const Resource& resource, std::string_view scope_version,
-                   const std::vector<SpanData>& spans);
+                   std::span<const SpanData> spans);
 
 // One ExportLogsServiceRequest (severity INFO): each event's name is the body and the first
 // attribute, event.name, as the JSON encoder sends it.

@@ -29,6 +29,13 @@ struct SpanData {
   std::string status_message;
 };
 
+// Takes `spent` (left empty) for the calling thread's next spans: each is cleared of what it
+// recorded and kept with its capacity (its attribute vector, its strings), up to a bound per
+// thread; the rest are freed. The exporter hands spans back this way once they are sent, on the
+// thread that ends the next span (SpanExporter::enqueue), on an I/O thread the one that made them:
+// a span then costs no allocation on the request path.
+void recycle_spans(std::vector<SpanData>& spent) noexcept;
+
 // Valid UTF-8 of at most `max_bytes`: each byte that does not start or continue a well-formed
 // sequence (overlong forms and surrogates included) becomes U+FFFD, and a long value is cut at
 // a character boundary with "…" appended within the limit. JSON encoders and collectors both

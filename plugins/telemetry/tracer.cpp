@@ -6,46 +6,108 @@
 #include <cstring>
 #include <deque>
 #include <mutex>
-#include <unordered_map>
 #include <random>
+#include <unordered_map>
 
 #include "synthorg/crypto.hpp"
 
 namespace synthorg::telemetry {
 namespace {
 
-// Ids must be unique and unpredictable enough not to collide across replicas, not secret: a
-// per-thread generator seeded once from OpenSSL, as http-api does for request ids.
-std::uint64_t next_random() {
-  thread_local std::mt19937_64 generator = [] {
+using Steady = std::chrono::steady_clock;
+
+// Everything a thread keeps for the spans it makes, in one thread_local: in a plugin (a
+// dlopen'ed library) every thread_local is reached through a call to __tls_get_addr, and with one
+// each for the id generator, the clock, the spare spans and the key caches a span made a dozen.
+struct ThreadState {
+  // Ids must be unique and unpredictable enough not to collide across replicas, not secret: a
+  // generator seeded once from OpenSSL, as http-api does for request ids.
+  std::mt19937_64 ids{[] {
     auto seed = crypto::random_bytes(8);
     std::uint64_t value = 0;
     std::memcpy(&value, seed.data(), sizeof value);
-    return std::mt19937_64(value);
-  }();
-  std::uint64_t value;
-  do value = generator();
-  while (value == 0);  // an all-zero id is invalid
-  return value;
-}
+    return value;
+  }()};
+  // unix_nanos: the wall clock's offset from the steady clock, and when it was read.
+  bool anchored = false;
+  Steady::time_point anchor;
+  std::chrono::nanoseconds wall_minus_steady{};
+  // Spans the exporter gave back (recycle_spans), for the next ones (reuse). Bounded:
+  // a whole batch comes back at once, and a thread that makes a span now and then must not keep
+  // a batch's worth for good.
+  static constexpr std::size_t max_spare_spans = 512;
+  std::vector<SpanData> spare;
+  // intern_attribute_key's caches: by the key's address, then by its bytes.
+  struct RecentKey {
+    const char* address = nullptr;
+    std::string_view given, interned;
+  };
+  std::array<RecentKey, 64> recent_keys;
+  std::unordered_map<std::string_view, std::string_view> keys;
 
-template <std::size_t N>
-void fill_random(std::array<std::uint8_t, N>& bytes) {
-  for (std::size_t i = 0; i < N; i += 8) {
-    auto value = next_random();
-    std::memcpy(bytes.data() + i, &value, 8);
+  // A span for start_span: the last one given back (cleared, its capacity kept) or a new one.
+  SpanData reuse() {
+    if (spare.empty()) {
+      SpanData data;
+      data.attributes.reserve(8);  // a server span's five and a few more, without regrowing
+      return data;
+    }
+    SpanData data = std::move(spare.back());
+    spare.pop_back();
+    return data;
   }
+
+  template <std::size_t N>
+  void fill_id(std::array<std::uint8_t, N>& bytes) {
+    for (std::size_t i = 0; i < N; i += 8) {
+      std::uint64_t value;
+      do value = ids();
+      while (value == 0);  // an all-zero id is invalid
+      std::memcpy(bytes.data() + i, &value, 8);
+    }
+  }
+
+  // Unix-epoch nanoseconds at `now`, a steady_clock reading: the wall clock is read once a
+  // second and the steady clock carries it forward, so a span reads one clock at each end (two
+  // reads, not three) and its duration stays monotonic. A step of the wall clock shows in start
+  // times within a second; NTP's slewing moves them by microseconds in that second.
+  std::uint64_t unix_nanos(Steady::time_point now) {
+    if (!anchored || now - anchor >= std::chrono::seconds(1)) {
+      anchored = true;
+      anchor = now;
+      wall_minus_steady = std::chrono::system_clock::now().time_since_epoch() - now.time_since_epoch();
+    }
+    return static_cast<std::uint64_t>((now.time_since_epoch() + wall_minus_steady).count());
+  }
+};
+
+ThreadState* make_thread_state() {
+  thread_local std::unique_ptr<ThreadState> owner = std::make_unique<ThreadState>();  // freed with the thread
+  return owner.get();
 }
 
-std::uint64_t unix_nanos() {
-  return static_cast<std::uint64_t>(
-      std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch()).count());
+ThreadState& this_thread_state() {
+  // A pointer with a constant initializer: one __tls_get_addr per use, where an object with a
+  // constructor adds a call for its guard in front of every use.
+  thread_local ThreadState* state = nullptr;
+  if (!state) [[unlikely]] state = make_thread_state();
+  return *state;
 }
 
-bool clean(std::string_view text, std::size_t max_bytes) {
-  return text.size() <= max_bytes &&
-         std::all_of(text.begin(), text.end(), [](char c) { return static_cast<unsigned char>(c) < 0x80; });
+// No byte above 0x7F, eight at a time: every string a span records is this, nearly always.
+bool ascii(std::string_view text) {
+  std::uint64_t seen = 0;
+  std::size_t i = 0;
+  for (; i + 8 <= text.size(); i += 8) {
+    std::uint64_t word;
+    std::memcpy(&word, text.data() + i, 8);
+    seen |= word;
+  }
+  for (; i < text.size(); ++i) seen |= static_cast<unsigned char>(text[i]);
+  return (seen & 0x8080808080808080ULL) == 0;
 }
+
+bool clean(std::string_view text, std::size_t max_bytes) { return text.size() <= max_bytes && ascii(text); }
 
 // Sampled out: keeps the context (so children and outgoing calls carry "not sampled") and
 // records nothing.
@@ -64,9 +126,23 @@ class DroppedSpan final : public Span {
 
 class RecordingSpan final : public Span {
  public:
-  RecordingSpan(std::shared_ptr<TracerImpl> tracer, TraceContext context, SpanData data)
-      : tracer_(std::move(tracer)), context_(std::move(context)), data_(std::move(data)),
-        started_(std::chrono::steady_clock::now()) {}
+  // `data_` comes from this thread's spare spans and is filled in place (not built and moved in).
+  // Every field is set here or was cleared by recycle_spans: a reused span carries nothing over.
+  RecordingSpan(std::shared_ptr<TracerImpl> tracer, ThreadState& thread, TraceContext context,
+                const TraceContext* parent, std::string_view name, SpanKind kind)
+      : tracer_(std::move(tracer)), context_(std::move(context)), data_(thread.reuse()) {
+    const auto& limits = tracer_->limits();
+    data_.trace_id = context_.trace_id;
+    data_.span_id = context_.span_id;
+    data_.has_parent = parent != nullptr;
+    data_.parent_span_id = parent ? parent->span_id : decltype(data_.parent_span_id){};
+    data_.tracestate = context_.tracestate;  // into the kept capacity
+    if (clean(name, limits.max_name_bytes)) data_.name = name;
+    else data_.name = sanitize_utf8(name, limits.max_name_bytes);
+    data_.kind = kind;
+    started_ = Steady::now();
+    data_.start_ns = thread.unix_nanos(started_);
+  }
   ~RecordingSpan() override { end(); }
 
   const TraceContext& context() const noexcept override { return context_; }
@@ -105,7 +181,7 @@ class RecordingSpan final : public Span {
     // sides end the span; only one delivers it.
     if (ended_.exchange(true)) return;
     // Wall clock for the start (what the collector shows), a monotonic clock for the duration.
-    auto elapsed = std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - started_);
+    auto elapsed = std::chrono::duration_cast<std::chrono::nanoseconds>(Steady::now() - started_);
     data_.end_ns = data_.start_ns + static_cast<std::uint64_t>(elapsed.count());
     try {
       tracer_->deliver(std::move(data_));
@@ -117,7 +193,7 @@ class RecordingSpan final : public Span {
   std::shared_ptr<TracerImpl> tracer_;
   TraceContext context_;
   SpanData data_;
-  std::chrono::steady_clock::time_point started_;
+  Steady::time_point started_;
   std::atomic<bool> ended_{false};
 };
 
@@ -138,60 +214,83 @@ bool TracerImpl::sample_root(const std::array<std::uint8_t, 16>& trace_id) const
 }
 
 std::unique_ptr<Span> TracerImpl::start_span(std::string_view name, SpanKind kind, const TraceContext& given) {
-  const TraceContext& parent = given.valid() ? given : trace::current();
+  const TraceContext* parent = given.valid() ? &given : &trace::current();
+  if (parent != &given && !parent->valid()) parent = nullptr;
+  auto& thread = this_thread_state();
   TraceContext context;
-  if (parent.valid()) {
-    context.trace_id = parent.trace_id;
-    context.sampled = parent.sampled;  // parent-based: the caller decided for the whole trace
-    context.tracestate = parent.tracestate;
+  if (parent) {
+    context.trace_id = parent->trace_id;
+    context.sampled = parent->sampled;  // parent-based: the caller decided for the whole trace
+    context.tracestate = parent->tracestate;
   } else {
-    fill_random(context.trace_id);
+    thread.fill_id(context.trace_id);
     context.sampled = sample_root(context.trace_id);
   }
-  fill_random(context.span_id);
+  thread.fill_id(context.span_id);
   if (!context.sampled) return std::make_unique<DroppedSpan>(std::move(context));
+  return std::make_unique<RecordingSpan>(shared_from_this(), thread, std::move(context), parent, name, kind);
+}
 
-  SpanData data;
-  data.trace_id = context.trace_id;
-  data.span_id = context.span_id;
-  if (parent.valid()) {
-    data.has_parent = true;
-    data.parent_span_id = parent.span_id;
+void recycle_spans(std::vector<SpanData>& spent) noexcept {
+  for (auto& span : spent) {
+    // What a span records is cleared here, its capacity kept; ids, parent, name, kind and start
+    // are all set again when it is reused.
+    span.tracestate.clear();
+    span.attributes.clear();
+    span.dropped_attributes = 0;
+    span.status_code = 0;
+    span.status_message.clear();
+    span.end_ns = 0;
   }
-  data.tracestate = context.tracestate;
-  data.name = sanitize_utf8(name, limits_.max_name_bytes);
-  data.attributes.reserve(8);
-  data.kind = kind;
-  data.start_ns = unix_nanos();
-  return std::make_unique<RecordingSpan>(shared_from_this(), std::move(context), std::move(data));
+  auto& spare = this_thread_state().spare;
+  // The larger of the two vectors is kept as it is (no span moved), the other's spans are moved
+  // over up to the bound, and the rest are freed with `spent`.
+  if (spare.size() < spent.size()) spare.swap(spent);
+  if (spare.size() > ThreadState::max_spare_spans) spare.resize(ThreadState::max_spare_spans);
+  for (auto& span : spent) {
+    if (spare.size() >= ThreadState::max_spare_spans) break;
+    try {
+      spare.push_back(std::move(span));
+    } catch (...) {  // no memory for the stock: the span is freed with the rest
+      break;
+    }
+  }
+  spent.clear();
 }
 
 std::string_view intern_attribute_key(std::string_view key) {
+  auto& thread = this_thread_state();
+  // Keys are nearly always literals, passed from the same address every time: a slot per
+  // address answers them with a compare of the address and of the bytes, without hashing.
+  // Comparing the bytes too (against the key as first given, which lives as long as the table)
+  // makes an address that now holds another key a miss, not a wrong answer.
+  auto& slot = thread.recent_keys[(reinterpret_cast<std::uintptr_t>(key.data()) >> 3) % thread.recent_keys.size()];
+  if (slot.address == key.data() && slot.given == key) return slot.interned;
   // A per-thread map in front of the shared table: after the first span, no lock and no copy.
-  thread_local std::unordered_map<std::string_view, std::string_view> cache;
-  if (auto it = cache.find(key); it != cache.end()) return it->second;
-  static std::mutex mutex;
-  static std::deque<std::string> storage;  // a deque never moves what it holds
-  static std::unordered_map<std::string_view, std::string_view> table;  // as given -> sanitised
-  constexpr std::size_t max_keys = 4096;
-  std::lock_guard lock(mutex);
-  auto it = table.find(key);
-  if (it == table.end()) {
-    if (table.size() >= max_keys) return {};
-    std::string_view raw = storage.emplace_back(key);
-    auto clean = sanitize_utf8(key, 128);
-    std::string_view interned = clean == raw ? raw : std::string_view(storage.emplace_back(std::move(clean)));
-    it = table.emplace(raw, interned).first;
+  auto cached = thread.keys.find(key);
+  if (cached == thread.keys.end()) {
+    static std::mutex mutex;
+    static std::deque<std::string> storage;  // a deque never moves what it holds
+    static std::unordered_map<std::string_view, std::string_view> table;  // as given -> sanitised
+    constexpr std::size_t max_keys = 4096;
+    std::lock_guard lock(mutex);
+    auto it = table.find(key);
+    if (it == table.end()) {
+      if (table.size() >= max_keys) return {};
+      std::string_view raw = storage.emplace_back(key);
+      auto clean = sanitize_utf8(key, 128);
+      std::string_view interned = clean == raw ? raw : std::string_view(storage.emplace_back(std::move(clean)));
+      it = table.emplace(raw, interned).first;
+    }
+    cached = thread.keys.emplace(it->first, it->second).first;
   }
-  cache.emplace(it->first, it->second);
-  return it->second;
+  slot = {key.data(), cached->first, cached->second};
+  return cached->second;
 }
 
 std::string sanitize_utf8(std::string_view text, std::size_t max_bytes) {
   // The common case, on the request path: short ASCII, nothing to do but copy.
-  if (text.size() <= max_bytes &&
-      std::all_of(text.begin(), text.end(), [](char c) { return static_cast<unsigned char>(c) < 0x80; }))
-    return std::string(text);
+  if (clean(text, max_bytes)) return std::string(text);
   static constexpr std::string_view replacement = "\xEF\xBF\xBD";
   static constexpr std::string_view ellipsis = "\xE2\x80\xA6";
   std::string out;

@@ -237,7 +237,7 @@ TEST_F(OtlpTest, TheProtobufEncodingOfAKnownSpanDecodesFieldByField) {
     options.gzip = protocol == OtlpProtocol::http_json;  // both paths of the receiver: plain and gzip
     OtlpSender sender(options, log::Logger("test"));
     std::string body;
-    sender.encoding().traces(body, resource, "9.8.7", {full, bare});
+    sender.encoding().traces(body, resource, "9.8.7", std::vector<SpanData>{full, bare});
     ASSERT_EQ(sender.send(body, Clock::now() + 10s), SendResult::sent);
     auto records = receiver_->received();
     ASSERT_FALSE(records.empty());

@@ -263,6 +263,53 @@ TEST(TracerTest, AttributesAreBoundedAndSanitised) {
   EXPECT_EQ(body["resourceSpans"][0]["scopeSpans"][0]["spans"][0]["droppedAttributesCount"], 1);
 }
 
+// Spans come back from the exporter to be reused (recycle_spans): the next span gets the old
+// one's capacity and nothing it recorded, down to the bytes on the wire.
+TEST(TracerTest, ARecycledSpanCarriesNothingIntoTheNext) {
+  std::vector<SpanData> ended;
+  auto tracer = std::make_shared<TracerImpl>(1.0, TracerLimits{}, [&](SpanData&& span) { ended.push_back(std::move(span)); });
+  auto parent = *trace::parse_traceparent("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", "vendor=value");
+  auto first = tracer->start_span("first", SpanKind::server, parent);
+  for (int i = 0; i < 70; ++i) first->set_attribute("recycled." + std::to_string(i), std::string(40, 'x'));
+  first->set_error("HTTP 500");
+  first->end();
+  ASSERT_EQ(ended.size(), 1u);
+  ASSERT_EQ(ended[0].dropped_attributes, 6u) << "64 kept, the rest counted";
+  ASSERT_EQ(ended[0].tracestate, "vendor=value");
+  const auto* storage = ended[0].attributes.data();
+  recycle_spans(ended);
+  EXPECT_TRUE(ended.empty());
+
+  auto second = tracer->start_span("second", SpanKind::internal);
+  second->end();
+  ASSERT_EQ(ended.size(), 1u);
+  const auto& data = ended[0];
+  EXPECT_EQ(data.attributes.data(), storage) << "the first span's attribute vector, reused";
+  EXPECT_TRUE(data.attributes.empty());
+  EXPECT_EQ(data.dropped_attributes, 0u);
+  EXPECT_EQ(data.status_code, 0);
+  EXPECT_TRUE(data.status_message.empty());
+  EXPECT_FALSE(data.has_parent);
+  EXPECT_TRUE(data.tracestate.empty());
+  EXPECT_NE(data.trace_id, parent.trace_id) << "a new trace";
+  EXPECT_GE(data.end_ns, data.start_ns);
+  // Every field a fresh span has, byte for byte: a field recycle_spans forgot would show here.
+  SpanData fresh;
+  fresh.trace_id = data.trace_id;
+  fresh.span_id = data.span_id;
+  fresh.name = "second";
+  fresh.kind = SpanKind::internal;
+  fresh.start_ns = data.start_ns;
+  fresh.end_ns = data.end_ns;
+  std::vector<SpanData> expected;
+  expected.push_back(std::move(fresh));
+  std::string got, want;
+  protobuf::encode_traces(got, {}, "1", ended);
+  protobuf::encode_traces(want, {}, "1", expected);
+  EXPECT_EQ(got, want);
+  EXPECT_EQ(encode_traces({}, "1", ended), encode_traces({}, "1", expected));
+}
+
 // The wire bytes of a small request, spelled out field by field from opentelemetry-proto's
 // numbers, so a change to the encoder's output shows here even where node (and the receiver
 // that decodes with the official schema, in telemetry_otlp_test.cpp) is absent.
@@ -299,7 +346,7 @@ TEST(OtlpProtobufTest, ASmallRequestIsExactlyTheseBytes) {
   std::string request = bytes({0x0a, 0x5a}) + resource_spans;  // resourceSpans (1)
 
   std::string out = "left over from the last batch";
-  protobuf::encode_traces(out, {}, "1", {span});
+  protobuf::encode_traces(out, {}, "1", std::vector<SpanData>{span});
   EXPECT_EQ(out, request);
 
   // Logs: one event, no resource attributes.
