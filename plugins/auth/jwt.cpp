@@ -176,7 +176,7 @@ JwtVerified JwtCodec::verify(std::string_view token, std::int64_t now) const {
   auto& state = thread_state(id_);
   // Compared in constant time, whole: how far a guess matches a cached token must not show.
   auto& cached = state.slot(token);
-  if (cached.token.size() == token.size() && crypto::constant_time_equal(cached.token, token))
+  if (crypto::constant_time_equal(cached.token, token))
     return check_time_claims(cached.claims, now);
 
   JwtAlgorithm algorithm = state.accepted_algorithm;
