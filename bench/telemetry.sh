@@ -56,8 +56,9 @@ measure() {  # -> "requests/s io_user_µs io_µs rest_µs", the CPU figures per 
           printf "%s %.2f %.2f %.2f\n", rps, (a[1] - b[1]) * us, (a[2] - b[2]) * us, (a[3] - b[3]) * us }' "$work/wrk.txt"
 }
 
-# ROUNDS rounds, the three set-ups in turn, medians compared: on a machine shared with other
-# work, a neighbour's burst then hits every set-up alike rather than one of them.
+# ROUNDS rounds, the three set-ups back to back in each: on a machine shared with other work the
+# load drifts between runs, so each round's ratios compare neighbours, and the medians of those
+# ratios are the figures (as bench/http_healthz.sh does).
 # cpu[set-up,column]: the CPU figures of each round, medians printed under the table.
 declare -A runs=([alone]="" [off]="" [on]="") cpu=()
 rounds=${ROUNDS:-3}
@@ -82,19 +83,21 @@ for round in $(seq "$rounds"); do
   stop
 done
 median() { tr ' ' '\n' <<<"$1" | grep . | sort -n | sed -n "$(( (rounds + 1) / 2 ))p"; }
-alone=$(median "${runs[alone]}")
-off=$(median "${runs[off]}")
-on=$(median "${runs[on]}")
+ratios() {  # numerator denominator -> each round's ratio of the two set-ups' requests/s
+  python3 -c "print(' '.join(f'{a/b:.3f}' for a, b in zip([$(tr ' ' ',' <<<"${runs[$1]# }")], [$(tr ' ' ',' <<<"${runs[$2]# }")])))"
+}
 exported=$(awk '/^synthorg_telemetry_spans_exported_total/ {print $2}' <<<"$metrics")
 dropped=$(awk '/^synthorg_telemetry_spans_dropped_total/ {s += $2} END {print s}' <<<"$metrics")
 
 echo "| GET /api/v1/healthz | requests/s (median of $rounds) | each round |"
 echo "|---|---:|---|"
-echo "| http-api alone (no telemetry plugin) | $alone |${runs[alone]} |"
-echo "| telemetry plugin, tracing off | $off |${runs[off]} |"
-echo "| tracing on, ratio 1.0, OTLP to a local sink | $on |${runs[on]} |"
-python3 -c "print(f'ratio off/alone {$off/$alone:.3f} (target: no measurable cost), on/off {$on/$off:.3f} (target: >= 0.90)')"
-python3 -c "print('on/off each round: ' + ' '.join(f'{a/b:.3f}' for a, b in zip([$(tr ' ' ',' <<<"${runs[on]# }")], [$(tr ' ' ',' <<<"${runs[off]# }")])))"
+echo "| http-api alone (no telemetry plugin) | $(median "${runs[alone]}") |${runs[alone]} |"
+echo "| telemetry plugin, tracing off | $(median "${runs[off]}") |${runs[off]} |"
+echo "| tracing on, ratio 1.0, OTLP to a local sink | $(median "${runs[on]}") |${runs[on]} |"
+off_alone=$(ratios off alone)
+on_off=$(ratios on off)
+echo "off/alone $(median "$off_alone") (target: no measurable cost), each round: $off_alone"
+echo "on/off $(median "$on_off") (target: >= 0.90), each round: $on_off"
 echo "last traced run: spans exported $exported, dropped (counted) $dropped"
 echo
 # CPU per request from /proc/PID/task/*/stat around each run: steadier than requests/s on shared

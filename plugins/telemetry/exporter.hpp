@@ -113,7 +113,7 @@ class SpanExporter {
   std::thread thread_;
 };
 
-// gzip (RFC 1952) through zlib.
+// gzip (RFC 1952) through libdeflate.
 std::string gzip(std::string_view data);
 
 }  // namespace synthorg::telemetry
