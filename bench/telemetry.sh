@@ -35,25 +35,36 @@ serve() {  # telemetry(yes|no) [env...] -> starts synthorg, waits for healthz
   exit 1
 }
 stop() { kill "$synthorg_pid"; wait "$synthorg_pid" 2>/dev/null || true; synthorg_pid=; }
-# CPU clock ticks synthorg's threads have used so far: "io_user io_total rest_total", io being
-# the I/O thread (synthorg-io-0) and rest every other thread (the exporter's, mostly).
+# CPU clock ticks used so far: "io_user io_total rest_total sink_total", io being synthorg's I/O
+# thread (synthorg-io-0), rest every other synthorg thread (the exporter's, mostly) and sink the
+# nginx worker standing in for the collector.
 thread_ticks() {
   # cat, not awk's own reading: a thread that ends between the glob and the read is skipped.
-  cat /proc/"$synthorg_pid"/task/*/stat 2>/dev/null | awk '{ lp = index($0, "("); rp = index($0, ") "); name = substr($0, lp + 1, rp - lp - 1)
+  cat /proc/"$synthorg_pid"/task/*/stat /proc/"$sink_worker"/stat 2>/dev/null | awk -v sink="$sink_worker" '
+       { lp = index($0, "("); rp = index($0, ") "); name = substr($0, lp + 1, rp - lp - 1)
          split(substr($0, rp + 2), f, " ")  # f[1] is field 3 (state): utime is f[12], stime f[13]
-         if (name == "synthorg-io-0") { iu += f[12]; it += f[12] + f[13] } else rt += f[12] + f[13] }
-       END { print iu + 0, it + 0, rt + 0 }'
+         if ($1 == sink) st += f[12] + f[13]
+         else if (name == "synthorg-io-0") { iu += f[12]; it += f[12] + f[13] } else rt += f[12] + f[13] }
+       END { print iu + 0, it + 0, rt + 0, st + 0 }'
 }
-measure() {  # -> "requests/s io_user_µs io_µs rest_µs", the CPU figures per request
+sink_worker=
+for _ in $(seq 50); do
+  sink_worker=$(pgrep -P "$(cat "$work/nginx.pid" 2>/dev/null)" 2>/dev/null | head -1) && [[ -n $sink_worker ]] && break
+  sleep 0.1
+done
+# -> "requests/s io_user_µs io_µs rest_µs machine_µs", the CPU figures per request; machine is
+# all of it: synthorg, the sink and wrk itself, which share the two cores.
+measure() {
   wrk -t2 -c64 -d2s "http://127.0.0.1:$port/api/v1/healthz" >/dev/null
-  local before after
+  local before after TIMEFORMAT='%U %S'
   before=$(thread_ticks)
-  wrk -t2 -c64 -d"${seconds}s" "http://127.0.0.1:$port/api/v1/healthz" > "$work/wrk.txt"
+  { time wrk -t2 -c64 -d"${seconds}s" "http://127.0.0.1:$port/api/v1/healthz" > "$work/wrk.txt"; } 2> "$work/wrk.cpu"
   after=$(thread_ticks)
-  awk -v before="$before" -v after="$after" -v tck="$(getconf CLK_TCK)" '
+  awk -v before="$before" -v after="$after" -v wrk="$(cat "$work/wrk.cpu")" -v tck="$(getconf CLK_TCK)" '
     /requests in/ { n = $1 } /Requests\/sec/ { rps = $2 }
-    END { split(before, b, " "); split(after, a, " "); us = 1e6 / tck / n
-          printf "%s %.2f %.2f %.2f\n", rps, (a[1] - b[1]) * us, (a[2] - b[2]) * us, (a[3] - b[3]) * us }' "$work/wrk.txt"
+    END { split(before, b, " "); split(after, a, " "); split(wrk, w, " "); us = 1e6 / tck / n
+          machine = (a[2] - b[2] + a[3] - b[3] + a[4] - b[4]) * us + (w[1] + w[2]) * 1e6 / n
+          printf "%s %.2f %.2f %.2f %.2f\n", rps, (a[1] - b[1]) * us, (a[2] - b[2]) * us, (a[3] - b[3]) * us, machine }' "$work/wrk.txt"
 }
 
 # ROUNDS rounds, the three set-ups back to back in each: on a machine shared with other work the
@@ -63,12 +74,13 @@ measure() {  # -> "requests/s io_user_µs io_µs rest_µs", the CPU figures per 
 declare -A runs=([alone]="" [off]="" [on]="") cpu=()
 rounds=${ROUNDS:-3}
 record() {  # set-up: measures it and keeps the figures
-  local rps io_user io rest
-  read -r rps io_user io rest < <(measure)
+  local rps io_user io rest machine
+  read -r rps io_user io rest machine < <(measure)
   runs[$1]+=" $rps"
   cpu[$1,io_user]+=" $io_user"
   cpu[$1,io]+=" $io"
   cpu[$1,rest]+=" $rest"
+  cpu[$1,machine]+=" $machine"
 }
 for round in $(seq "$rounds"); do
   serve no
@@ -102,10 +114,13 @@ echo "last traced run: spans exported $exported, dropped (counted) $dropped"
 echo
 # CPU per request from /proc/PID/task/*/stat around each run: steadier than requests/s on shared
 # cores, since it does not depend on who got the CPU when.
-echo "| CPU µs per request (median of $rounds) | I/O thread user | I/O thread user + kernel | other threads (exporter) | I/O thread, each round |"
-echo "|---|---:|---:|---:|---|"
+echo "| CPU µs per request (median of $rounds) | I/O thread user | I/O thread user + kernel | other threads (exporter) | machine (synthorg, sink, wrk) | I/O thread, each round |"
+echo "|---|---:|---:|---:|---:|---|"
 for setup in alone off on; do
-  echo "| $setup | $(median "${cpu[$setup,io_user]}") | $(median "${cpu[$setup,io]}") | $(median "${cpu[$setup,rest]}") |${cpu[$setup,io]} |"
+  echo "| $setup | $(median "${cpu[$setup,io_user]}") | $(median "${cpu[$setup,io]}") | $(median "${cpu[$setup,rest]}") | $(median "${cpu[$setup,machine]}") |${cpu[$setup,io]} |"
 done
+# With the two cores saturated, requests/s is the inverse of the machine's CPU per request: this
+# ratio is what tracing costs when nothing is idle, and it is steadier than requests/s.
+python3 -c "print(f'machine CPU per request off/on {$(median "${cpu[off,machine]}") / $(median "${cpu[on,machine]}"):.3f} (requests/s on/off with both cores saturated)')"
 echo
 "$build/bin/synthorg-bench-exporter" "http://127.0.0.1:$sink_port/v1/traces" 50000 5
