@@ -29,9 +29,9 @@ struct SpanData {
   std::string status_message;
 };
 
-// Takes `spent` (left empty) for the calling thread's next spans: each is cleared of what it
-// recorded and kept with its capacity (its attribute vector, its strings), up to a bound per
-// thread; the rest are freed. The exporter hands spans back this way once they are sent, on the
+// Takes `spent` (left empty) for the calling thread's next spans: each is kept with its capacity
+// (its attribute vector, its strings) and cleared of what it recorded when it is reused, up to a
+// bound per thread; the rest are freed. The exporter hands spans back this way once they are sent, on the
 // thread that ends the next span (SpanExporter::enqueue), on an I/O thread the one that made them:
 // a span then costs no allocation on the request path.
 void recycle_spans(std::vector<SpanData>& spent) noexcept;

@@ -45,7 +45,11 @@ struct ThreadState {
   std::array<RecentKey, 64> recent_keys;
   std::unordered_map<std::string_view, std::string_view> keys;
 
-  // A span for start_span: the last one given back (cleared, its capacity kept) or a new one.
+  // A span for start_span: the last one given back, cleared here (its capacity kept), or a new
+  // one. Cleared now rather than when the batch came back: freeing a batch's attribute strings
+  // at once overflows glibc's per-thread cache of small blocks, and every string allocated
+  // after that took malloc's slow path; one free here, just before the span's own strings are
+  // allocated, is taken straight back from that cache.
   SpanData reuse() {
     if (spare.empty()) {
       SpanData data;
@@ -54,6 +58,13 @@ struct ThreadState {
     }
     SpanData data = std::move(spare.back());
     spare.pop_back();
+    // What a span records; ids, parent, name, kind and start are all set again by the caller.
+    data.tracestate.clear();
+    data.attributes.clear();
+    data.dropped_attributes = 0;
+    data.status_code = 0;
+    data.status_message.clear();
+    data.end_ns = 0;
     return data;
   }
 
@@ -127,7 +138,7 @@ class DroppedSpan final : public Span {
 class RecordingSpan final : public Span {
  public:
   // `data_` comes from this thread's spare spans and is filled in place (not built and moved in).
-  // Every field is set here or was cleared by recycle_spans: a reused span carries nothing over.
+  // Every field is set here or was cleared by ThreadState::reuse: a reused span carries nothing over.
   RecordingSpan(std::shared_ptr<TracerImpl> tracer, ThreadState& thread, TraceContext context,
                 const TraceContext* parent, std::string_view name, SpanKind kind)
       : tracer_(std::move(tracer)), context_(std::move(context)), data_(thread.reuse()) {
@@ -232,16 +243,7 @@ std::unique_ptr<Span> TracerImpl::start_span(std::string_view name, SpanKind kin
 }
 
 void recycle_spans(std::vector<SpanData>& spent) noexcept {
-  for (auto& span : spent) {
-    // What a span records is cleared here, its capacity kept; ids, parent, name, kind and start
-    // are all set again when it is reused.
-    span.tracestate.clear();
-    span.attributes.clear();
-    span.dropped_attributes = 0;
-    span.status_code = 0;
-    span.status_message.clear();
-    span.end_ns = 0;
-  }
+  // Kept as they are: reuse() clears each one when it is taken.
   auto& spare = this_thread_state().spare;
   // The larger of the two vectors is kept as it is (no span moved), the other's spans are moved
   // over up to the bound, and the rest are freed with `spent`.
