@@ -58,7 +58,7 @@ const OtlpEncoding& encoding_of(OtlpProtocol protocol) {
 }
 
 std::string gzip(std::string_view data) {
-  // One compressor per thread, kept: allocating one sets up some 100 KiB of tables. Level 1:
+  // One compressor per thread, kept: allocating one takes some 200 KiB of tables. Level 1:
   // libdeflate's fastest, which on span batches compresses as well as zlib's level 1 at about
   // a third of its CPU, taken on a small machine from the threads serving requests.
   struct Compressor {

@@ -29,11 +29,12 @@ struct SpanData {
   std::string status_message;
 };
 
-// Takes `spent` (left empty) for the calling thread's next spans: each is kept with its capacity
-// (its attribute vector, its strings) and cleared of what it recorded when it is reused, up to a
-// bound per thread; the rest are freed. The exporter hands spans back this way once they are sent, on the
-// thread that ends the next span (SpanExporter::enqueue), on an I/O thread the one that made them:
-// a span then costs no allocation on the request path.
+// Takes `spent` (left empty) for the calling thread's next spans, up to a bound per thread; the
+// rest are freed. Each is kept with its capacity (its attribute vector; its name, tracestate and
+// status message) and cleared of what it recorded when it is reused. The exporter hands spans
+// back this way once they are sent, on the thread that ends the next span
+// (SpanExporter::enqueue), on an I/O thread the one that made them: the request path then
+// allocates none of those again.
 void recycle_spans(std::vector<SpanData>& spent) noexcept;
 
 // Valid UTF-8 of at most `max_bytes`: each byte that does not start or continue a well-formed
