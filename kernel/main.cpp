@@ -1,4 +1,5 @@
 // synthorg: the kernel's command line. Exit codes: 0 ok, 1 error, 2 usage, 3 unhealthy (doctor).
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <csignal>
@@ -94,6 +95,19 @@ void log_failure(const log::Logger& logger, std::string_view message, const std:
   }
 }
 
+// Every connection costs a descriptor, and the soft open-file limit is often 1024 where the hard
+// one is far higher: take all the hard limit allows, so the listeners' connection limits (derived
+// from it) answer 503 before accept() runs out. Returns the soft limit now in force.
+rlim_t raise_open_file_limit() {
+  rlimit limit{};
+  if (::getrlimit(RLIMIT_NOFILE, &limit) != 0) return 0;
+  if (limit.rlim_cur < limit.rlim_max) {
+    rlimit raised{limit.rlim_max, limit.rlim_max};
+    if (::setrlimit(RLIMIT_NOFILE, &raised) == 0) return raised.rlim_cur;
+  }
+  return limit.rlim_cur;
+}
+
 int serve(const std::optional<std::filesystem::path>& config_path, bool exit_after_start) {
   const auto began = Clock::now();
   ShutdownSignal signal;
@@ -101,7 +115,8 @@ int serve(const std::optional<std::filesystem::path>& config_path, bool exit_aft
   try {
     auto config = load_company_config(config_path, default_plugin_dir());
     logger.info("Starting SynthOrg Kernel", {{"version", SYNTHORG_SDK_VERSION}, {"company", config.company_name},
-                                             {"config", config.document.file}, {"pid", static_cast<int>(getpid())}});
+                                             {"config", config.document.file}, {"pid", static_cast<int>(getpid())},
+                                             {"open_files", static_cast<std::uint64_t>(raise_open_file_limit())}});
     Kernel kernel(std::move(config));
     kernel.discover();
     kernel.prepare();

@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 
 #include "dispatcher.hpp"
+#include "listener.hpp"
 #include "metrics.hpp"
 #include "probes.hpp"
 #include "router.hpp"
@@ -71,7 +72,12 @@ class HttpApiPlugin final : public Plugin {
              limit("idle_timeout_ms", 60'000, 100, 3'600'000, "A kept-alive connection with no request is closed after this"),
              limit("upstream_timeout_ms", 60'000, 100, 3'600'000,
                    "Proxy routes: to connect to the upstream, and for each wait on it (504 before it answers)"),
-             limit("max_connections", 10'000, 1, 1'000'000, "Open connections; more get 503 and are closed"),
+             limit("max_connections", 0, 0, 1'000'000,
+                   "Open connections, WebSockets included; more get 503 and are closed. 0: derived from the "
+                   "open-file limit, (RLIMIT_NOFILE - 256) / 2, so the limit answers before descriptors run out"),
+             limit("ws_max_per_user", 16, 1, 100'000, "Live event (WebSocket) connections one user may hold open (429 beyond)"),
+             limit("ws_idle_timeout_ms", 60'000, 1'000, 3'600'000,
+                   "A WebSocket client is pinged after half of this with nothing received, and dropped after all of it"),
          })
       definitions.push_back(settings->define(definition));
     SettingDefinition access_log;
@@ -90,7 +96,11 @@ class HttpApiPlugin final : public Plugin {
     options.limits.request_timeout = std::chrono::milliseconds(integer("request_timeout_ms"));
     options.limits.idle_timeout = std::chrono::milliseconds(integer("idle_timeout_ms"));
     options.limits.upstream_timeout = std::chrono::milliseconds(integer("upstream_timeout_ms"));
-    options.limits.max_connections = static_cast<std::size_t>(integer("max_connections"));
+    auto max_connections = static_cast<std::size_t>(integer("max_connections"));
+    options.limits.max_connections = max_connections > 0 ? max_connections : http_relay::default_max_connections();
+    WebSocketLimits ws_limits;
+    ws_limits.max_per_user = static_cast<std::size_t>(integer("ws_max_per_user"));
+    ws_limits.idle_timeout = std::chrono::milliseconds(integer("ws_idle_timeout_ms"));
     options.single_io_thread = context_.executor().stats().io_threads == 1;
     options.access_log = settings->get("http", "access_log").value.get<bool>();
 
@@ -133,7 +143,7 @@ class HttpApiPlugin final : public Plugin {
     };
     auto server = std::make_unique<Server>(context_.executor().io_context(), router, gate, observer, options,
                                            log::Logger("http-api"));
-    auto hub = std::make_shared<WebSocketHub>(context_.bus().shared(), WebSocketLimits{}, log::Logger("http-api.ws"));
+    auto hub = std::make_shared<WebSocketHub>(context_.bus().shared(), ws_limits, log::Logger("http-api.ws"));
     server->set_websocket(hub);
     if (tracer)
       server->set_unrouted([tracer](const HttpRequest& request, int status) { trace_unrouted(*tracer, request, status); });
@@ -145,7 +155,8 @@ class HttpApiPlugin final : public Plugin {
                       "{version, event_type, channel, timestamp, payload}"},
           {"tags", {"events"}},
           {"responses", {{"101", {{"description", "Switching protocols"}}},
-                         {"426", {{"description", "Not a WebSocket upgrade"}}}}}},
+                         {"426", {{"description", "Not a WebSocket upgrade"}}},
+                         {"429", {{"description", "This user holds http.ws_max_per_user live event connections already"}}}}}},
          [](HttpRequest&, Responder respond) {
            respond(HttpResponse::problem(426, "upgrade_required", "connect with a WebSocket client (Upgrade: websocket)")
                        .header("upgrade", "websocket"));
@@ -168,7 +179,8 @@ class HttpApiPlugin final : public Plugin {
     dispatcher_registration_ = std::move(dispatcher_registration);
     collector_ = std::move(collector);
     context_.log().info("HTTP API listening", {{"address", options.address},
-                                               {"port", static_cast<std::int64_t>(server_->port())}});
+                                               {"port", static_cast<std::int64_t>(server_->port())},
+                                               {"max_connections", static_cast<std::uint64_t>(options.limits.max_connections)}});
   }
 
   void stop() override {

@@ -19,6 +19,7 @@
 #include <boost/beast/websocket/rfc6455.hpp>
 #include <fmt/format.h>
 
+#include "http_framing.hpp"
 #include "listener.hpp"
 #include "request_id.hpp"
 #include "http_relay.hpp"
@@ -106,7 +107,8 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
         observer(std::move(observer)), options(std::move(options)), log(std::move(log)), stats(stats) {}
 
   void accept();
-  void forget(Session* session);
+  // Drops a session; `still_open`: its connection lives on elsewhere and is still counted.
+  void forget(Session* session, bool still_open = false);
   void sweep();
 
   asio::io_context& io;
@@ -121,6 +123,8 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
   Unrouted unrouted;
   std::atomic<bool> draining{false};
   asio::steady_timer sweeper{io};  // after `io`, which it is built from
+  http_relay::AcceptGuard accept_guard{"http-api", log, acceptor.get_executor()};
+  std::uint64_t refused_at_limit = 0;  // on the acceptor's strand
   std::mutex sessions_mutex;
   std::set<std::shared_ptr<Session>> sessions;
 };
@@ -197,20 +201,38 @@ class Session : public std::enable_shared_from_this<Session> {
     beast::error_code ec;
     buffer_.consume(parser_->put(buffer_.data(), ec));
     if (ec != http::error::need_more) {
-      if (ec || parser_->is_done()) return on_read(ec);
+      if (ec) return on_read(ec);
       if (parser_->is_header_done()) {
+        if (refuse_bad_framing()) return;
+        if (parser_->is_done()) return on_read(ec);
         arm(server_->options.limits.request_timeout);
         return read_body();
       }
     }
     arm(server_->options.limits.request_timeout);
     http::async_read_header(stream_, buffer_, *parser_, [self = shared_from_this()](beast::error_code ec, std::size_t) {
-      if (ec || self->timed_out_ || self->parser_->is_done()) {
+      if (ec || self->timed_out_) {
+        self->deadline_ = kNoDeadline;
+        return self->on_read(ec);
+      }
+      if (self->refuse_bad_framing()) return;
+      if (self->parser_->is_done()) {
         self->deadline_ = kNoDeadline;
         return self->on_read(ec);
       }
       self->read_body();
     });
+  }
+
+  // A head whose framing cannot be trusted (http_framing.hpp) is answered and the connection
+  // closed before any of its body is read: what follows it might be taken for a request.
+  bool refuse_bad_framing() {
+    auto error = http_relay::framing_error(parser_->get(), parser_->get().version());
+    if (!error) return false;
+    deadline_ = kNoDeadline;
+    ++server_->stats.bad_requests;
+    reply_and_close(HttpResponse::problem(error->status, error->code, error->detail));
+    return true;
   }
 
   // A body follows the header. A proxy route streams it to its upstream; every other route gets
@@ -278,7 +300,15 @@ class Session : public std::enable_shared_from_this<Session> {
     if (!server_->websocket || target.substr(0, target.find('?')) != "/api/v1/ws" || !beast::websocket::is_upgrade(message))
       return false;
     auto request = to_http_request(message, remote_);
-    if (auto refused = server_->gate(ws_route, request)) {
+    auto refused = server_->gate(ws_route, request);
+    auto& hub = *server_->websocket;
+    if (!refused && !hub.reserve(request.principal->subject))
+      refused = HttpResponse::problem(429, "too_many_websockets",
+                                      fmt::format("you have {} live event connections open, the most allowed; close "
+                                                  "one first (http.ws_max_per_user)",
+                                                  hub.limits().max_per_user))
+                    .header("retry-after", "5");
+    if (refused) {
       busy_ = true;
       keep_alive_ = false;
       version_ = message.version();
@@ -289,8 +319,10 @@ class Session : public std::enable_shared_from_this<Session> {
       return true;
     }
     deadline_ = kNoDeadline;
-    server_->websocket->accept(std::move(stream_), std::move(message), *request.principal);
-    server_->forget(this);
+    // Still one of the server's connections (max_connections), until the hub closes it.
+    hub.accept(std::move(stream_), std::move(message), *request.principal,
+               [server = server_] { --server->stats.connections_open; });
+    server_->forget(this, /*still_open=*/true);
     return true;
   }
 
@@ -513,34 +545,31 @@ void Server::Impl::accept() {
   auto executor = options.single_io_thread ? asio::any_io_executor(io.get_executor()) : asio::any_io_executor(asio::make_strand(io));
   acceptor.async_accept(executor, [self = shared_from_this()](beast::error_code ec, tcp::socket socket) {
     if (ec == asio::error::operation_aborted || !self->acceptor.is_open()) return;
-    if (!ec) {
-      ++self->stats.connections_total;
-      if (self->stats.connections_open >= self->options.limits.max_connections) {
-        // Over the limit: a short answer and close, rather than a silent reset.
-        ++self->stats.connections_refused;
-        static const std::string busy = [] {
-          std::string body = HttpResponse::problem(503, "too_many_connections",
-                                                   "the server is at its connection limit; retry shortly").body;
-          return fmt::format("HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/problem+json\r\n"
-                             "Connection: close\r\nRetry-After: 1\r\nContent-Length: {}\r\n\r\n{}",
-                             body.size(), body);
-        }();
-        beast::error_code ignored;
-        asio::write(socket, asio::buffer(busy), ignored);
-        socket.close(ignored);
-      } else {
-        ++self->stats.connections_open;
-        // Each answer leaves in one write; Nagle would hold a pipelined second one back until
-        // the first is acknowledged (up to the peer's delayed-ACK timeout).
-        beast::error_code ignored;
-        socket.set_option(tcp::no_delay(true), ignored);
-        auto session = std::make_shared<Session>(std::move(socket), self);
-        {
-          std::lock_guard lock(self->sessions_mutex);
-          self->sessions.insert(session);
-        }
-        session->run();
+    if (ec) {
+      self->accept_guard.after_error(self->acceptor, ec, [self] { self->accept(); });
+      self->stats.connections_refused = self->accept_guard.refused() + self->refused_at_limit;
+      return;
+    }
+    ++self->stats.connections_total;
+    if (self->stats.connections_open >= self->options.limits.max_connections) {
+      // Over the limit: a short answer and close, rather than a silent reset.
+      ++self->refused_at_limit;
+      ++self->stats.connections_refused;
+      http_relay::refuse_connection(socket.native_handle());
+      beast::error_code ignored;
+      socket.close(ignored);
+    } else {
+      ++self->stats.connections_open;
+      // Each answer leaves in one write; Nagle would hold a pipelined second one back until
+      // the first is acknowledged (up to the peer's delayed-ACK timeout).
+      beast::error_code ignored;
+      socket.set_option(tcp::no_delay(true), ignored);
+      auto session = std::make_shared<Session>(std::move(socket), self);
+      {
+        std::lock_guard lock(self->sessions_mutex);
+        self->sessions.insert(session);
       }
+      session->run();
     }
     self->accept();
   });
@@ -560,14 +589,14 @@ void Server::Impl::sweep() {
   });
 }
 
-void Server::Impl::forget(Session* session) {
+void Server::Impl::forget(Session* session, bool still_open) {
   std::shared_ptr<Session> last;  // destroyed outside the lock
   std::lock_guard lock(sessions_mutex);
   for (auto it = sessions.begin(); it != sessions.end(); ++it) {
     if (it->get() == session) {
       last = *it;
       sessions.erase(it);
-      --stats.connections_open;
+      if (!still_open) --stats.connections_open;
       break;
     }
   }

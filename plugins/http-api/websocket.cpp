@@ -226,11 +226,22 @@ class FrameStream {
 
 class WsClient : public std::enable_shared_from_this<WsClient> {
  public:
-  WsClient(beast::tcp_stream stream, Principal principal, std::shared_ptr<WebSocketHub> hub)
-      : ws_(std::move(stream)), principal_(std::move(principal)), hub_(std::move(hub)) {}
+  WsClient(beast::tcp_stream stream, Principal principal, std::shared_ptr<WebSocketHub> hub, std::function<void()> closed)
+      : ws_(std::move(stream)), principal_(std::move(principal)), hub_(std::move(hub)), on_closed_(std::move(closed)) {}
+  ~WsClient() {
+    beast::error_code ignored;
+    beast::get_lowest_layer(ws_).socket().close(ignored);
+    if (on_closed_) on_closed_();
+  }
 
   void start(beast::http::request<beast::http::string_body> request) {
-    ws_.set_option(websocket::stream_base::timeout::suggested(beast::role_type::server));
+    // A client that sends nothing, not even a pong, for idle_timeout is gone (a dead peer, a
+    // half-open connection): Beast pings it at half the time and drops it at the end.
+    websocket::stream_base::timeout timeout{};
+    timeout.handshake_timeout = std::chrono::seconds(30);
+    timeout.idle_timeout = hub_->limits_.idle_timeout;
+    timeout.keep_alive_pings = true;
+    ws_.set_option(timeout);
     ws_.read_message_max(hub_->limits_.max_message_bytes);
     ws_.set_option(websocket::stream_base::decorator(
         [](websocket::response_type& response) { response.set(beast::http::field::server, "synthorg"); }));
@@ -395,6 +406,7 @@ class WsClient : public std::enable_shared_from_this<WsClient> {
   websocket::stream<FrameStream> ws_;
   Principal principal_;
   std::shared_ptr<WebSocketHub> hub_;
+  std::function<void()> on_closed_;  // the server stops counting the connection
   beast::flat_buffer buffer_;
   // The channels followed and this client's index in each subscriber list (the hub's mutex).
   std::vector<std::pair<std::string, std::size_t>> channels_;
@@ -430,16 +442,35 @@ void WebSocketHub::stop() {
   for (const auto& client : clients) client->close(websocket::close_code::going_away, "server stopping");
 }
 
+bool WebSocketHub::reserve(const std::string& subject) {
+  std::lock_guard lock(mutex_);
+  auto& places = per_user_[subject];
+  if (places >= limits_.max_per_user) {
+    if (places == 0) per_user_.erase(subject);
+    return false;
+  }
+  ++places;
+  return true;
+}
+
 void WebSocketHub::accept(beast::tcp_stream stream, beast::http::request<beast::http::string_body> request,
-                          Principal principal) {
-  auto client = std::make_shared<WsClient>(std::move(stream), std::move(principal), shared_from_this());
+                          Principal principal, std::function<void()> closed) {
+  auto client = std::make_shared<WsClient>(std::move(stream), std::move(principal), shared_from_this(), std::move(closed));
   {
     std::lock_guard lock(mutex_);
-    if (stopped_) return;
+    if (stopped_) {
+      release_place(client->principal_.subject);
+      return;
+    }
     clients_.emplace(client.get(), client);
     ++stats_.clients;
   }
   client->start(std::move(request));
+}
+
+void WebSocketHub::release_place(const std::string& subject) {
+  auto it = per_user_.find(subject);
+  if (it != per_user_.end() && --it->second == 0) per_user_.erase(it);
 }
 
 void WebSocketHub::deliver(const Event& event) {
@@ -507,6 +538,7 @@ void WebSocketHub::forget(WsClient* client) {
     auto channel = client->channels_.back().first;
     remove_subscriber(client, channel);
   }
+  release_place(client->principal_.subject);
   last = std::move(it->second);
   clients_.erase(it);
   --stats_.clients;

@@ -9,6 +9,7 @@
 #include <fmt/format.h>
 #include <Poco/URI.h>
 
+#include "listener.hpp"
 #include "server.hpp"
 #include "static_files.hpp"
 #include "synthorg/plugin.hpp"
@@ -83,6 +84,10 @@ class WebPlugin final : public Plugin {
                     .range(100, 600'000)
                     .duration("idle_timeout", "60s", "A kept-alive connection with no request is closed after this")
                     .range(100, 3'600'000)
+                    .integer("max_connections", 0,
+                             "Open connections, tunnels included; more get 503 and are closed. 0: derived from "
+                             "the open-file limit, (RLIMIT_NOFILE - 256) / 2")
+                    .range(0, 1'000'000)
                     .boolean("access_log", true, "Log one line per request")
                     .boolean("hsts", true,
                              "Send Strict-Transport-Security (max-age=63072000); browsers ignore it over plain HTTP")
@@ -110,6 +115,8 @@ class WebPlugin final : public Plugin {
     options_.max_body_bytes = config.at("max_body_bytes").get<std::size_t>();
     options_.request_timeout = std::chrono::milliseconds(config.at("request_timeout").get<std::int64_t>());
     options_.idle_timeout = std::chrono::milliseconds(config.at("idle_timeout").get<std::int64_t>());
+    auto max_connections = config.at("max_connections").get<std::size_t>();
+    options_.max_connections = max_connections > 0 ? max_connections : http_relay::default_max_connections();
     options_.access_log = config.at("access_log").get<bool>();
     options_.hsts = config.at("hsts").get<bool>();
     options_.single_io_thread = context_.executor().stats().io_threads == 1;

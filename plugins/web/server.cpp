@@ -28,6 +28,7 @@
 #include <boost/beast/websocket/rfc6455.hpp>
 #include <fmt/format.h>
 
+#include "http_framing.hpp"
 #include "http_relay.hpp"
 #include "security.hpp"
 #include "listener.hpp"
@@ -132,6 +133,8 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
   log::Logger log;
   ServerStats stats;
   std::atomic<bool> draining{false};
+  http_relay::AcceptGuard accept_guard{"web", log, acceptor.get_executor()};
+  std::uint64_t refused_at_limit = 0;  // on the acceptor's strand
   std::mutex sessions_mutex;
   std::unordered_map<Session*, std::weak_ptr<Session>> sessions;
 };
@@ -250,6 +253,13 @@ asio::awaitable<void> Session::run() {
     co_await http::async_read_header(stream_, buffer_, parser, redirect_error(use_awaitable, ec));
     Route route;
     if (!ec) {
+      // A head whose framing cannot be trusted (http_framing.hpp): answered, and the connection
+      // closed before any of its body is read, since what follows might be taken for a request.
+      if (auto error = http_relay::framing_error(parser.get(), parser.get().version())) {
+        deadline_.disarm();
+        co_await send(problem(error->status, error->code, error->detail), 11, false, new_nonce(), false);
+        break;
+      }
       route = server_->route(parser.get());
       // A relayed body streams to the upstream as it comes; every other one is read whole here.
       if (route.kind != Route::Kind::relay && !parser.is_done()) {
@@ -573,7 +583,17 @@ void Server::Impl::accept() {
   auto executor = options.single_io_thread ? asio::any_io_executor(io.get_executor()) : asio::any_io_executor(asio::make_strand(io));
   acceptor.async_accept(executor, [self = shared_from_this()](beast::error_code ec, tcp::socket socket) {
     if (ec == asio::error::operation_aborted || !self->acceptor.is_open()) return;
-    if (!ec) {
+    if (ec) {
+      self->accept_guard.after_error(self->acceptor, ec, [self] { self->accept(); });
+      self->stats.connections_refused = self->accept_guard.refused() + self->refused_at_limit;
+      return;
+    }
+    if (self->stats.connections_open >= self->options.max_connections) {
+      ++self->refused_at_limit;
+      ++self->stats.connections_refused;
+      http_relay::refuse_connection(socket.native_handle());
+      socket.close(ec);
+    } else {
       socket.set_option(tcp::no_delay(true), ec);
       ++self->stats.connections_open;
       auto session = std::make_shared<Session>(std::move(socket), self);

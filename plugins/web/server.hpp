@@ -26,6 +26,7 @@ struct ServerOptions {
   std::size_t max_body_bytes = 1024 * 1024;
   std::chrono::milliseconds request_timeout{10'000};  // from the first byte to the whole request (408)
   std::chrono::milliseconds idle_timeout{60'000};
+  std::size_t max_connections = 10'000;  // open connections; more get 503 and are closed
   bool access_log = true;
   bool hsts = true;
   // One thread runs the io_context: it serialises every connection, so no strand is needed.
@@ -48,6 +49,7 @@ struct ApiOptions {
 
 struct ServerStats {
   std::atomic<std::uint64_t> connections_open{0};
+  std::atomic<std::uint64_t> connections_refused{0};  // at the limit, or out of file descriptors
   std::atomic<std::uint64_t> requests{0};
 };
 

@@ -67,13 +67,23 @@ class HttpApiTest : public ::testing::Test {
   void TearDown() override {
     kernel.reset();
     for (const char* name : {"SYNTHORG_HTTP_REQUEST_TIMEOUT_MS", "SYNTHORG_HTTP_MAX_HEADER_BYTES",
-                             "SYNTHORG_HTTP_MAX_BODY_BYTES", "SYNTHORG_HTTP_ACCESS_LOG"})
+                             "SYNTHORG_HTTP_MAX_BODY_BYTES", "SYNTHORG_HTTP_ACCESS_LOG", "SYNTHORG_HTTP_MAX_CONNECTIONS",
+                             "SYNTHORG_HTTP_WS_MAX_PER_USER", "SYNTHORG_HTTP_WS_IDLE_TIMEOUT_MS"})
       ::unsetenv(name);
   }
   std::string get(const std::string& path, const std::string& extra_headers = "") {
     Client client(port);
     client.send("GET " + path + " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n" + extra_headers + "\r\n");
     return client.response();
+  }
+  // Stops the kernel and starts it again on the same configuration, to pick up settings changed
+  // in the environment.
+  void restart() {
+    kernel.reset();
+    kernel = std::make_unique<Kernel>(load_company_config(dir.path() / "company.yaml", "/unused"));
+    kernel->discover();
+    kernel->prepare();
+    kernel->start();
   }
   Token mount(RouteSpec route) { return kernel->registry().get<HttpRouter>()->add(std::move(route)); }
 

@@ -22,6 +22,7 @@
 #include "kernel.hpp"
 #include "synthorg/services/health.hpp"
 #include "synthorg/services/http.hpp"
+#include "framing_cases.hpp"
 #include "http_client.hpp"
 #include "test_support.hpp"
 
@@ -81,6 +82,29 @@ TEST_F(HttpApiTest, MalformedRequestsGet400AndTheServerGoesOn) {
     EXPECT_EQ(body_of(response)["code"], "malformed_request");
   }
   EXPECT_EQ(status_of(get("/api/v1/healthz")), 200);
+}
+
+// RFC 9112 section 6: every framing a front end could read differently is answered once and the
+// connection closed, so the request hidden in its body is never run.
+TEST_F(HttpApiTest, RequestsWithAmbiguousFramingAreRefusedAndNothingIsSmuggled) {
+  auto cases = framing_cases("/api/v1/healthz");
+  for (auto& chunked : chunk_cases("/api/v1/healthz")) cases.push_back(chunked);
+  for (const auto& [name, bytes, status] : cases) {
+    auto received = exchange_until_closed(port, bytes);
+    EXPECT_EQ(responses_in(received), 1) << name << ": one answer, then the connection closed:\n" << received;
+    EXPECT_EQ(status_of(received), status) << name << ":\n" << received;
+    EXPECT_EQ(received.find("smuggled"), std::string::npos) << name << ": the smuggled request ran";
+    EXPECT_EQ(header_of(received, "content-type"), "application/problem+json") << name;
+  }
+  auto gzip = exchange_until_closed(port, cases.front().request);
+  EXPECT_NE(body_of(gzip)["detail"].get<std::string>().find("'gzip', not chunked"), std::string::npos)
+      << "the error names the coding and the fix: " << gzip;
+  EXPECT_EQ(status_of(get("/api/v1/healthz")), 200) << "and the server goes on";
+  Client sound(port);  // a sound chunked request is still read whole
+  sound.send("POST /api/v1/healthz HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: Chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"
+             "GET /api/v1/healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+  EXPECT_EQ(status_of(sound.response()), 405) << "the POST, framed by its chunks";
+  EXPECT_EQ(status_of(sound.response()), 200) << "then the next request on the connection";
 }
 
 TEST_F(HttpApiTest, OversizedHeadersAndBodiesAreRefused) {
@@ -291,7 +315,7 @@ TEST_F(HttpApiTest, SettingsCanBeReadByUsersAndChangedByAdmins) {
   auto reset = request("DELETE", "/api/v1/settings/backup/keep", admin);
   EXPECT_EQ(status_of(reset), 200) << reset;
   EXPECT_EQ(body_of(reset)["source"], "default");
-  EXPECT_EQ(body_of(get("/api/v1/settings/http", viewer))["settings"].size(), 7u);
+  EXPECT_EQ(body_of(get("/api/v1/settings/http", viewer))["settings"].size(), 9u) << "max_header_bytes .. access_log, ws_max_per_user, ws_idle_timeout_ms";
 }
 
 TEST_F(HttpApiTest, IntrospectionListsPluginsAndServices) {
@@ -408,6 +432,69 @@ TEST_F(HttpApiTest, ASlowWebSocketClientIsDroppedWithoutSlowingOthers) {
     std::this_thread::sleep_for(20ms);
   ASSERT_NE(metrics.find(counted), std::string::npos) << "the drop is counted in /metrics:\n" << metrics;
   EXPECT_EQ(slow.close_code(), 1008) << "the client that did not read is dropped";
+}
+
+// The WebSocket upgrade request for /api/v1/ws, signed in as `role` through RoleFromHeader.
+std::string ws_upgrade(const std::string& role) {
+  return "GET /api/v1/ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+         "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nAuthorization: Bearer " +
+         role + "\r\n\r\n";
+}
+
+TEST_F(HttpApiTest, WebSocketsCountTowardTheConnectionLimitAndAreCappedPerUser) {
+  ::setenv("SYNTHORG_HTTP_MAX_CONNECTIONS", "4", 1);
+  ::setenv("SYNTHORG_HTTP_WS_MAX_PER_USER", "3", 1);
+  restart();
+  auto auth = kernel->registry().provide<Authenticator>(std::make_shared<RoleFromHeader>());
+  std::vector<std::unique_ptr<WsTestClient>> sockets;
+  for (int i = 0; i < 3; ++i) sockets.push_back(std::make_unique<WsTestClient>(port, "viewer"));
+  Client fourth(port);  // the limit's last place, held by a kept-alive connection
+  fourth.send("GET /api/v1/healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+  EXPECT_EQ(status_of(fourth.response()), 200);
+  auto over = exchange_until_closed(port, "GET /api/v1/healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+  EXPECT_EQ(status_of(over), 503) << "three WebSockets and one connection fill a limit of 4:\n" << over;
+  EXPECT_EQ(body_of(over)["code"], "too_many_connections");
+  EXPECT_EQ(header_of(over, "retry-after"), "1");
+
+  fourth.send(ws_upgrade("viewer"));
+  auto fourth_socket = fourth.response();
+  EXPECT_EQ(status_of(fourth_socket), 429) << "a user's fourth WebSocket:\n" << fourth_socket;
+  EXPECT_EQ(body_of(fourth_socket)["code"], "too_many_websockets");
+  EXPECT_NE(body_of(fourth_socket)["detail"].get<std::string>().find("http.ws_max_per_user"), std::string::npos);
+
+  sockets.pop_back();  // a closed WebSocket gives its place back, to the server and to its user
+  std::string again;
+  for (auto deadline = std::chrono::steady_clock::now() + 5s; std::chrono::steady_clock::now() < deadline;) {
+    Client client(port);
+    client.send(ws_upgrade("viewer"));
+    again = client.response();
+    if (status_of(again) == 101) break;
+    std::this_thread::sleep_for(50ms);
+  }
+  EXPECT_EQ(status_of(again), 101) << again;
+}
+
+TEST_F(HttpApiTest, AWebSocketPeerThatNeverAnswersPingsIsDropped) {
+  ::setenv("SYNTHORG_HTTP_WS_IDLE_TIMEOUT_MS", "1000", 1);
+  restart();
+  auto auth = kernel->registry().provide<Authenticator>(std::make_shared<RoleFromHeader>());
+  auto started = std::chrono::steady_clock::now();
+  // Upgrades, then reads everything and answers nothing: not even the pings.
+  auto received = exchange_until_closed(port, ws_upgrade("viewer"));
+  auto lasted = std::chrono::steady_clock::now() - started;
+  EXPECT_EQ(status_of(received), 101) << received;
+  auto frames = received.substr(received.find("\r\n\r\n") + 4);
+  ASSERT_FALSE(frames.empty()) << "a ping before the drop";
+  EXPECT_EQ(static_cast<unsigned char>(frames[0]), 0x89) << "the first frame is a ping";
+  EXPECT_GE(lasted, 900ms) << "not dropped before its idle time";
+  EXPECT_LT(lasted, 5s) << "dropped soon after it";
+  std::string metrics;
+  for (auto deadline = std::chrono::steady_clock::now() + 5s; std::chrono::steady_clock::now() < deadline;) {
+    metrics = get("/metrics");
+    if (metrics.find("synthorg_ws_clients 0") != std::string::npos) break;
+    std::this_thread::sleep_for(20ms);
+  }
+  EXPECT_NE(metrics.find("synthorg_ws_clients 0"), std::string::npos) << metrics;
 }
 
 TEST_F(HttpApiTest, MetricsCountRequestsPerRoute) {

@@ -35,12 +35,29 @@ int free_port() {
   return ntohs(address.sin_port);
 }
 
-Client::Client(int port) : fd_(::socket(AF_INET, SOCK_STREAM, 0)) {
+int connect_loopback(int port, int receive_timeout_seconds) {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) return -1;
+  timeval timeout{receive_timeout_seconds, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
   auto address = loopback(port);
-  connected_ = ::connect(fd_, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0;
-  timeval timeout{10, 0};
-  ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0) return fd;
+  ::close(fd);
+  return -1;
 }
+
+std::string exchange_until_closed(int port, const std::string& bytes) {
+  int fd = connect_loopback(port);
+  std::string received;
+  if (fd >= 0 && ::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(bytes.size())) {
+    char buffer[4096];
+    for (ssize_t got; (got = ::recv(fd, buffer, sizeof buffer, 0)) > 0;) received.append(buffer, static_cast<std::size_t>(got));
+  }
+  if (fd >= 0) ::close(fd);
+  return received;
+}
+
+Client::Client(int port) : fd_(connect_loopback(port)), connected_(fd_ >= 0) {}
 
 Client::~Client() { ::close(fd_); }
 

@@ -11,6 +11,11 @@ namespace synthorg::testing {
 // A free TCP port on 127.0.0.1 (free when asked; bind it soon).
 int free_port();
 
+// A TCP connection to 127.0.0.1:port whose reads give up after the timeout; -1 when it fails.
+int connect_loopback(int port, int receive_timeout_seconds = 10);
+// Sends `bytes` on a new loopback connection; returns all that arrives until the server closes.
+std::string exchange_until_closed(int port, const std::string& bytes);
+
 class Client {
  public:
   explicit Client(int port);

@@ -51,14 +51,23 @@ struct Process::State {
   int exit_code = -2;
 };
 
-Process::Process(const std::vector<std::string>& args, const std::map<std::string, std::string>& env)
+Process::Process(const std::vector<std::string>& args, const std::map<std::string, std::string>& env,
+                 const std::vector<std::string>& wrapper)
     : state_(std::make_unique<State>()) {
   Poco::Process::Env environment(env.begin(), env.end());
   // Tests own the environment they depend on: no inherited configuration leaks in.
   for (const char* name : {"SYNTHORG_CONFIG_PATH", "SYNTHORG_DATABASE_URL", "SYNTHORG_LOG_DIR", "SYNTHORG_LOG_FORMAT"})
     if (!environment.count(name) && getenv(name)) environment[name] = "";
+  std::string program = SYNTHORG_BIN;
+  std::vector<std::string> arguments = args;
+  if (!wrapper.empty()) {
+    program = wrapper.front();
+    arguments.assign(wrapper.begin() + 1, wrapper.end());
+    arguments.push_back(SYNTHORG_BIN);
+    arguments.insert(arguments.end(), args.begin(), args.end());
+  }
   state_->handle = std::make_unique<Poco::ProcessHandle>(
-      Poco::Process::launch(SYNTHORG_BIN, args, std::filesystem::temp_directory_path().string(), nullptr,
+      Poco::Process::launch(program, arguments, std::filesystem::temp_directory_path().string(), nullptr,
                             &state_->out, &state_->out, environment));
   state_->out.close(Poco::Pipe::CLOSE_WRITE);
   state_->reader = std::thread([state = state_.get()] {
@@ -89,6 +98,8 @@ bool Process::wait_for_output(const std::string& text, std::chrono::milliseconds
 }
 
 void Process::signal(int signal_number) { ::kill(state_->handle->id(), signal_number); }
+
+int Process::pid() const { return state_->handle->id(); }
 
 int Process::wait(std::chrono::milliseconds timeout) {
   if (state_->exit_code != -2) return state_->exit_code;

@@ -33,11 +33,14 @@ class TempDir {
 // A synthorg process with its output collected in the background.
 class Process {
  public:
-  Process(const std::vector<std::string>& args, const std::map<std::string, std::string>& env = {});
+  // `wrapper`: a command that runs synthorg in its place (e.g. {"prlimit", "--nofile=512", "--"}).
+  Process(const std::vector<std::string>& args, const std::map<std::string, std::string>& env = {},
+          const std::vector<std::string>& wrapper = {});
   ~Process();
   // Waits until the combined output contains `text`; false on timeout or exit.
   bool wait_for_output(const std::string& text, std::chrono::milliseconds timeout);
   void signal(int signal_number);
+  int pid() const;
   // The exit code, or -1 (after killing it) when it does not exit in time.
   int wait(std::chrono::milliseconds timeout);
   std::string output() const;

@@ -19,6 +19,7 @@
 
 #include "kernel.hpp"
 #include "synthorg/services/http.hpp"
+#include "framing_cases.hpp"
 #include "http_client.hpp"
 #include "synthorg/crypto.hpp"
 #include "test_support.hpp"
@@ -142,28 +143,8 @@ class WebTest : public ::testing::Test {
   std::string get(const std::string& target, const std::string& headers = "") { return request("GET", target, headers); }
   // Everything the server sends until it closes (for answers Client cannot frame, like HEAD's).
   // A plain connected socket (5 s receive timeout), -1 when the connection fails.
-  int connect_raw() const {
-    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in address{};
-    address.sin_family = AF_INET;
-    address.sin_port = htons(static_cast<std::uint16_t>(port));
-    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    timeval timeout{5, 0};
-    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
-    if (::connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0) return fd;
-    ::close(fd);
-    return -1;
-  }
-  std::string until_closed(const std::string& bytes) {
-    int fd = connect_raw();
-    std::string received;
-    if (fd >= 0 && ::send(fd, bytes.data(), bytes.size(), 0) == static_cast<ssize_t>(bytes.size())) {
-      char buffer[4096];
-      for (ssize_t got; (got = ::recv(fd, buffer, sizeof buffer, 0)) > 0;) received.append(buffer, static_cast<std::size_t>(got));
-    }
-    ::close(fd);
-    return received;
-  }
+  int connect_raw() const { return connect_loopback(port, 5); }
+  std::string until_closed(const std::string& bytes) { return exchange_until_closed(port, bytes); }
 
   TempDir dir;
   fs::path root;
@@ -171,6 +152,23 @@ class WebTest : public ::testing::Test {
   int port = 0, api_port = 0;
   std::unique_ptr<Kernel> kernel;
 };
+
+// The same framing rules on the web port, for its files and for /api/* relayed to the API port.
+TEST_F(WebTest, RequestsWithAmbiguousFramingAreRefusedAndNothingIsSmuggled) {
+  start();
+  for (const std::string path : {"/index.html", "/api/v1/healthz"}) {
+    auto cases = framing_cases(path);
+    for (auto& chunked : chunk_cases(path)) cases.push_back(chunked);
+    for (const auto& [name, bytes, status] : cases) {
+      auto received = exchange_until_closed(port, bytes);
+      EXPECT_EQ(responses_in(received), 1) << path << ", " << name << ": one answer, then the connection closed:\n"
+                                           << received;
+      EXPECT_EQ(status_of(received), status) << path << ", " << name << ":\n" << received;
+      EXPECT_EQ(received.find("smuggled"), std::string::npos) << path << ", " << name << ": the smuggled request ran";
+    }
+  }
+  EXPECT_EQ(status_of(get("/index.html")), 200) << "and the server goes on";
+}
 
 TEST_F(WebTest, NothingOutsideTheRootHoweverEncoded) {
   start(false);
