@@ -29,8 +29,9 @@ struct Converter {
     if (!mark.is_null()) document.locations.try_emplace(path, mark.line + 1, mark.column + 1);
   }
 
-  // ${VAR} and ${VAR:-default} (default also when VAR is empty, as in the shell); $$ is a
-  // literal dollar. Returns nullopt after recording an issue.
+  // ${VAR} and ${VAR:-default} (default also when VAR is empty, as in the shell); the default may
+  // itself hold references (${A:-${B:-8081}}: A, else B, else 8081); $$ is a literal dollar.
+  // Returns nullopt after recording an issue.
   std::optional<std::string> expand(const std::string& raw, const std::string& path) {
     std::string out;
     out.reserve(raw.size());
@@ -48,7 +49,17 @@ struct Converter {
         out += raw[i];
         continue;
       }
-      auto close = raw.find('}', i + 2);
+      // The matching brace: a default may nest ${...} of its own.
+      auto close = std::string::npos;
+      for (std::size_t j = i + 2, depth = 1; j < raw.size(); ++j) {
+        if (raw[j] == '$' && j + 1 < raw.size() && raw[j + 1] == '{') {
+          ++depth;
+          ++j;
+        } else if (raw[j] == '}' && --depth == 0) {
+          close = j;
+          break;
+        }
+      }
       if (close == std::string::npos) {
         issues.push_back({path, "unterminated \"${\" in " + json(raw).dump(), "close it with \"}\", or write \"$$\" for a literal dollar"});
         return std::nullopt;
@@ -68,7 +79,9 @@ struct Converter {
       if (value && (*value || !fallback)) {
         out += value;
       } else if (fallback) {
-        out += *fallback;
+        auto expanded = expand(*fallback, path);
+        if (!expanded) return std::nullopt;
+        out += *expanded;
       } else {
         issues.push_back({path, "environment variable " + inside + " is not set",
                           "set " + inside + ", or write ${" + inside + ":-default} to fall back to a default"});

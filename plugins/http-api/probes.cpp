@@ -178,7 +178,7 @@ std::vector<Token> mount_probes(Router& router, PluginContext& context, std::sha
                                          {"auth", registry.has("synthorg.Authenticator/1")},
                                          {"store", registry.has("synthorg.Store/1")},
                                          {"orchestrator", registry.has("synthorg.Orchestrator/1")},
-                                         {"workloads", registry.has("synthorg.Workloads/1")},
+                                         {"workloads", registry.has(Workloads::service_id)},
                                          {"telemetry", registry.has("synthorg.Tracer/1")},
                                          {"fine_tune", registry.has("synthorg.FineTune/1")}}));
       });

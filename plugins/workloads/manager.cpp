@@ -4,6 +4,9 @@
 #include <set>
 #include <thread>
 
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+
 #include <fmt/format.h>
 
 #include "synthorg/crypto.hpp"
@@ -110,6 +113,7 @@ json Manager::to_json(const Document& record) {
               {"message", data.value("message", "")},
               {"container_id", data.value("container_id", "")},
               {"endpoint", data.value("endpoint", json(nullptr))},
+              {"endpoints", data.value("endpoints", json::object())},
               {"created_at", record.created_at},
               {"updated_at", record.updated_at},
               {"last_used_at", rfc3339_ms(data.value("last_used_ms", std::int64_t{0}))},
@@ -249,6 +253,7 @@ Document Manager::spawn(const std::string& user) {
   spec.tmpfs.push_back({"/tmp", options_.tmpfs_options});
   spec.network = options_.network;
   if (options_.port) spec.ports.push_back({options_.port, "tcp"});
+  if (options_.grpc_port) spec.ports.push_back({options_.grpc_port, "tcp"});
 
   std::string container_id;
   try {
@@ -258,15 +263,12 @@ Document Manager::spawn(const std::string& user) {
     record = update(record, [&](json& data) { data["container_id"] = container_id; });
     publish("workload.spawned", record);
     log_.info("Container spawned", {{"user_id", user}, {"container_id", container_id}, {"workload_id", record.id}});
-    json endpoint = nullptr;
-    if (options_.port) {
-      auto where = orchestrator_->endpoint(container_id, options_.port);
-      endpoint = {{"host", where.host}, {"port", where.port}};
-      wait_ready(where.host, where.port);
-    }
+    auto endpoints = endpoints_of(container_id);
+    wait_ready(endpoints);
     record = update(record, [&](json& data) {
       data["state"] = "running";
-      data["endpoint"] = endpoint;
+      data["endpoint"] = endpoints.value("http", json(nullptr));
+      data["endpoints"] = endpoints;
       data["last_used_ms"] = now_ms();
     });
     remember(record);
@@ -434,15 +436,12 @@ void Manager::reconcile() {
     }
     if (ours) {
       try {
-        json endpoint = nullptr;
-        if (options_.port) {
-          auto where = orchestrator_->endpoint(container.id, options_.port);
-          endpoint = {{"host", where.host}, {"port", where.port}};
-        }
+        auto endpoints = endpoints_of(container.id);
         remember(update(it->second, [&](json& data) {
           data["state"] = "running";
           data["container_id"] = container.id;
-          data["endpoint"] = endpoint;
+          data["endpoint"] = endpoints.value("http", json(nullptr));
+          data["endpoints"] = endpoints;
         }));
         adopted.insert(it->first);
         {
@@ -483,33 +482,79 @@ void Manager::reconcile() {
   log_.info("workloads reconciled", {{"adopted", adopted.size()}, {"orphans_removed", removed}, {"vanished", vanished}});
 }
 
-void Manager::wait_ready(const std::string& host, std::uint16_t port) {
-  http::HttpClient client({.base_url = fmt::format("http://{}:{}", host, port), .max_idle_connections = 0});
+json Manager::endpoints_of(const std::string& container_id) {
+  json endpoints = json::object();
+  for (auto [name, port] : {std::pair{"http", options_.port}, std::pair{"grpc", options_.grpc_port}}) {
+    if (!port) continue;
+    auto where = orchestrator_->endpoint(container_id, port);
+    endpoints[name] = {{"host", where.host}, {"port", where.port}};
+  }
+  return endpoints;
+}
+
+void Manager::wait_ready(const json& endpoints) {
   auto deadline = std::chrono::steady_clock::now() + options_.ready_timeout;
   auto pause = std::chrono::milliseconds(5);
   std::string last_error;
+  std::function<bool()> answered;
+  std::string what;
+  if (endpoints.contains("http")) {
+    const auto& http = endpoints["http"];
+    auto client = std::make_shared<http::HttpClient>(http::ClientOptions{
+        .base_url = fmt::format("http://{}:{}", http["host"].get<std::string>(), http["port"].get<int>()),
+        .max_idle_connections = 0});
+    what = fmt::format("no HTTP answer on port {}", options_.port);
+    answered = [client, &last_error] {
+      try {
+        // Any status is an answer: the service is up; what it thinks of "/" is its business.
+        client->send({.method = "GET", .target = "/", .timeout = std::chrono::milliseconds(2000)});
+        return true;
+      } catch (const http::ClientError& error) {
+        last_error = error.what();
+        return false;
+      }
+    };
+  } else if (endpoints.contains("grpc")) {
+    // gRPC speaks HTTP/2 only: a connection accepted means its server is listening.
+    auto host = endpoints["grpc"]["host"].get<std::string>();
+    auto port = endpoints["grpc"]["port"].get<std::uint16_t>();
+    what = fmt::format("nothing listening on the grpc port {}", options_.grpc_port);
+    answered = [host, port, &last_error] {
+      boost::asio::io_context io;
+      boost::asio::ip::tcp::socket socket(io);
+      boost::system::error_code ec;
+      auto address = boost::asio::ip::make_address(host, ec);
+      if (!ec) socket.connect({address, port}, ec);
+      if (ec) last_error = ec.message();
+      return !ec;
+    };
+  } else {
+    return;  // no port: nothing to wait for
+  }
   while (std::chrono::steady_clock::now() < deadline) {
-    try {
-      // Any status is an answer: the service is up; what it thinks of "/" is its business.
-      client.send({.method = "GET", .target = "/", .timeout = std::chrono::milliseconds(2000)});
-      return;
-    } catch (const http::ClientError& error) {
-      last_error = error.what();
-    }
+    if (answered()) return;
     std::this_thread::sleep_for(pause);
     pause = std::min(pause * 2, std::chrono::milliseconds(200));
   }
-  throw NotReady(fmt::format("no HTTP answer on port {} within {} ms (last: {})", options_.port,
-                             options_.ready_timeout.count(), last_error));
+  throw NotReady(fmt::format("{} within {} ms (last: {})", what, options_.ready_timeout.count(), last_error));
 }
 
 void Manager::remember(const Document& record) {
-  const auto& endpoint = record.data.value("endpoint", json(nullptr));
-  if (!endpoint.is_object()) return;
+  auto endpoints = record.data.value("endpoints", json::object());
+  // Records written before named ports had the http endpoint alone.
+  if (!endpoints.contains("http") && record.data.value("endpoint", json(nullptr)).is_object())
+    endpoints["http"] = record.data["endpoint"];
+  if (!endpoints.is_object() || endpoints.empty()) return;
   auto route = std::make_shared<Route>();
   route->owner = record.data.value("owner", "");
-  route->host = endpoint.value("host", "");
-  route->port = endpoint.value("port", std::uint16_t{0});
+  if (auto http = endpoints.value("http", json(nullptr)); http.is_object()) {
+    route->host = http.value("host", "");
+    route->port = http.value("port", std::uint16_t{0});
+  }
+  if (auto grpc = endpoints.value("grpc", json(nullptr)); grpc.is_object()) {
+    route->grpc_host = grpc.value("host", "");
+    route->grpc_port = grpc.value("port", std::uint16_t{0});
+  }
   route->last_used_ms = record.data.value("last_used_ms", std::int64_t{0});
   std::unique_lock guard(routes_mutex_);
   routes_[record.id] = std::move(route);
@@ -593,6 +638,69 @@ void Manager::record_exit(const Document& given, const std::string& message) {
 WorkloadCounters Manager::counters() const {
   std::lock_guard guard(slots_mutex_);
   return {slots_used_, spawned_.load(), stopped_.load()};
+}
+
+}  // namespace synthorg::workloads
+
+namespace synthorg::workloads {
+
+WorkloadEndpoint Manager::acquire(const std::string& owner, std::string_view port) {
+  const bool known = port == "http" || port == "grpc";
+  const auto configured = port == "http" ? options_.port : port == "grpc" ? options_.grpc_port : 0;
+  if (!configured)
+    throw WorkloadUnavailable("no_port",
+                              known ? fmt::format("the workloads serve no {} port (set plugins.workloads.config.{})", port,
+                                                  port == "grpc" ? "grpc_port" : "port")
+                                    : fmt::format("'{}' is not a workload port; ask for http or grpc", port));
+  // Another request, or another kernel, may be starting this owner's workload: wait for it as
+  // long as a start of our own could take.
+  auto deadline = std::chrono::steady_clock::now() + options_.ready_timeout + std::chrono::seconds(5);
+  for (;;) {
+    Outcome outcome;
+    try {
+      outcome = get_or_create(owner);
+    } catch (const WorkloadProblem& problem) {
+      if (problem.code == "conflict" && std::chrono::steady_clock::now() < deadline) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        continue;
+      }
+      throw WorkloadUnavailable(problem.code, problem.what(), problem.retry_after);
+    } catch (const StoreError& error) {
+      throw WorkloadUnavailable("store_unavailable", fmt::format("the database cannot be reached: {}", error.what()), 1);
+    }
+    const auto& data = outcome.record.data;
+    if (data.value("state", "") == "running") {
+      auto endpoints = data.value("endpoints", json::object());
+      if (port == "http" && !endpoints.contains("http") && data.value("endpoint", json(nullptr)).is_object())
+        endpoints["http"] = data["endpoint"];
+      auto found = endpoints.value(std::string(port), json(nullptr));
+      if (!found.is_object())
+        throw WorkloadUnavailable("no_port", fmt::format("your workload {} was started without a {} port; stop it "
+                                                         "(DELETE /api/v1/workloads/{}) and the next call starts one "
+                                                         "that has it",
+                                                         outcome.record.id, port, outcome.record.id));
+      return {outcome.record.id, found.value("host", ""), found.value("port", std::uint16_t{0})};
+    }
+    if (std::chrono::steady_clock::now() >= deadline)
+      throw WorkloadUnavailable("not_ready", "your workload is still starting; retry shortly", 2);
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+}
+
+bool Manager::touch(const std::string& workload_id, const std::string& owner) {
+  return route(workload_id, owner) != nullptr;
+}
+
+std::int64_t Manager::take_call(const std::string& owner) {
+  if (!limiter_ || !settings_) return 0;
+  auto per_minute = settings_->get("workloads", "requests_per_minute").value.get<double>();
+  auto burst = settings_->get("workloads", "burst_size").value.get<double>();
+  return limiter_->take(owner, per_minute, burst, RateLimiter::Clock::now());
+}
+
+void Manager::set_rate_limit(std::shared_ptr<RateLimiter> limiter, std::shared_ptr<Settings> settings) {
+  limiter_ = std::move(limiter);
+  settings_ = std::move(settings);
 }
 
 }  // namespace synthorg::workloads

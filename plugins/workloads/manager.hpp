@@ -20,7 +20,9 @@
 
 #include "synthorg/log.hpp"
 #include "synthorg/plugin.hpp"
+#include "rate_limit.hpp"
 #include "synthorg/services/orchestrator.hpp"
+#include "synthorg/services/settings.hpp"
 #include "synthorg/services/store.hpp"
 #include "synthorg/services/workloads.hpp"
 
@@ -31,7 +33,8 @@ inline constexpr std::string_view collection = "workloads";
 struct Options {
   std::string image;
   std::vector<std::string> command;
-  std::uint16_t port = 0;
+  std::uint16_t port = 0;       // "http": proxied at /api/v1/workloads/{id}/proxy/
+  std::uint16_t grpc_port = 0;  // "grpc": the Flight SQL gateway's calls
   std::map<std::string, std::string> env;
   std::chrono::milliseconds idle_timeout{5 * 60 * 1000};
   std::int64_t memory_bytes = 0;
@@ -74,8 +77,10 @@ struct Outcome {
 // needs neither the Store nor the orchestrator; its use is written back by the reaper's rounds.
 struct Route {
   std::string owner;
-  std::string host;
+  std::string host;  // the http port's endpoint; port 0 when it has none
   std::uint16_t port = 0;
+  std::string grpc_host;  // the grpc port's; grpc_port 0 when it has none
+  std::uint16_t grpc_port = 0;
   std::atomic<std::int64_t> last_used_ms{0};
 };
 
@@ -105,7 +110,7 @@ class Manager final : public Workloads {
   std::shared_ptr<Route> route(const std::string& id, const std::string& user);
   // The proxy could not reach workload `id`: when its container is gone or exited, the record
   // says so (failed, reason exited) and its slot is freed.
-  void check_alive(const std::string& id);
+  void check_alive(const std::string& id) override;
   // Stops every running workload idle longer than idle_timeout, and records the ones whose
   // container died; returns how many were stopped as idle.
   std::size_t reap();
@@ -113,6 +118,11 @@ class Manager final : public Workloads {
   void stop_all(const std::string& reason);
 
   WorkloadCounters counters() const override;
+  WorkloadEndpoint acquire(const std::string& owner, std::string_view port) override;
+  bool touch(const std::string& workload_id, const std::string& owner) override;
+  std::int64_t take_call(const std::string& owner) override;
+  // take_call's limit: the routes' token buckets, sized by the workloads.* settings.
+  void set_rate_limit(std::shared_ptr<RateLimiter> limiter, std::shared_ptr<Settings> settings);
   const Options& options() const noexcept { return options_; }
 
   // The public form of a record.
@@ -127,8 +137,12 @@ class Manager final : public Workloads {
   std::vector<Document> active_records();
   void publish(const std::string& topic, const Document& record, nlohmann::json extra = nlohmann::json::object());
   std::map<std::string, std::string> selector() const;
-  // Waits for the first HTTP answer of a just started workload; throws when none comes in time.
-  void wait_ready(const std::string& host, std::uint16_t port);
+  // Waits for a just started workload to answer: an HTTP answer on its http port, else a
+  // connection accepted on its grpc port. Throws when none comes in time.
+  void wait_ready(const nlohmann::json& endpoints);
+  // Where the container's ports are reached: {"http": {host, port}, "grpc": {...}}, each present
+  // when configured.
+  nlohmann::json endpoints_of(const std::string& container_id);
   // Its container died on its own: failed with reason exited (the cool-down stops a restart
   // storm), slot freed. Under the owner's lock.
   void record_exit(const Document& record, const std::string& message);
@@ -152,6 +166,8 @@ class Manager final : public Workloads {
   std::shared_mutex routes_mutex_;
   std::map<std::string, std::shared_ptr<Route>> routes_;
   std::atomic<bool> reconciled_{false};
+  std::shared_ptr<RateLimiter> limiter_;
+  std::shared_ptr<Settings> settings_;
 };
 
 std::int64_t now_ms();

@@ -115,7 +115,11 @@ class WorkloadsPlugin final : public Plugin {
                 .string("image", "", "The image every user's workload runs (e.g. a SQL engine or notebook)")
                 .required()
                 .string_list("command", {}, "The command to run; empty keeps the image's own")
-                .integer("port", 0, "The port the workload serves on inside the container; 0: none")
+                .integer("port", 0, "The port the workload serves HTTP on inside the container (the proxy routes); 0: none")
+                .range(0, 65535)
+                .integer("grpc_port", 0,
+                         "The port the workload serves gRPC on inside the container (the Flight SQL gateway's calls); "
+                         "0: none")
                 .range(0, 65535)
                 .string_map("env", "Environment variables given to every workload")
                 .duration("idle_timeout", "5m",
@@ -135,8 +139,8 @@ class WorkloadsPlugin final : public Plugin {
                           "How long a failed spawn is answered as is before the next attempt (no retry storm)")
                 .range(0, 86'400'000)
                 .duration("ready_timeout", "30s",
-                          "With a port: how long a new workload may take to answer its first HTTP request before "
-                          "it counts as failed (reason not_ready)")
+                          "How long a new workload may take to answer its first HTTP request on `port` (or, with "
+                          "grpc_port alone, to accept a connection there) before it counts as failed (reason not_ready)")
                 .range(100, 3'600'000)
                 .duration("stop_grace", "5s", "How long a workload may take to stop before it is killed")
                 .range(0, 300'000)
@@ -161,6 +165,7 @@ class WorkloadsPlugin final : public Plugin {
     if (options.image.empty()) throw std::invalid_argument("image: give the image every workload runs");
     options.command = config.at("command").get<std::vector<std::string>>();
     options.port = static_cast<std::uint16_t>(config.at("port").get<std::int64_t>());
+    options.grpc_port = static_cast<std::uint16_t>(config.at("grpc_port").get<std::int64_t>());
     if (config.contains("env") && config.at("env").is_object())
       options.env = config.at("env").get<std::map<std::string, std::string>>();
     options.idle_timeout = std::chrono::milliseconds(config.at("idle_timeout").get<std::int64_t>());
@@ -227,9 +232,11 @@ class WorkloadsPlugin final : public Plugin {
                           {{"reason", to_string(error.code())}, {"error", error.what()}});
     }
     auto& executor = context_.executor();
+    // One token bucket per user for the HTTP routes and the gateway's calls alike.
+    auto limiter = std::make_shared<RateLimiter>();
+    manager->set_rate_limit(limiter, settings);
     auto routes = mount_routes(*router, std::make_shared<RouteContext>(RouteContext{
-                                            executor, manager, settings, std::make_shared<RateLimiter>(),
-                                            log::Logger("workloads")}));
+                                            executor, manager, settings, limiter, log::Logger("workloads")}));
     auto registration = context_.registry().provide<Workloads>(manager);
     auto reaper = std::make_shared<Reaper>(executor, manager, options_.reap_interval, log::Logger("workloads"));
     reaper->start();

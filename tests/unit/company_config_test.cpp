@@ -105,6 +105,22 @@ kernel:
   unsetenv("SYNTHORG_TEST_EMPTY");
 }
 
+TEST(CompanyConfig, ADefaultMayReferToAnotherVariable) {
+  unsetenv("SYNTHORG_TEST_UNSET");
+  setenv("SYNTHORG_TEST_SECOND", "9", 1);
+  auto second = parse("company_name: x\nkernel:\n  threads: ${SYNTHORG_TEST_UNSET:-${SYNTHORG_TEST_SECOND:-3}}\n");
+  EXPECT_EQ(second.kernel.threads, 9u) << "the first unset: the second";
+  unsetenv("SYNTHORG_TEST_SECOND");
+  auto fallback = parse("company_name: x\nkernel:\n  threads: ${SYNTHORG_TEST_UNSET:-${SYNTHORG_TEST_SECOND:-3}}\n");
+  EXPECT_EQ(fallback.kernel.threads, 3u) << "both unset: the innermost default";
+  setenv("SYNTHORG_TEST_UNSET", "5", 1);
+  auto first = parse("company_name: \"${SYNTHORG_TEST_UNSET:-${SYNTHORG_TEST_SECOND:-3}}}\"\n");
+  EXPECT_EQ(first.company_name, "5}") << "the first set wins; a brace after the reference is text";
+  unsetenv("SYNTHORG_TEST_UNSET");
+  EXPECT_NE(error_of("company_name: \"${SYNTHORG_TEST_UNSET:-${SYNTHORG_TEST_SECOND\"\n").find("unterminated"),
+            std::string::npos);
+}
+
 TEST(CompanyConfig, UnsetVariableIsAnErrorWithItsPosition) {
   unsetenv("SYNTHORG_TEST_UNSET");
   auto error = error_of("company_name: x\nplugins:\n  db:\n    config: {url: \"${SYNTHORG_TEST_UNSET}\"}\n");
