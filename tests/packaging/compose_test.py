@@ -76,6 +76,9 @@ for name, service in services.items():
     for volume in service.get("volumes", []):
         check("docker.sock" not in volume, f"{where} does not mount the Docker socket (it stays commented)")
 
+check(any(re.fullmatch(r"\$\{BIND_ADDRESS:-127\.0\.0\.1\}:\$\{GRPC_PORT:-8081\}:8081", p)
+          for p in services["backend"].get("ports", [])),
+      "backend publishes Flight SQL's 8081 from GRPC_PORT on loopback by default (PondPilot's gRPC port)")
 check(services["web"].get("depends_on", {}).get("backend", {}).get("condition") == "service_healthy",
       "web depends on backend being healthy")
 check("synthorg-data:/data" in services["backend"].get("volumes", []), "backend keeps /data on synthorg-data")

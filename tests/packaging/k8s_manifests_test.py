@@ -175,6 +175,9 @@ check(container["readinessProbe"]["httpGet"]["path"] == "/api/v1/readyz", "readi
 check({"requests", "limits"} <= set(container.get("resources", {})), "resources have requests and limits")
 port_names = {p["name"] for p in container["ports"]}
 check(manifests[("Service", "synthorg")]["spec"]["ports"][0]["targetPort"] in port_names, "the Service targets a named container port")
+service_ports = {p["name"]: p for p in manifests[("Service", "synthorg")]["spec"]["ports"]}
+check(service_ports.get("grpc", {}).get("port") == 8081 and "grpc" in port_names,
+      "the Service exposes Flight SQL's gRPC port 8081, targeting the container's named port")
 kustomization = yaml.safe_load(open(os.path.join(k8s_dir, "kustomization.yaml")))
 listed = set(kustomization["resources"])
 files = {os.path.basename(p) for p in glob.glob(os.path.join(k8s_dir, "*.yaml"))} - {"kustomization.yaml"}
