@@ -158,7 +158,7 @@ plugins:
     config: {{address: 127.0.0.1, port: {PORT}}}
   store-sqlite:
     config: {{path: {work}/bench.db}}
-  auth: {{}}
+  auth: {{config: {{accept_external_tokens: true}}}}  # tokens minted here for made-up users
   orchestrator-docker:
     config: {{pull_missing: false}}
   workloads:

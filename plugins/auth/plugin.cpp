@@ -60,6 +60,7 @@ struct Options {
   std::size_t hash_concurrency = 2;
   std::size_t hash_queue = 64;
   Argon2Params argon2;
+  ExternalTokens external;
 };
 
 class AuthPlugin final : public Plugin {
@@ -90,7 +91,13 @@ class AuthPlugin final : public Plugin {
                           .integer("argon2_iterations", 2, "Argon2id passes over that memory")
                           .range(1, 64)
                           .integer("argon2_parallelism", 1, "Argon2id lanes (libargon2 starts a thread per lane beyond one)")
-                          .range(1, 16)};
+                          .range(1, 16)
+                          .boolean("accept_external_tokens", false,
+                                   "Accept tokens signed with the secret whose sub is no user here (another issuer's, "
+                                   "e.g. PondPilot's auth); refused otherwise")
+                          .string("external_max_role", "viewer",
+                                  "The highest role an accepted external token keeps (viewer, operator or admin)")
+                          .pattern("^(viewer|operator|admin)$")};
   }
   explicit AuthPlugin(PluginContext& context) : context_(context) {}
 
@@ -126,6 +133,8 @@ class AuthPlugin final : public Plugin {
     options.argon2.parallelism = config.at("argon2_parallelism").get<std::uint32_t>();
     if (options.argon2.memory_kib < 8 * options.argon2.parallelism)
       throw std::invalid_argument("argon2_memory_kib: must be at least 8 KiB per lane (argon2_parallelism)");
+    options.external.accept = config.at("accept_external_tokens").get<bool>();
+    options.external.max_role = config.at("external_max_role").get<std::string>();
     options_ = std::move(options);
   }
 
@@ -146,7 +155,7 @@ class AuthPlugin final : public Plugin {
     // start() runs on the kernel's thread, not an I/O thread: blocking here is allowed.
     auto users = std::make_shared<UserStore>(store);
     users->ensure_collections();
-    auto sessions = std::make_shared<Sessions>(std::move(codec), options_.token_ttl);
+    auto sessions = std::make_shared<Sessions>(std::move(codec), options_.token_ttl, options_.external);
     auto now = unix_now();
     auto known = users->load_all();
     for (const auto& user : known) sessions->remember(user);

@@ -218,8 +218,9 @@ std::vector<std::pair<std::string, json>> schemas() {
   json user = object_schema({{"id", {{"type", "string"}}},
                              {"username", {{"type", "string"}}},
                              {"role", role},
-                             {"created_at", {{"type", "string"}, {"format", "date-time"}}}},
-                            {"id", "username", "role", "created_at"});
+                             {"created_at", {{"type", "string"}, {"format", "date-time"}}},
+                             {"disabled", {{"type", "boolean"}}}},
+                            {"id", "username", "role", "created_at", "disabled"});
   return {
       {"AuthUser", user},
       {"AuthCredentials", object_schema({{"username", username}, {"password", password}}, {"username", "password"})},
@@ -300,6 +301,9 @@ void login(const std::shared_ptr<AuthContext>& context, HttpRequest& request, Re
             }
             context->throttle->succeed(username);
             context->sessions->remember(stored->user);
+            if (stored->user.disabled)
+              return HttpResponse::problem(403, "account_disabled",
+                                           "this account is disabled; ask an administrator to enable it");
             auto issued = context->sessions->issue(stored->user, unix_now());
             return session_response(*context, 200, stored->user, issued);
           });
@@ -416,6 +420,43 @@ void list_users(const std::shared_ptr<AuthContext>& context, HttpRequest& reques
   });
 }
 
+// POST /api/v1/users/{id}/disable, /enable, DELETE /api/v1/users/{id} and
+// DELETE /api/v1/users/{id}/sessions: one change to a user, applied to the Store and then to the
+// token cache, so every token of theirs is judged by it from the next request on.
+void change_user(const std::shared_ptr<AuthContext>& context, HttpRequest& request, Responder respond,
+                 std::string action) {
+  auto id = request.params.at("id");
+  auto actor = request.principal->subject;
+  if (id == actor && action != "revoke-sessions")
+    return respond(HttpResponse::problem(409, "cannot_change_self",
+                                         fmt::format("you cannot {} your own account; ask another admin", action)));
+  blocking(context, action, respond, [context, id, actor, action] {
+    auto now = unix_now();
+    std::optional<User> user;
+    if (action == "disable" || action == "enable") user = context->users->set_disabled(id, action == "disable", now);
+    else if (action == "delete") user = context->users->remove(id, now);
+    else user = context->users->revoke_tokens(id, now);
+    if (!user) return HttpResponse::problem(404, "user_not_found", fmt::format("there is no user {}", id));
+    context->sessions->remember(*user);
+    context->log.info("user changed", {{"user", id}, {"action", action}, {"by", actor}});
+    if (action == "delete" || action == "revoke-sessions") return HttpResponse{204, {}, {}};
+    return HttpResponse::json(200, {{"user", user->to_public_json()}});
+  });
+}
+
+void disable_user(const std::shared_ptr<AuthContext>& context, HttpRequest& request, Responder respond) {
+  change_user(context, request, std::move(respond), "disable");
+}
+void enable_user(const std::shared_ptr<AuthContext>& context, HttpRequest& request, Responder respond) {
+  change_user(context, request, std::move(respond), "enable");
+}
+void delete_user(const std::shared_ptr<AuthContext>& context, HttpRequest& request, Responder respond) {
+  change_user(context, request, std::move(respond), "delete");
+}
+void revoke_sessions(const std::shared_ptr<AuthContext>& context, HttpRequest& request, Responder respond) {
+  change_user(context, request, std::move(respond), "revoke-sessions");
+}
+
 }  // namespace
 
 std::vector<Token> mount_routes(HttpRouter& router, std::shared_ptr<AuthContext> context) {
@@ -489,6 +530,25 @@ std::vector<Token> mount_routes(HttpRouter& router, std::shared_ptr<AuthContext>
        {"schema", {{"type", "integer"}, {"minimum", 1}, {"maximum", 1000}, {"default", 100}}}},
       {{"name", "cursor"}, {"in", "query"}, {"required", false}, {"schema", {{"type", "string"}}}}};
   add("GET", "/api/v1/users", Access::role, "admin", list, list_users);
+  json user_changed = response("The user as it is now", object_schema({{"user", ref("AuthUser")}}, {"user"}));
+  json not_found = problem_response("No such user (user_not_found)");
+  json self = problem_response("Not on your own account (cannot_change_self)");
+  add("POST", "/api/v1/users/{id}/disable", Access::role, "admin",
+      operation("Disable a user (admin): no sign-in, and every token of theirs refused at once", "users",
+                {{"200", user_changed}, {"404", not_found}, {"409", self}, {"503", busy}}),
+      disable_user);
+  add("POST", "/api/v1/users/{id}/enable", Access::role, "admin",
+      operation("Enable a disabled user (admin); tokens from before the disabling stay refused", "users",
+                {{"200", user_changed}, {"404", not_found}, {"409", self}, {"503", busy}}),
+      enable_user);
+  add("DELETE", "/api/v1/users/{id}", Access::role, "admin",
+      operation("Delete a user (admin): every token refused at once, the username free again", "users",
+                {{"204", response("Deleted")}, {"404", not_found}, {"409", self}, {"503", busy}}),
+      delete_user);
+  add("DELETE", "/api/v1/users/{id}/sessions", Access::role, "admin",
+      operation("Sign a user out everywhere (admin): every token issued so far is refused", "users",
+                {{"204", response("Every session revoked")}, {"404", not_found}, {"503", busy}}),
+      revoke_sessions);
   return tokens;
 }
 

@@ -90,7 +90,12 @@ std::optional<Principal> Sessions::authenticate(std::string_view token, std::int
   std::shared_lock lock(mutex_);
   // Hashing the key costs more than the lookup: skip both while nobody has logged out.
   if (!revoked_.empty() && revoked_.contains(revocation_key(claims, token))) return refuse("revoked (logged out)");
-  if (auto user = users_.find(sub->get_ref<const std::string&>()); user != users_.end()) {
+  if (auto user = users_.find(sub->get_ref<const std::string&>()); user == users_.end()) {
+    if (!external_.accept) return refuse("unknown user (another issuer's tokens are not accepted here)");
+    if (!role_at_least(external_.max_role, role)) role = external_.max_role;
+  } else {
+    if (user->second.deleted) return refuse("the user was deleted");
+    if (user->second.disabled) return refuse("the user is disabled");
     if (user->second.tokens_valid_after > 0) {
       auto iat = claims.find("iat");
       if (iat == claims.end() || iat->get<double>() < static_cast<double>(user->second.tokens_valid_after))

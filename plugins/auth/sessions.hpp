@@ -25,9 +25,17 @@ std::int64_t unix_now();
 // Bearer scheme, else the synthorg_session cookie; empty when neither.
 std::string_view token_from(const HttpRequest& request);
 
+// Tokens whose `sub` is no user of ours: another issuer's (PondPilot's auth signs with the same
+// secret). Refused unless the operator accepts them; then their role is capped at max_role.
+struct ExternalTokens {
+  bool accept = false;
+  std::string max_role = "viewer";
+};
+
 class Sessions {
  public:
-  Sessions(JwtCodec codec, std::chrono::seconds ttl) : codec_(std::move(codec)), ttl_(ttl) {}
+  Sessions(JwtCodec codec, std::chrono::seconds ttl, ExternalTokens external = {})
+      : codec_(std::move(codec)), ttl_(ttl), external_(std::move(external)) {}
 
   struct Issued {
     std::string token;
@@ -38,8 +46,9 @@ class Sessions {
   // issued in the same second as a password change is not born revoked.
   Issued issue(const User& user, std::int64_t now) const;
 
-  // Signature and claims, then the denylist and the user's tokens_valid_after. A valid token
-  // without a role is a viewer; for a known user the role is capped at the user's current one.
+  // Signature and claims, then the denylist, the user's state (disabled, deleted) and
+  // tokens_valid_after. For a known user the role is capped at the user's current one; a token of
+  // an unknown `sub` follows ExternalTokens (without a role it is a viewer).
   // `why`, when given, receives the reason for a refusal (for the debug log).
   std::optional<Principal> authenticate(std::string_view token, std::int64_t now, std::string* why = nullptr) const;
 
@@ -67,6 +76,7 @@ class Sessions {
  private:
   JwtCodec codec_;
   std::chrono::seconds ttl_;
+  ExternalTokens external_;
   mutable std::shared_mutex mutex_;
   std::unordered_map<std::string, User> users_;
   std::unordered_map<std::string, std::int64_t> revoked_;  // key -> kept until

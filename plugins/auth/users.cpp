@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <functional>
 
 
 namespace synthorg::auth {
@@ -16,6 +17,8 @@ User user_from(const Document& document) {
   user.role = document.data.value("role", "viewer");
   user.created_at = document.created_at;
   user.tokens_valid_after = document.data.value("tokens_valid_after", std::int64_t{0});
+  user.disabled = document.data.value("disabled", false);
+  user.deleted = document.data.value("deleted", false);
   return user;
 }
 
@@ -34,7 +37,7 @@ json new_user_data(std::string_view username, std::string_view role, std::string
 }  // namespace
 
 json User::to_public_json() const {
-  return {{"id", id}, {"username", username}, {"role", role}, {"created_at", created_at}};
+  return {{"id", id}, {"username", username}, {"role", role}, {"created_at", created_at}, {"disabled", disabled}};
 }
 
 std::optional<std::string> normalise_username(std::string_view name) {
@@ -119,6 +122,47 @@ User UserStore::set_password(std::string_view id, std::string_view password_hash
   return user_from(store_->update(users_collection, id, data, expected_version));
 }
 
+std::optional<User> UserStore::modify(std::string_view id, const std::function<void(json&)>& change) {
+  if (!store::valid_document_id(id)) return std::nullopt;
+  for (;;) {
+    auto document = store_->get(users_collection, id);
+    if (!document || document->data.value("deleted", false)) return std::nullopt;
+    auto data = document->data;
+    change(data);
+    try {
+      return user_from(store_->update(users_collection, id, data, document->version));
+    } catch (const StoreError& error) {
+      if (error.code() != StoreErrc::conflict) throw;  // changed meanwhile: read it again
+    }
+  }
+}
+
+// Every token issued (iat) up to `now` stops working; never moves the line back.
+static void revoke_until(json& data, std::int64_t now) {
+  data["tokens_valid_after"] = std::max(data.value("tokens_valid_after", std::int64_t{0}), now + 1);
+}
+
+std::optional<User> UserStore::set_disabled(std::string_view id, bool disabled, std::int64_t now) {
+  return modify(id, [&](json& data) {
+    data["disabled"] = disabled;
+    if (disabled) revoke_until(data, now);
+  });
+}
+
+std::optional<User> UserStore::revoke_tokens(std::string_view id, std::int64_t now) {
+  return modify(id, [&](json& data) { revoke_until(data, now); });
+}
+
+std::optional<User> UserStore::remove(std::string_view id, std::int64_t now) {
+  return modify(id, [&](json& data) {
+    data["deleted"] = true;
+    data["deleted_at"] = store::now_timestamp();
+    data["username"] = "deleted:" + std::string(id);  // frees the name; no valid username has ':'
+    data["password_hash"] = "";
+    revoke_until(data, now);
+  });
+}
+
 std::pair<std::vector<User>, std::string> UserStore::list(std::size_t limit, const std::string& cursor) {
   Query query;
   query.order_by = "created_at";
@@ -126,7 +170,8 @@ std::pair<std::vector<User>, std::string> UserStore::list(std::size_t limit, con
   query.cursor = cursor;
   auto page = store_->query(users_collection, query);
   std::vector<User> users;
-  for (const auto& document : page.documents) users.push_back(user_from(document));
+  for (const auto& document : page.documents)
+    if (!document.data.value("deleted", false)) users.push_back(user_from(document));
   return {std::move(users), page.next_cursor};
 }
 

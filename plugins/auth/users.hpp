@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <stdexcept>
@@ -32,8 +33,13 @@ struct User {
   // Seconds since the epoch: tokens of this user issued (iat) before this are revoked. Raised by
   // change-password. 0: none revoked.
   std::int64_t tokens_valid_after = 0;
+  // An admin disabled the account: no sign-in, and every token refused, until enabled again.
+  bool disabled = false;
+  // Deleted: the record stays, without a password and with its username freed, so that its
+  // tokens are still known to be this user's and refused (never taken for another issuer's).
+  bool deleted = false;
 
-  nlohmann::json to_public_json() const;  // id, username, role, created_at: never the hash
+  nlohmann::json to_public_json() const;  // id, username, role, created_at, disabled: never the hash
 };
 
 struct StoredUser {
@@ -74,7 +80,14 @@ class UserStore {
   // meanwhile.
   User set_password(std::string_view id, std::string_view password_hash, std::int64_t tokens_valid_after,
                     std::int64_t expected_version);
-  // Oldest first.
+  // Sets `disabled` (and, disabling, tokens_valid_after to now: tokens stay dead once re-enabled).
+  // nullopt when there is no such user (or it was deleted).
+  std::optional<User> set_disabled(std::string_view id, bool disabled, std::int64_t now);
+  // Every token of the user issued up to now stops working. nullopt when there is no such user.
+  std::optional<User> revoke_tokens(std::string_view id, std::int64_t now);
+  // Marks the user deleted: password removed, username freed. nullopt when there is none.
+  std::optional<User> remove(std::string_view id, std::int64_t now);
+  // Oldest first, deleted users left out.
   std::pair<std::vector<User>, std::string> list(std::size_t limit, const std::string& cursor);
 
   void save_revocation(const Revocation& revocation);
@@ -82,6 +95,8 @@ class UserStore {
   std::vector<Revocation> load_revocations(std::int64_t now);
 
  private:
+  // Read, change, compare-and-swap, again on a conflict; nullopt for no such (or a deleted) user.
+  std::optional<User> modify(std::string_view id, const std::function<void(nlohmann::json&)>& change);
   std::shared_ptr<Store> store_;
 };
 

@@ -311,7 +311,25 @@ TEST_F(AuthApiTest, RolesGateUserManagement) {
   EXPECT_EQ(rest["next_cursor"], "");
 }
 
-TEST_F(AuthApiTest, TokensFromElsewhereWithTheSecretAreAccepted) {
+TEST_F(AuthApiTest, TokensFromAnotherIssuerAreRefusedUnlessAcceptedAndThenCapped) {
+  auth::JwtCodec theirs({secret, {auth::JwtAlgorithm::hs256}, 30s});
+  auto now = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+  auto me = [&](const std::string& token) { return call("GET", "/api/v1/auth/me", "", bearer(token)); };
+  auto forged = theirs.sign({{"sub", "pondpilot-user-7"}, {"role", "admin"}, {"exp", now + 600}});
+  EXPECT_EQ(status_of(me(forged)), 401) << "by default a sub that is no user here is refused, whatever its role";
+  EXPECT_EQ(status_of(call("GET", "/api/v1/users", "", bearer(forged))), 401) << "and never an admin";
+
+  auth_config = "{argon2_memory_kib: 4096, argon2_iterations: 1, accept_external_tokens: true, external_max_role: operator}";
+  restart();
+  auto capped = me(forged);
+  ASSERT_EQ(status_of(capped), 200) << capped;
+  EXPECT_EQ(body_of(capped)["role"], "operator") << "accepted, its role capped at external_max_role";
+  EXPECT_EQ(status_of(call("GET", "/api/v1/users", "", bearer(forged))), 403);
+}
+
+TEST_F(AuthApiTest, TokensFromElsewhereWithTheSecretAreAcceptedWhenConfigured) {
+  auth_config = "{argon2_memory_kib: 4096, argon2_iterations: 1, accept_external_tokens: true, external_max_role: admin}";
+  restart();
   auth::JwtCodec theirs({secret, {auth::JwtAlgorithm::hs256}, 30s});
   auto now = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
   auto me = [&](const std::string& token) { return call("GET", "/api/v1/auth/me", "", bearer(token)); };
@@ -340,6 +358,56 @@ TEST_F(AuthApiTest, TokensFromElsewhereWithTheSecretAreAccepted) {
   auto foreign = theirs.sign({{"sub", "q"}, {"exp", now + 600}});
   EXPECT_EQ(status_of(call("POST", "/api/v1/auth/logout", "", bearer(foreign))), 204);
   EXPECT_EQ(status_of(me(foreign)), 401);
+}
+
+// Disabling, deleting or signing a user out everywhere applies to every token of theirs at once,
+// including tokens issued before; a deleted user's name is free again, and their old token is
+// still refused (never taken for another issuer's).
+TEST_F(AuthApiTest, DisabledAndDeletedUsersLoseAccessAtOnce) {
+  auto admin = setup_admin();
+  create_user(admin, "eve", "operator");
+  auto eve = token_for("eve", "eve-password-123");
+  auto id = body_of(call("GET", "/api/v1/auth/me", "", bearer(eve)))["id"].get<std::string>();
+  auto me = [&](const std::string& token) { return status_of(call("GET", "/api/v1/auth/me", "", bearer(token))); };
+
+  auto disabled = call("POST", "/api/v1/users/" + id + "/disable", "", bearer(admin));
+  ASSERT_EQ(status_of(disabled), 200) << disabled;
+  EXPECT_EQ(body_of(disabled)["user"]["disabled"], true);
+  EXPECT_EQ(me(eve), 401) << "the token from before is refused at once";
+  auto refused = login("eve", "eve-password-123");
+  EXPECT_EQ(status_of(refused), 403) << refused;
+  EXPECT_EQ(code_of(refused), "account_disabled");
+  EXPECT_EQ(code_of(login("eve", "wrong password 123")), "invalid_credentials") << "a wrong password says nothing more";
+
+  ASSERT_EQ(status_of(call("POST", "/api/v1/users/" + id + "/enable", "", bearer(admin))), 200);
+  EXPECT_EQ(me(eve), 401) << "tokens from before the disabling stay dead";
+  auto fresh = token_for("eve", "eve-password-123");
+  EXPECT_EQ(me(fresh), 200);
+
+  std::this_thread::sleep_for(1100ms);  // revocation is by whole seconds of iat
+  auto later = token_for("eve", "eve-password-123");
+  EXPECT_EQ(status_of(call("DELETE", "/api/v1/users/" + id + "/sessions", "", bearer(admin))), 204);
+  EXPECT_EQ(me(later), 401) << "signed out everywhere";
+  std::this_thread::sleep_for(1100ms);
+  auto last = token_for("eve", "eve-password-123");
+  EXPECT_EQ(me(last), 200) << "a sign-in after it works";
+
+  EXPECT_EQ(status_of(call("DELETE", "/api/v1/users/" + id, "", bearer(admin))), 204);
+  EXPECT_EQ(me(last), 401) << "a deleted user's token is refused at once";
+  EXPECT_EQ(status_of(login("eve", "eve-password-123")), 401);
+  EXPECT_EQ(status_of(call("DELETE", "/api/v1/users/" + id, "", bearer(admin))), 404) << "gone";
+  auto listed = body_of(call("GET", "/api/v1/users", "", bearer(admin)))["users"];
+  EXPECT_EQ(listed.size(), 1u) << "only the admin is listed: " << listed;
+  create_user(admin, "eve", "viewer");  // the name is free again
+  restart();
+  EXPECT_EQ(me(last), 401) << "and still refused after a restart";
+
+  auto self_id = body_of(call("GET", "/api/v1/auth/me", "", bearer(admin)))["id"].get<std::string>();
+  EXPECT_EQ(code_of(call("POST", "/api/v1/users/" + self_id + "/disable", "", bearer(admin))), "cannot_change_self");
+  EXPECT_EQ(code_of(call("POST", "/api/v1/users/nobody/disable", "", bearer(admin))), "user_not_found");
+  create_user(admin, "vic", "viewer");
+  auto vic = token_for("vic", "vic-password-123");
+  EXPECT_EQ(status_of(call("POST", "/api/v1/users/" + id + "/disable", "", bearer(vic))), 403) << "admins only";
 }
 
 TEST_F(AuthApiTest, TheOpenApiDocumentValidatesWithTheAuthRoutes) {

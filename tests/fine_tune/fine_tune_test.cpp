@@ -59,7 +59,7 @@ class FineTuneTest : public ::testing::Test {
            (with_orchestrator ? ", orchestrator: orchestrator-docker" : "") +
            "}\nplugins:\n  http-api:\n    config: {address: 127.0.0.1, port: " + std::to_string(port) +
            "}\n  store-sqlite:\n    config: {path: " + (dir / "s.db").string() +
-           "}\n  auth: {}\n" + (with_orchestrator ? "  orchestrator-docker:\n    config: {pull_missing: false}\n" : "") +
+           "}\n  auth: {config: {accept_external_tokens: true, external_max_role: admin}}\n" + (with_orchestrator ? "  orchestrator-docker:\n    config: {pull_missing: false}\n" : "") +
            "  fine-tune:\n    config: {"
            "cpu_image: \"" + image + "\", instance: " + instance + ", data_dir: " + data().string() +
            ", stop_grace: 1s, health_interval: 300ms, memory_limit: 128m, pids_limit: 64" +

@@ -56,7 +56,7 @@ class WorkloadsTest : public ::testing::Test {
             "]\n  blocking_threads: 16\nselect: {store: store-sqlite, orchestrator: orchestrator-docker}\n"
             "plugins:\n  http-api:\n    config: {address: 127.0.0.1, port: " + std::to_string(port) +
             "}\n  store-sqlite:\n    config: {path: " + (dir / "s.db").string() +
-            "}\n  auth: {}\n  telemetry:\n    config: {data_dir: " + (dir / "data").string() +
+            "}\n  auth: {config: {accept_external_tokens: true, external_max_role: admin}}\n  telemetry:\n    config: {data_dir: " + (dir / "data").string() +
             "}\n  orchestrator-docker:\n    config: {pull_missing: false}\n  workloads:\n    config: {image: \"" +
             image + "\", " + (extra.find("command:") == std::string::npos ? default_command : "") +
             "port: 8080, instance: " + instance +
@@ -301,7 +301,7 @@ TEST_F(WorkloadsTest, BadSettingsAreRefusedAtStartNamingTheFix) {
                                             "]\nselect: {store: store-sqlite, orchestrator: orchestrator-docker}\n"
                                             "plugins:\n  http-api:\n    config: {address: 127.0.0.1, port: " +
                                             std::to_string(port) + "}\n  store-sqlite:\n    config: {path: " +
-                                            (dir / "bad.db").string() + "}\n  auth: {}\n  workloads:\n    config: {image: x" +
+                                            (dir / "bad.db").string() + "}\n  auth: {config: {accept_external_tokens: true}}\n  workloads:\n    config: {image: x" +
                                             (extra.empty() ? "" : ", " + extra) + "}\n");
     environment["SYNTHORG_JWT_SECRET"] = secret;
     Process bad({"--config", config.string(), "serve"}, environment);
