@@ -10,6 +10,7 @@
 #include "synthorg/events.hpp"
 #include "synthorg/host/traced_services.hpp"
 #include "synthorg/services/kernel_info.hpp"
+#include "synthorg/services/listener.hpp"
 #include "synthorg/log.hpp"
 
 namespace synthorg::kernel {
@@ -493,10 +494,44 @@ bool Kernel::start(const std::atomic<bool>* stop_requested) {
   return true;
 }
 
+// Phase one of a stop: every Listener stops taking work and lets what is in flight finish, all at
+// once, within the shutdown budget. Plugins are stopped only after it, so nothing a request in
+// flight depends on goes away under it.
+void Kernel::drain_listeners(Clock::time_point deadline) {
+  auto listeners = registry_.all<Listener>();
+  if (listeners.empty()) return;
+  auto began = Clock::now();
+  auto grace = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - began);
+  std::vector<std::pair<std::string, std::future<void>>> drains;
+  for (auto& listener : listeners)
+    drains.emplace_back(listener->name(), std::async(std::launch::async, [listener, grace] { listener->drain(grace); }));
+  std::vector<std::string> late;
+  for (auto& [name, drained] : drains) {
+    if (drained.wait_until(deadline + std::chrono::seconds(1)) == std::future_status::ready) {
+      try {
+        drained.get();
+      } catch (const std::exception& error) {
+        logger().warn("Listener failed to drain", {{"listener", name}, {"error", error.what()}});
+      }
+    } else {
+      late.push_back(name);
+    }
+  }
+  auto ms = std::chrono::duration<double, std::milli>(Clock::now() - began).count();
+  if (late.empty())
+    logger().info("Listeners drained", {{"listeners", drains.size()}, {"ms", ms}});
+  else
+    logger().warn("Listeners still draining past kernel.shutdown_timeout; stopping plugins anyway",
+                  {{"late", join(late)}, {"ms", ms}});
+  // A drain still running keeps its listener alive through its future, so it is let finish
+  // before this returns: std::future from std::async joins in its destructor.
+}
+
 bool Kernel::stop() {
   serving_ = false;
   const auto deadline = Clock::now() + config_.kernel.shutdown_timeout;
   bool clean = true;
+  drain_listeners(deadline);
   for (auto it = order_.rbegin(); it != order_.rend(); ++it) {
     Loaded& plugin = **it;
     if (plugin.state != PluginState::started) continue;

@@ -61,7 +61,8 @@ class Kernel {
   // Starts in dependency order. If `stop_requested` becomes true, or a required plugin fails,
   // the started ones are stopped in reverse; the first case returns false, the second throws.
   bool start(const std::atomic<bool>* stop_requested = nullptr);
-  // Stops in reverse order, each plugin within what is left of kernel.shutdown_timeout.
+  // Drains every Listener first (all at once: no new work, what is in flight finishes), then
+  // stops in reverse order, each plugin within what is left of kernel.shutdown_timeout.
   // Returns false when a plugin did not stop in time (its thread is abandoned).
   bool stop();
 
@@ -75,6 +76,7 @@ class Kernel {
   SettingsService& settings() noexcept { return *settings_; }
 
  private:
+  void drain_listeners(std::chrono::steady_clock::time_point deadline);
   struct Loaded;
   class Info;
   // Leaves out an optional plugin, and whatever then lacks a required service (throwing

@@ -11,6 +11,7 @@
 #include "gateway.hpp"
 #include "synthorg/plugin.hpp"
 #include "synthorg/services/http.hpp"
+#include "synthorg/services/listener.hpp"
 #include "synthorg/services/metrics.hpp"
 #include "synthorg/services/tracer.hpp"
 #include "synthorg/services/workloads.hpp"
@@ -117,7 +118,7 @@ class FlightGatewayPlugin final : public Plugin {
     return {.name = "flight-gateway",
             .version = "0.1.0",
             .description = "The Arrow Flight SQL port (gRPC): each caller's calls relayed to their own workload",
-            .provides = {},
+            .provides = {std::string(Listener::service_id)},
             // Workloads start first and stop last: calls in flight end before their workloads do.
             .needs = {{std::string(Workloads::service_id), true},
                       {"synthorg.Executor/1", true},
@@ -256,6 +257,11 @@ class FlightGatewayPlugin final : public Plugin {
     };
     auto gateway = std::make_unique<Gateway>(options_, std::move(hooks), log);
     gateway->start();
+    // The kernel's first phase of a stop: no new calls, those in flight get the drain timeout.
+    listener_registration_ = context_.registry().provide<Listener>(std::make_shared<FunctionListener>(
+        "flight-gateway", [gateway = gateway.get(), drain = drain_](std::chrono::milliseconds grace) {
+          gateway->stop(std::min(grace, drain));
+        }));
     gateway_ = std::move(gateway);
     if (auto service = registry.get<Metrics>()) {
       auto open = service->gauge("synthorg_grpc_calls_open", "Flight gRPC calls open now.");
@@ -270,6 +276,7 @@ class FlightGatewayPlugin final : public Plugin {
   }
 
   void stop() override {
+    listener_registration_.reset();
     collector_.reset();
     if (gateway_) gateway_->stop(drain_);
     gateway_.reset();
@@ -281,6 +288,7 @@ class FlightGatewayPlugin final : public Plugin {
   std::chrono::milliseconds drain_{5000};
   bool access_log_ = true;
   std::unique_ptr<Gateway> gateway_;
+  Registration listener_registration_;
   Token collector_;
 };
 

@@ -14,6 +14,7 @@
 #include "tracing.hpp"
 #include "websocket.hpp"
 #include "synthorg/plugin.hpp"
+#include "synthorg/services/listener.hpp"
 #include "synthorg/services/metrics.hpp"
 #include "synthorg/services/settings.hpp"
 #include "synthorg/services/tracer.hpp"
@@ -43,7 +44,8 @@ class HttpApiPlugin final : public Plugin {
     return {.name = "http-api",
             .version = "0.1.0",
             .description = "The HTTP API port (Boost.Beast): routes from every plugin, health probes, OpenAPI, metrics",
-            .provides = {std::string(HttpRouter::service_id), std::string(HttpDispatcher::service_id)},
+            .provides = {std::string(HttpRouter::service_id), std::string(HttpDispatcher::service_id),
+                         std::string(Listener::service_id)},
             // The Store, when there is one, starts first and stops last: readiness reports it.
             // Metrics and Tracer (the telemetry plugin) are looked up once, at start.
             .needs = {{"synthorg.Executor/1", true}, {"synthorg.Settings/1", true}, {"synthorg.Store/1", false},
@@ -171,8 +173,17 @@ class HttpApiPlugin final : public Plugin {
     auto dispatcher_registration = context_.registry().provide<HttpDispatcher>(
         std::make_shared<Dispatcher>(router, gate, observer, host, server->port(), log::Logger("http-api")));
 
+    // The kernel's first phase of a stop: live event clients are told the server is going away
+    // (1001), then requests in flight finish.
+    auto listener_registration = context_.registry().provide<Listener>(std::make_shared<FunctionListener>(
+        "http-api", [server = server.get(), hub = hub.get(), drain = drain_](std::chrono::milliseconds grace) {
+          hub->stop();
+          server->stop(std::min(grace, drain));
+        }));
+
     definitions_ = std::move(definitions);
     routes_ = std::move(routes);
+    listener_registration_ = std::move(listener_registration);
     server_ = std::move(server);
     hub_ = std::move(hub);
     registration_ = std::move(registration);
@@ -184,6 +195,7 @@ class HttpApiPlugin final : public Plugin {
   }
 
   void stop() override {
+    listener_registration_.reset();
     dispatcher_registration_.reset();
     registration_.reset();
     collector_.reset();  // reads the server's stats: goes before the server
@@ -203,7 +215,7 @@ class HttpApiPlugin final : public Plugin {
   std::vector<Token> routes_;
   std::unique_ptr<Server> server_;
   std::shared_ptr<WebSocketHub> hub_;
-  Registration registration_, dispatcher_registration_;
+  Registration registration_, dispatcher_registration_, listener_registration_;
   Token collector_;
 };
 

@@ -14,6 +14,7 @@
 #include "static_files.hpp"
 #include "synthorg/plugin.hpp"
 #include "synthorg/services/http.hpp"
+#include "synthorg/services/listener.hpp"
 
 namespace synthorg::web {
 namespace {
@@ -53,7 +54,7 @@ class WebPlugin final : public Plugin {
             .version = "0.1.0",
             .description = "The dashboard's port: static files with strict headers and a CSP nonce, and /api/* "
                            "in process or to an upstream",
-            .provides = {},
+            .provides = {std::string(Listener::service_id)},
             // Optional: when http-api runs here it starts first, and /api/* is handed to it.
             .needs = {{"synthorg.Executor/1", true}, {std::string(HttpDispatcher::service_id), false}},
             .config =
@@ -134,6 +135,11 @@ class WebPlugin final : public Plugin {
     auto server = std::make_unique<Server>(context_.executor().io_context(), files, std::move(api), options_,
                                            log::Logger("web"));
     server->start();
+    // The kernel's first phase of a stop: requests in flight (relayed ones too) finish.
+    listener_registration_ = context_.registry().provide<Listener>(std::make_shared<FunctionListener>(
+        "web", [server = server.get(), drain = drain_](std::chrono::milliseconds grace) {
+          server->stop(std::min(grace, drain));
+        }));
     server_ = std::move(server);
     context_.log().info("web listening", {{"address", options_.address},
                                           {"port", static_cast<std::int64_t>(server_->port())},
@@ -143,6 +149,7 @@ class WebPlugin final : public Plugin {
   }
 
   void stop() override {
+    listener_registration_.reset();
     if (server_) server_->stop(drain_);
     server_.reset();
   }
@@ -155,6 +162,7 @@ class WebPlugin final : public Plugin {
   std::chrono::milliseconds connect_timeout_{5000}, timeout_{60'000};
   std::chrono::milliseconds drain_{5000};
   std::unique_ptr<Server> server_;
+  Registration listener_registration_;
 };
 
 }  // namespace
