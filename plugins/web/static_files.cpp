@@ -32,6 +32,7 @@ struct Representation {
 
 struct FileStore::Entry {
   bool exists = false;
+  bool outside = false;  // the path resolves (through a symlink) out of the root: 404, never the SPA
   Clock::time_point checked;
   std::int64_t mtime_ns = 0;
   std::time_t mtime = 0;
@@ -282,7 +283,10 @@ std::shared_ptr<const FileStore::Entry> FileStore::load(const std::string& relat
   char resolved[PATH_MAX];
   if (!::realpath(joined.c_str(), resolved)) return entry;
   std::string canonical(resolved);
-  if (canonical.rfind(root_prefix_, 0) != 0) return entry;  // outside the root (a symlink out)
+  if (canonical.rfind(root_prefix_, 0) != 0) {  // outside the root (a symlink out)
+    entry->outside = true;
+    return entry;
+  }
   struct stat info {};
   if (::stat(resolved, &info) != 0 || !S_ISREG(info.st_mode)) return entry;
   entry->mtime_ns = static_cast<std::int64_t>(info.st_mtim.tv_sec) * 1'000'000'000 + info.st_mtim.tv_nsec;
@@ -388,6 +392,10 @@ StaticReply FileStore::serve(const http::request_header<>& request, std::string_
     return reply;
   }
   auto entry = relative->empty() ? nullptr : lookup(*relative);
+  if (entry && entry->outside) {
+    reply = problem_reply(404, "not_found", "there is no such file");
+    return reply;
+  }
   if (!entry || !entry->exists) {
     // Files under assets/ are content-hashed build output: a missing one is a real 404, not a
     // page of the app (HTML served for a script would only confuse the browser).

@@ -192,6 +192,8 @@ TEST_F(WebTest, NothingOutsideTheRootHoweverEncoded) {
   }
   EXPECT_EQ(body_of(get("/../secret.txt"))["code"], "bad_path");
   EXPECT_EQ(status_of(get("/.env")), 404);
+  EXPECT_EQ(status_of(get("/escape.txt")), 404) << "a symlink out of the root is 404, as docs/web.md says";
+  EXPECT_EQ(status_of(get("/link-out/secret.txt")), 404) << "and so is a file under a directory symlink out";
   // No listings: a directory is the SPA's page, never its file names.
   auto listing = get("/assets/");
   EXPECT_EQ(listing.find("app.js"), std::string::npos) << listing;
