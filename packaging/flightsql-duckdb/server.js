@@ -14,7 +14,7 @@
 //   DUCKDB_PATH           database file [unset: an in-memory database]
 //   DUCKDB_READ_ONLY      1 opens DUCKDB_PATH read-only [0]
 //   DUCKDB_THREADS        DuckDB worker threads [DuckDB's default: one per core]
-//   DUCKDB_MEMORY_LIMIT   DuckDB memory limit, e.g. 1GB [DuckDB's default: 80% of RAM]
+//   DUCKDB_MEMORY_LIMIT   DuckDB memory limit, e.g. 1GB [half the container's cgroup limit, else DuckDB's 80% of RAM]
 //   DUCKDB_TEMP_DIRECTORY where DuckDB spills [<os.tmpdir()>/flightsql-duckdb-<pid>]
 //   FLIGHT_PROTO_DIR      directory holding Flight.proto and FlightSql.proto
 //                         [/usr/share/synthorg/arrow-flight]
@@ -84,11 +84,25 @@ function readConfig(env = process.env) {
     dbPath: env.DUCKDB_PATH || ':memory:',
     readOnly,
     threads: env.DUCKDB_THREADS || null,
-    memoryLimit: env.DUCKDB_MEMORY_LIMIT || null,
+    memoryLimit: env.DUCKDB_MEMORY_LIMIT || halfOfContainerMemory(),
     tempDirectory: env.DUCKDB_TEMP_DIRECTORY || path.join(os.tmpdir(), `flightsql-duckdb-${process.pid}`),
     maxMessageBytes: maxMessage,
     logLevel: level,
   };
+}
+
+// DuckDB sizes itself at 80% of the machine's memory, not the container's: under a container
+// limit (cgroup v2 memory.max, or v1) that is an OOM kill waiting for a big sort. Half the
+// container's limit leaves room for Node, gRPC buffers and the page cache. null: no limit found.
+function halfOfContainerMemory() {
+  for (const file of ['/sys/fs/cgroup/memory.max', '/sys/fs/cgroup/memory/memory.limit_in_bytes']) {
+    try {
+      const limit = Number(fs.readFileSync(file, 'utf8').trim());
+      // "max", or v1's "no limit" (a huge page-rounded number), is no limit.
+      if (Number.isFinite(limit) && limit > 0 && limit < os.totalmem()) return `${Math.floor(limit / 2 / 1048576)}MB`;
+    } catch { /* not there: try the next */ }
+  }
+  return null;
 }
 
 const LEVELS = { error: 0, warn: 1, info: 2, debug: 3 };

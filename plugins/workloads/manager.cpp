@@ -4,7 +4,13 @@
 #include <set>
 #include <thread>
 
+#include <sys/socket.h>
+
+#include <array>
+
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/read.hpp>
+#include <boost/asio/write.hpp>
 #include <boost/asio/ip/tcp.hpp>
 
 #include <fmt/format.h>
@@ -515,18 +521,39 @@ void Manager::wait_ready(const json& endpoints) {
       }
     };
   } else if (endpoints.contains("grpc")) {
-    // gRPC speaks HTTP/2 only: a connection accepted means its server is listening.
+    // gRPC speaks HTTP/2 only, and an accepted connection proves nothing (Docker's proxy accepts
+    // on the published port before anything listens inside): the server must answer the HTTP/2
+    // connection preface with its SETTINGS frame.
     auto host = endpoints["grpc"]["host"].get<std::string>();
     auto port = endpoints["grpc"]["port"].get<std::uint16_t>();
-    what = fmt::format("nothing listening on the grpc port {}", options_.grpc_port);
+    what = fmt::format("no HTTP/2 answer on the grpc port {}", options_.grpc_port);
     answered = [host, port, &last_error] {
       boost::asio::io_context io;
       boost::asio::ip::tcp::socket socket(io);
       boost::system::error_code ec;
       auto address = boost::asio::ip::make_address(host, ec);
       if (!ec) socket.connect({address, port}, ec);
-      if (ec) last_error = ec.message();
-      return !ec;
+      if (ec) {
+        last_error = ec.message();
+        return false;
+      }
+      timeval timeout{2, 0};
+      ::setsockopt(socket.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
+      // The client preface, then an empty SETTINGS frame (length 0, type 4, no flags, stream 0).
+      static const std::string preface = std::string("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n") +
+                                         std::string("\0\0\0\x04\0\0\0\0\0", 9);
+      boost::asio::write(socket, boost::asio::buffer(preface), ec);
+      std::array<unsigned char, 9> frame{};
+      if (!ec) boost::asio::read(socket, boost::asio::buffer(frame), ec);
+      if (ec) {
+        last_error = "the port accepted a connection but gave no HTTP/2 answer (" + ec.message() + ")";
+        return false;
+      }
+      if (frame[3] != 0x04) {
+        last_error = "the port's first HTTP/2 frame is not SETTINGS: not a gRPC server";
+        return false;
+      }
+      return true;
     };
   } else {
     return;  // no port: nothing to wait for

@@ -1,203 +1,60 @@
 'use strict';
 // The Flight SQL gateway end to end, from a client's side: a real `synthorg serve` (http-api,
-// auth, store-sqlite, workloads on orchestrator-process, flight-gateway) relaying to real DuckDB
-// Flight SQL workloads (packaging/flightsql-duckdb), one per user, driven by a Flight SQL client
-// written against the official protos (flight_client.js).
+// auth, store-sqlite, workloads, flight-gateway) relaying to real DuckDB Flight SQL workloads
+// (packaging/flightsql-duckdb), one per user, driven by a Flight SQL client written against the
+// official protos (flight_client.js). The kernel comes from kernel_fixture.js.
 //
-// Run by ctest as flight.gateway; needs SYNTHORG_BIN and SYNTHORG_PLUGIN_BUILD_DIR.
+// FLIGHT_ORCHESTRATOR selects where the workloads run: `process` (default; orchestrator-process
+// runs server.js) or `docker` (orchestrator-docker runs synthorg/flightsql-duckdb:latest, hardened
+// as the workloads plugin does by default; skipped, saying how to build it, when it is absent).
+//
+// Run by ctest as flight.gateway and flight.gateway_docker; needs SYNTHORG_BIN and
+// SYNTHORG_PLUGIN_BUILD_DIR.
 
 const { test, before, after } = require('node:test');
 const assert = require('node:assert/strict');
 const crypto = require('node:crypto');
-const fs = require('node:fs');
 const http = require('node:http');
 const http2 = require('node:http2');
 const net = require('node:net');
-const os = require('node:os');
-const path = require('node:path');
-const { spawn } = require('node:child_process');
 const arrow = require('apache-arrow');
 const grpc = require('@grpc/grpc-js');
-const { FlightSqlClient, FlightError, findProtoDir } = require('./flight_client');
+const { FlightSqlClient, FlightError } = require('./flight_client');
+const { expectCode, skipReason, startKernel, ORCHESTRATOR, IMAGE, MEMORY_LIMIT, DUCKDB_MEMORY_LIMIT, PASSWORD } = require('./kernel_fixture');
 
-// Without the official protos there is no Flight client to test with: say so, and what to set.
-let missing = null;
-try {
-  findProtoDir();
-} catch (error) {
-  missing = `${error.message} (they ship in ../shared/contracts/arrow-flight beside a checkout)`;
-}
+// Without the official protos there is no Flight client to test with; in docker mode, without
+// the engine or the image there is no workload: say so, and what to do.
+const missing = skipReason();
 if (missing) {
   test('the Flight SQL gateway suite', { skip: missing }, () => {});
   return;
 }
 
-const BIN = process.env.SYNTHORG_BIN;
-const PLUGINS = process.env.SYNTHORG_PLUGIN_BUILD_DIR;
-const SERVER = path.resolve(__dirname, '../../packaging/flightsql-duckdb/server.js');
-const SECRET = crypto.randomBytes(48).toString('base64url');
-const PASSWORD = 'a long pass phrase 1';
-
-let kernel, output = '', httpPort, grpcPort, dir;
-const tokens = {};
-
-function freePort() {
-  return new Promise((resolve) => {
-    const server = net.createServer().listen(0, '127.0.0.1', () => {
-      const { port } = server.address();
-      server.close(() => resolve(port));
-    });
-  });
-}
-
-function request(method, target, body, token) {
-  return new Promise((resolve, reject) => {
-    const headers = { 'content-type': 'application/json' };
-    if (token) headers.authorization = `Bearer ${token}`;
-    const req = http.request({ host: '127.0.0.1', port: httpPort, method, path: target, headers }, (res) => {
-      let text = '';
-      res.on('data', (chunk) => (text += chunk));
-      res.on('end', () => resolve({ status: res.statusCode, body: text ? JSON.parse(text) : null }));
-    });
-    req.on('error', reject);
-    req.end(body === undefined ? undefined : JSON.stringify(body));
-  });
-}
-
-async function waitFor(predicate, timeoutMs, what) {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (await predicate()) return;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`timed out waiting for ${what}\n${output.slice(-4000)}`);
-}
+let kernel, httpPort, grpcPort;
+let tokens = {};
+const request = (...args) => kernel.request(...args);
+const waitFor = (...args) => kernel.waitFor(...args);
 
 const client = (token, extra = {}) =>
   new FlightSqlClient(`127.0.0.1:${grpcPort}`, { metadata: token ? { authorization: `Bearer ${token}` } : {}, ...extra });
 
-async function expectCode(promise, codeName, pattern) {
-  try {
-    await promise;
-  } catch (error) {
-    assert.ok(error instanceof FlightError, `a gRPC error, not ${error}`);
-    assert.equal(error.codeName, codeName, `${error.codeName}: ${error.details}`);
-    if (pattern) assert.match(error.details, pattern);
-    return error;
-  }
-  assert.fail(`expected ${codeName}, the call succeeded`);
-}
 
 // The HS256 JWT the auth plugin would issue, with our claims: for expired and forged tokens.
-function jwt(claims, secret = SECRET) {
+function jwt(claims, secret = kernel.secret) {
   const part = (object) => Buffer.from(JSON.stringify(object)).toString('base64url');
   const input = `${part({ alg: 'HS256', typ: 'JWT' })}.${part(claims)}`;
   return `${input}.${crypto.createHmac('sha256', secret).update(input).digest('base64url')}`;
 }
 
-// CPU seconds (user + system) of the kernel's workload processes (its descendants running
-// server.js), from /proc.
-function workloadProcesses() {
-  const children = new Map();
-  for (const entry of fs.readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const stat = fs.readFileSync(`/proc/${entry}/stat`, 'utf8');
-      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      children.set(Number(entry), { ppid: Number(fields[1]), cpu: (Number(fields[11]) + Number(fields[12])) / 100 });
-    } catch { /* gone */ }
-  }
-  const mine = new Set([kernel.pid]);
-  for (let grew = true; grew;) {
-    grew = false;
-    for (const [pid, info] of children)
-      if (!mine.has(pid) && mine.has(info.ppid)) { mine.add(pid); grew = true; }
-  }
-  const result = [];
-  for (const pid of mine) {
-    if (pid === kernel.pid) continue;
-    let cmdline = '', environ = '';
-    try {
-      cmdline = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8');
-      environ = fs.readFileSync(`/proc/${pid}/environ`, 'utf8');
-    } catch { continue; }
-    if (!cmdline.includes('server.js')) continue;
-    const host = (environ.split('\0').find((v) => v.startsWith('SYNTHORG_LISTEN_HOST=')) || '').split('=')[1];
-    result.push({ pid, host, cpu: children.get(pid).cpu });
-  }
-  return result;
-}
-
-async function workloadOf(user) {
-  const list = await request('GET', '/api/v1/workloads', undefined, tokens[user]);
-  const running = list.body.workloads.find((w) => w.state === 'running');
-  assert.ok(running, `${user} has a running workload: ${JSON.stringify(list.body)}`);
-  const host = running.endpoints.grpc.host;
-  const proc = workloadProcesses().find((p) => p.host === host);
-  assert.ok(proc, `${user}'s workload process (${host})`);
-  return proc;
-}
-
 before(async () => {
-  assert.ok(BIN && PLUGINS, 'SYNTHORG_BIN and SYNTHORG_PLUGIN_BUILD_DIR are set by ctest');
-  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'synthorg-flight-'));
-  const plugins = path.join(dir, 'plugins');
-  fs.mkdirSync(plugins);
-  for (const name of ['http-api', 'auth', 'store-sqlite', 'workloads', 'orchestrator-process', 'flight-gateway', 'telemetry'])
-    fs.symlinkSync(path.join(PLUGINS, `${name}.so`), path.join(plugins, `${name}.so`));
-  httpPort = await freePort();
-  grpcPort = await freePort();
-  fs.writeFileSync(path.join(dir, 'company.yaml'), `company_name: FlightTest
-kernel:
-  plugin_dirs: [${plugins}]
-select: {store: store-sqlite, orchestrator: orchestrator-process}
-plugins:
-  http-api: {config: {address: 127.0.0.1, port: ${httpPort}}}
-  store-sqlite: {config: {path: ${path.join(dir, 's.db')}}}
-  orchestrator-process: {config: {}}
-  workloads:
-    config:
-      image: flightsql-duckdb
-      command: [${process.execPath}, ${SERVER}]
-      port: 0
-      grpc_port: 8815
-      env: {DUCKDB_THREADS: "1", DUCKDB_MEMORY_LIMIT: 256MB}
-      memory_limit: "0"
-      pids_limit: 0
-      user: ""
-      ready_timeout: 30s
-      failure_cooldown: 2s
-  telemetry: {config: {data_dir: ${dir}}}
-  flight-gateway:
-    config: {address: 127.0.0.1, port: ${grpcPort}, max_message_bytes: 4194304, max_streams_per_user: 40}
-`);
-  kernel = spawn(BIN, ['-c', path.join(dir, 'company.yaml'), 'serve'], {
-    env: { ...process.env, SYNTHORG_JWT_SECRET: SECRET, SYNTHORG_HTTP_ACCESS_LOG: 'false',
-           SYNTHORG_WORKLOADS_REQUESTS_PER_MINUTE: '100000', SYNTHORG_WORKLOADS_BURST_SIZE: '100000' },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  kernel.stdout.on('data', (d) => (output += d));
-  kernel.stderr.on('data', (d) => (output += d));
-  await waitFor(() => output.includes('All plugins started') || kernel.exitCode !== null, 30000, 'the kernel to start');
-  assert.equal(kernel.exitCode, null, `the kernel exited:\n${output}`);
-  assert.match(output, new RegExp(`msg="gRPC server started".*port=${grpcPort}`), 'PondPilot\'s log line, with the port');
-
-  assert.equal((await request('POST', '/api/v1/auth/setup', { username: 'admin', password: PASSWORD })).status, 201);
-  tokens.admin = (await request('POST', '/api/v1/auth/login', { username: 'admin', password: PASSWORD })).body.token;
-  for (const user of ['alice', 'bob', 'carol'])
-    assert.equal((await request('POST', '/api/v1/users', { username: user, password: PASSWORD, role: 'viewer' },
-                                tokens.admin)).status, 201);
-  for (const user of ['bob', 'carol'])
-    tokens[user] = (await request('POST', '/api/v1/auth/login', { username: user, password: PASSWORD })).body.token;
+  kernel = await startKernel({ users: ['admin', 'alice', 'bob', 'carol'], noToken: ['alice'],
+                               gateway: { max_streams_per_user: 40 } });
+  ({ httpPort, grpcPort, tokens } = kernel);
+  if (ORCHESTRATOR === 'docker') console.log(`workloads on orchestrator-docker: ${IMAGE}, memory_limit ${MEMORY_LIMIT}, DUCKDB_MEMORY_LIMIT ${DUCKDB_MEMORY_LIMIT}, instance ${kernel.instance}`);
 });
 
 after(async () => {
-  if (kernel && kernel.exitCode === null) {
-    kernel.kill('SIGTERM');
-    await waitFor(() => kernel.exitCode !== null, 20000, 'the kernel to stop').catch(() => kernel.kill('SIGKILL'));
-  }
-  for (const proc of kernel ? workloadProcesses() : []) process.kill(proc.pid, 'SIGKILL');
-  if (dir) fs.rmSync(dir, { recursive: true, force: true });
+  if (kernel) await kernel.stop();
 });
 
 test('the Handshake trades Basic credentials for a bearer token; the first query starts the workload', async () => {
@@ -211,7 +68,16 @@ test('the Handshake trades Basic credentials for a bearer token; the first query
 
   const alice = client(tokens.alice);
   const started = Date.now();
-  const result = await alice.query('SELECT 42 AS answer');
+  let result;
+  try {
+    result = await alice.query('SELECT 42 AS answer');
+  } catch (error) {
+    // The cold call failed, and that is this test's failure. Wait for the workload to serve
+    // before failing, so that the tests after this one do not fail for the same reason.
+    await waitFor(() => alice.query('SELECT 1').then(() => true, () => false), 30000, 'alice\'s workload to serve')
+      .catch(() => {});
+    throw error;
+  }
   assert.deepEqual(result.rows.map((r) => Number(r.answer)), [42]);
   console.log(`cold first query (workload started): ${Date.now() - started} ms`);
   const bearer = await alice.handshake({});  // a bearer Handshake is checked, and echoed
@@ -277,16 +143,16 @@ test('a message over max_message_bytes is refused with RESOURCE_EXHAUSTED and th
 test('cancelling a DoGet reaches the workload: its query stops', async () => {
   const alice = client(tokens.alice);
   await alice.query('SELECT 1');
-  const workload = await workloadOf('alice');
+  const workload = await kernel.workload('alice');
   const controller = new AbortController();
   let batches = 0;
   const streaming = alice.queryStats('SELECT sum(a.range * b.range) OVER (ORDER BY a.range) AS s FROM range(3000) a, range(3000) b',
                                      's', { signal: controller.signal, onBatch: async () => { if (++batches === 1) controller.abort(); } });
   await expectCode(streaming, 'CANCELLED');
   await new Promise((r) => setTimeout(r, 500));
-  const before = workloadProcesses().find((p) => p.pid === workload.pid).cpu;
+  const before = await workload.cpuSeconds();
   await new Promise((r) => setTimeout(r, 1500));
-  const spent = workloadProcesses().find((p) => p.pid === workload.pid).cpu - before;
+  const spent = (await workload.cpuSeconds()) - before;
   assert.ok(spent < 0.3, `the workload went idle after the cancel (${spent.toFixed(2)} s CPU in 1.5 s)`);
   assert.equal(Number((await alice.query('SELECT 2 AS two')).rows[0].two), 2, 'and serves the next call');
   alice.close();
@@ -295,13 +161,13 @@ test('cancelling a DoGet reaches the workload: its query stops', async () => {
 test('a workload killed mid-stream: that client gets UNAVAILABLE, the gateway serves others', async () => {
   const bob = client(tokens.bob);
   await bob.query('SELECT 1');
-  const workload = await workloadOf('bob');
+  const workload = await kernel.workload('bob');
   let killed = false;
   const streaming = bob.queryStats('SELECT range AS n FROM range(10000000)', 'n', {
     onBatch: async () => {
       if (!killed) {
         killed = true;
-        process.kill(workload.pid, 'SIGKILL');
+        await workload.kill();
       }
       await new Promise((r) => setTimeout(r, 20));
     },
@@ -369,5 +235,11 @@ test('metrics count calls per method and status', async () => {
   assert.match(metrics, /synthorg_grpc_calls_total\{[^}]*method="DoGet"[^}]*code="OK"[^}]*\} \d+/);
   assert.match(metrics, /synthorg_grpc_calls_total\{[^}]*code="UNAUTHENTICATED"[^}]*\} \d+/);
   assert.match(metrics, /synthorg_grpc_call_duration_seconds_bucket/);
-  assert.match(output, /msg="grpc call" method=DoGet status=OK/);
+  assert.match(kernel.output, /msg="grpc call" method=DoGet status=OK/);
 });
+
+if (ORCHESTRATOR === 'docker') {
+  test('no workload container was killed for memory (docker)', () => {
+    assert.deepEqual(kernel.oomKills(), [], `the engine OOM-killed these containers at memory_limit ${MEMORY_LIMIT} (DUCKDB_MEMORY_LIMIT ${DUCKDB_MEMORY_LIMIT})`);
+  });
+}
