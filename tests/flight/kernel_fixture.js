@@ -298,8 +298,8 @@ class Kernel {
 
 // Starts the kernel and signs in: the first user in `users` is the admin (made by setup), the
 // others viewers; each gets a token in kernel.tokens unless listed in `noToken`. `gateway` adds
-// flight-gateway settings.
-async function startKernel({ orchestrator = ORCHESTRATOR, users = [], noToken = [], gateway = {} } = {}) {
+// flight-gateway settings; `env` adds to (or overrides) the kernel's environment.
+async function startKernel({ orchestrator = ORCHESTRATOR, users = [], noToken = [], gateway = {}, env = {} } = {}) {
   const BIN = process.env.SYNTHORG_BIN;
   const PLUGINS = process.env.SYNTHORG_PLUGIN_BUILD_DIR;
   assert.ok(BIN && PLUGINS, 'SYNTHORG_BIN and SYNTHORG_PLUGIN_BUILD_DIR are set by ctest');
@@ -350,7 +350,7 @@ ${workload}
   if (docker) kernel.watchEvents();
   kernel.process = spawn(BIN, ['-c', path.join(kernel.dir, 'company.yaml'), 'serve'], {
     env: { ...process.env, SYNTHORG_JWT_SECRET: kernel.secret, SYNTHORG_HTTP_ACCESS_LOG: 'false',
-           SYNTHORG_WORKLOADS_REQUESTS_PER_MINUTE: '100000', SYNTHORG_WORKLOADS_BURST_SIZE: '100000' },
+           SYNTHORG_WORKLOADS_REQUESTS_PER_MINUTE: '100000', SYNTHORG_WORKLOADS_BURST_SIZE: '100000', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   kernel.process.stdout.on('data', (d) => (kernel.output += d));
