@@ -20,6 +20,10 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
+// The HTTP/2 receive window of each relayed stream, both ways: enough for a full-speed DoGet on
+// loopback, and the bound on what a slow reader leaves buffered in the gateway per stream.
+constexpr int kStreamWindowBytes = 1024 * 1024;
+
 std::string to_string(grpc::string_ref text) { return std::string(text.data(), text.size()); }
 
 std::string read_file(const std::string& path, const char* what) {
@@ -59,6 +63,10 @@ struct Gateway::Impl : grpc::CallbackGenericService {
       arguments.SetMaxSendMessageSize(-1);
       // Its own connection per target, not one shared with other channels of this process.
       arguments.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+      // What a stream may have in flight towards us is what sits in our memory while the client
+      // reads slowly: a fixed window, not one that BDP probing grows to megabytes per stream.
+      arguments.SetInt(GRPC_ARG_HTTP2_BDP_PROBE, 0);
+      arguments.SetInt(GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES, kStreamWindowBytes);
       channel = grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), arguments);
     }
     return channel;
@@ -478,6 +486,8 @@ void Gateway::start() {
   builder.SetMaxReceiveMessageSize(static_cast<int>(std::min<std::size_t>(options.max_message_bytes, INT32_MAX)));
   builder.SetMaxSendMessageSize(-1);
   builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS, static_cast<int>(options.max_streams_per_connection));
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_BDP_PROBE, 0);
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES, kStreamWindowBytes);
   // Another process on the port must fail the start, not share it.
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   impl_->server = builder.BuildAndStart();

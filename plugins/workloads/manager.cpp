@@ -560,8 +560,9 @@ void Manager::wait_ready(const json& endpoints) {
   }
   while (std::chrono::steady_clock::now() < deadline) {
     if (answered()) return;
+    // Short pauses: a user waits for this, and a probe costs a loopback connect.
     std::this_thread::sleep_for(pause);
-    pause = std::min(pause * 2, std::chrono::milliseconds(200));
+    pause = std::min(pause * 2, std::chrono::milliseconds(20));
   }
   throw NotReady(fmt::format("{} within {} ms (last: {})", what, options_.ready_timeout.count(), last_error));
 }
