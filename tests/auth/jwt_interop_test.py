@@ -61,7 +61,8 @@ plugins:
   store-sqlite:
     config: {{path: {work}/s.db}}
   auth:
-    config: {{argon2_memory_kib: 4096, argon2_iterations: 1}}
+    # PyJWT plays another issuer (PondPilot's auth): its subs are no users of ours.
+    config: {{argon2_memory_kib: 4096, argon2_iterations: 1, accept_external_tokens: true, external_max_role: admin}}
 """)
 env = dict(os.environ, SYNTHORG_JWT_SECRET=secret, SYNTHORG_HTTP_ACCESS_LOG="false")
 log = open(os.path.join(work, "serve.log"), "w+")

@@ -203,8 +203,33 @@ TEST(JwtTest, HeaderAndPayloadMustBeJsonObjects) {
     EXPECT_EQ(verdict(ours, make(hs256_header(), payload)), JwtErrc::bad_claims) << payload;
 }
 
+TEST(SessionsTest, ForeignTokensAreRefusedUnlessAcceptedThenCapped) {
+  Sessions strict(codec(), 3600s);
+  std::string why;
+  EXPECT_FALSE(strict.authenticate(make(hs256_header(), json{{"sub", "pp-7"}, {"role", "admin"}, {"exp", now + 60}}.dump()),
+                                   now, &why));
+  EXPECT_EQ(why, "unknown user (another issuer's tokens are not accepted here)");
+  Sessions capped(codec(), 3600s, {true, "operator"});
+  EXPECT_EQ(capped.authenticate(make(hs256_header(), json{{"sub", "pp-7"}, {"role", "admin"}, {"exp", now + 60}}.dump()), now)->role,
+            "operator");
+  EXPECT_EQ(capped.authenticate(make(hs256_header(), json{{"sub", "pp-7"}, {"exp", now + 60}}.dump()), now)->role, "viewer");
+  // Known users are judged by their record, never by the external cap: disabled and deleted
+  // users are refused whatever accept says.
+  User gone{"u-gone", "deleted:u-gone", "admin", "2026-01-01T00:00:00.000Z", 0};
+  gone.deleted = true;
+  capped.remember(gone);
+  EXPECT_FALSE(capped.authenticate(make(hs256_header(), json{{"sub", "u-gone"}, {"exp", now + 60}}.dump()), now, &why));
+  EXPECT_EQ(why, "the user was deleted");
+  User off{"u-off", "off", "viewer", "2026-01-01T00:00:00.000Z", 0};
+  off.disabled = true;
+  capped.remember(off);
+  EXPECT_FALSE(capped.authenticate(make(hs256_header(), json{{"sub", "u-off"}, {"exp", now + 60}}.dump()), now, &why));
+  EXPECT_EQ(why, "the user is disabled");
+}
+
 TEST(SessionsTest, RolesRevocationAndPasswordChanges) {
-  Sessions sessions(codec(), 3600s);
+  // Foreign tokens accepted up to admin here, to test their other rules.
+  Sessions sessions(codec(), 3600s, {true, "admin"});
   User alice{"u-alice", "alice", "operator", "2026-01-01T00:00:00.000Z", 0};
   sessions.remember(alice);
   auto issued = sessions.issue(alice, now);
