@@ -36,6 +36,16 @@ std::string read_file(const std::string& path, const char* what) {
   return text.str();
 }
 
+// gRPC's peer, "ipv4:127.0.0.1:5000" or "ipv6:[::1]:5000", as the address alone.
+std::string peer_address(const std::string& peer) {
+  auto colon = peer.find(':');
+  auto last = peer.rfind(':');
+  if (colon == std::string::npos || last == colon) return peer;
+  auto address = peer.substr(colon + 1, last - colon - 1);
+  if (address.size() >= 2 && address.front() == '[' && address.back() == ']') address = address.substr(1, address.size() - 2);
+  return address;
+}
+
 grpc::Status status_of(const Refusal& refusal) {
   auto code = static_cast<grpc::StatusCode>(refusal.code);
   if (refusal.retry_after_seconds > 0)
@@ -214,7 +224,7 @@ class Call {
   void handshake(const std::string& authorization) {
     if (auto credentials = parse_basic(authorization)) {
       ++pending_;
-      gateway_.hooks.login(credentials->username, credentials->password,
+      gateway_.hooks.login(credentials->username, credentials->password, peer_address(context_->peer()),
                            [this](std::variant<std::string, Refusal> result) {
                              Reaction reaction(*this);
                              --pending_;

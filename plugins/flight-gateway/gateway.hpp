@@ -58,8 +58,9 @@ struct CallRecord {
 struct GatewayHooks {
   // `authorization: Bearer …` → the caller; nullopt when the token is not good.
   std::function<std::optional<Principal>(const std::string& authorization)> authenticate;
-  // A username and password → a bearer token (the HTTP API's sign-in, with its lockout).
-  std::function<void(const std::string& username, const std::string& password,
+  // A username and password → a bearer token (the HTTP API's sign-in, with its lockout);
+  // `remote` is the client's address, for the sign-in log.
+  std::function<void(const std::string& username, const std::string& password, const std::string& remote,
                      std::function<void(std::variant<std::string, Refusal>)> done)>
       login;
   // The user's workload, started and waited for when there is none.

@@ -178,7 +178,7 @@ class FlightGatewayPlugin final : public Plugin {
       request.headers.emplace_back("authorization", authorization);
       return authenticator->authenticate(request);
     };
-    hooks.login = [&registry](const std::string& username, const std::string& password,
+    hooks.login = [&registry](const std::string& username, const std::string& password, const std::string& remote,
                               std::function<void(std::variant<std::string, Refusal>)> done) {
       auto dispatcher = registry.get<HttpDispatcher>();
       if (!dispatcher)
@@ -188,6 +188,7 @@ class FlightGatewayPlugin final : public Plugin {
       request.path = "/api/v1/auth/login";
       request.headers.emplace_back("content-type", "application/json");
       request.body = json{{"username", username}, {"password", password}}.dump();
+      request.remote_address = remote;
       dispatcher->dispatch(std::move(request), [done](HttpResponse response) { done(login_result(response)); });
     };
     hooks.acquire = [&registry, &executor](const std::string& subject,
