@@ -58,8 +58,9 @@ void refuse_connection(int fd) {
   ::shutdown(fd, SHUT_WR);
 }
 
-AcceptGuard::AcceptGuard(std::string listener, log::Logger log, asio::any_io_executor executor)
-    : listener_(std::move(listener)), log_(std::move(log)), pause_(std::move(executor)) {
+AcceptGuard::AcceptGuard(std::string listener, log::Logger log, asio::any_io_executor executor,
+                         std::atomic<std::uint64_t>& refused)
+    : listener_(std::move(listener)), log_(std::move(log)), pause_(std::move(executor)), refused_(refused) {
   take_spare();
 }
 
@@ -87,7 +88,7 @@ void AcceptGuard::after_error(asio::ip::tcp::acceptor& acceptor, const boost::sy
     if (client >= 0) {
       refuse_connection(client);
       ::close(client);
-      ++refused_total_;
+      ++refused_;
       ++refused_since_log_;
       outcome = answered;
     } else if (errno == EAGAIN || errno == EWOULDBLOCK) {

@@ -3,6 +3,7 @@
 // accepting when the process is out of file descriptors.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstddef>
 #include <string>
@@ -43,7 +44,9 @@ void refuse_connection(int fd);
 // Use it on the acceptor's executor.
 class AcceptGuard {
  public:
-  AcceptGuard(std::string listener, log::Logger log, boost::asio::any_io_executor executor);
+  // Each client it answers 503 is counted in `refused` (the listener's refusal counter).
+  AcceptGuard(std::string listener, log::Logger log, boost::asio::any_io_executor executor,
+              std::atomic<std::uint64_t>& refused);
   ~AcceptGuard();
   AcceptGuard(const AcceptGuard&) = delete;
   AcceptGuard& operator=(const AcceptGuard&) = delete;
@@ -52,16 +55,15 @@ class AcceptGuard {
   // acceptor is readable, or after a pause), never while the acceptor is closed.
   void after_error(boost::asio::ip::tcp::acceptor& acceptor, const boost::system::error_code& ec,
                    std::function<void()> accept_again);
-  std::uint64_t refused() const noexcept { return refused_total_; }
-
  private:
   void take_spare();
 
   std::string listener_;
   log::Logger log_;
   boost::asio::steady_timer pause_;
+  std::atomic<std::uint64_t>& refused_;
   int spare_ = -1;
-  std::uint64_t refused_total_ = 0, refused_since_log_ = 0;
+  std::uint64_t refused_since_log_ = 0;
   std::chrono::steady_clock::time_point last_log_{};
 };
 

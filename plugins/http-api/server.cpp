@@ -123,8 +123,7 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
   Unrouted unrouted;
   std::atomic<bool> draining{false};
   asio::steady_timer sweeper{io};  // after `io`, which it is built from
-  http_relay::AcceptGuard accept_guard{"http-api", log, acceptor.get_executor()};
-  std::uint64_t refused_at_limit = 0;  // on the acceptor's strand
+  http_relay::AcceptGuard accept_guard{"http-api", log, acceptor.get_executor(), stats.connections_refused};
   std::mutex sessions_mutex;
   std::set<std::shared_ptr<Session>> sessions;
 };
@@ -546,14 +545,11 @@ void Server::Impl::accept() {
   acceptor.async_accept(executor, [self = shared_from_this()](beast::error_code ec, tcp::socket socket) {
     if (ec == asio::error::operation_aborted || !self->acceptor.is_open()) return;
     if (ec) {
-      self->accept_guard.after_error(self->acceptor, ec, [self] { self->accept(); });
-      self->stats.connections_refused = self->accept_guard.refused() + self->refused_at_limit;
-      return;
+      return self->accept_guard.after_error(self->acceptor, ec, [self] { self->accept(); });
     }
     ++self->stats.connections_total;
     if (self->stats.connections_open >= self->options.limits.max_connections) {
       // Over the limit: a short answer and close, rather than a silent reset.
-      ++self->refused_at_limit;
       ++self->stats.connections_refused;
       http_relay::refuse_connection(socket.native_handle());
       beast::error_code ignored;

@@ -444,11 +444,8 @@ void WebSocketHub::stop() {
 
 bool WebSocketHub::reserve(const std::string& subject) {
   std::lock_guard lock(mutex_);
-  auto& places = per_user_[subject];
-  if (places >= limits_.max_per_user) {
-    if (places == 0) per_user_.erase(subject);
-    return false;
-  }
+  auto& places = per_user_[subject];  // max_per_user is at least 1: a full entry is never empty
+  if (places >= limits_.max_per_user) return false;
   ++places;
   return true;
 }

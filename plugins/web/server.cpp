@@ -133,8 +133,7 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
   log::Logger log;
   ServerStats stats;
   std::atomic<bool> draining{false};
-  http_relay::AcceptGuard accept_guard{"web", log, acceptor.get_executor()};
-  std::uint64_t refused_at_limit = 0;  // on the acceptor's strand
+  http_relay::AcceptGuard accept_guard{"web", log, acceptor.get_executor(), stats.connections_refused};
   std::mutex sessions_mutex;
   std::unordered_map<Session*, std::weak_ptr<Session>> sessions;
 };
@@ -584,12 +583,9 @@ void Server::Impl::accept() {
   acceptor.async_accept(executor, [self = shared_from_this()](beast::error_code ec, tcp::socket socket) {
     if (ec == asio::error::operation_aborted || !self->acceptor.is_open()) return;
     if (ec) {
-      self->accept_guard.after_error(self->acceptor, ec, [self] { self->accept(); });
-      self->stats.connections_refused = self->accept_guard.refused() + self->refused_at_limit;
-      return;
+      return self->accept_guard.after_error(self->acceptor, ec, [self] { self->accept(); });
     }
     if (self->stats.connections_open >= self->options.max_connections) {
-      ++self->refused_at_limit;
       ++self->stats.connections_refused;
       http_relay::refuse_connection(socket.native_handle());
       socket.close(ec);
