@@ -1,4 +1,4 @@
-// The Fly Machines API (https://api.machines.dev, OpenAPI in ../shared/contracts) as the
+// The Fly Machines API (https://api.machines.dev, whose OpenAPI document the contract tests check against) as the
 // orchestrator uses it: one app, JSON in and out, and every failure turned into an
 // OrchestratorError whose message says what to do and never contains the token.
 #pragma once

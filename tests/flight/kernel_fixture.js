@@ -340,7 +340,7 @@ plugins:
 ${workload}
       port: 0
       grpc_port: 8815
-      env: {DUCKDB_THREADS: "1", DUCKDB_MEMORY_LIMIT: ${duckdbMemoryLimit(orchestrator)}}
+      env: {DUCKDB_THREADS: "1", DUCKDB_MEMORY_LIMIT: ${duckdbMemoryLimit(orchestrator)}${docker ? '' : `, FLIGHT_PROTO_DIR: ${findProtoDir()}`}}
       ready_timeout: 30s
       failure_cooldown: 2s
   telemetry: {config: {data_dir: ${kernel.dir}}}

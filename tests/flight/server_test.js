@@ -16,7 +16,7 @@ const fs = require('node:fs');
 const path = require('node:path');
 const arrow = require('apache-arrow');
 const grpc = require('@grpc/grpc-js');
-const { FlightSqlClient, FlightError, packAny, schemaFromBytes } = require('./flight_client');
+const { FlightSqlClient, FlightError, packAny, schemaFromBytes, findProtoDir } = require('./flight_client');
 
 const SERVER_DIR = path.resolve(__dirname, '../../packaging/flightsql-duckdb');
 const SERVER = path.join(SERVER_DIR, 'server.js');
@@ -85,7 +85,8 @@ async function startServer(extraEnv = {}) {
     // The server's own defaults, whatever this environment sets.
     env: {
       ...process.env, SYNTHORG_LISTEN_HOST: '127.0.0.1', FLIGHT_PORT: '0', PORT: '', DUCKDB_PATH: '', FLIGHTSQL_LOG_LEVEL: 'info',
-      UV_THREADPOOL_SIZE: '', DUCKDB_THREADS: '', DUCKDB_MEMORY_LIMIT: '', DUCKDB_READ_ONLY: '', ...extraEnv,
+      UV_THREADPOOL_SIZE: '', DUCKDB_THREADS: '', DUCKDB_MEMORY_LIMIT: '', DUCKDB_READ_ONLY: '',
+      FLIGHT_PROTO_DIR: findProtoDir(), ...extraEnv,
     },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

@@ -22,13 +22,12 @@ const IMAGE_PROTO_DIR = '/usr/share/synthorg/arrow-flight';
 const SQL_PACKAGE = 'arrow.flight.protocol.sql';
 const TYPE_URL_PREFIX = 'type.googleapis.com/';
 
-// The directories tried, in order. The last one is a development fallback only: a checkout of
-// this repository next to the shared contracts. It is not a documented location.
+// The directories tried, in order: FLIGHT_PROTO_DIR (tests and development set it), then where
+// the image puts the protos.
 function candidateDirs() {
   const dirs = [];
   if (process.env.FLIGHT_PROTO_DIR) dirs.push({ dir: process.env.FLIGHT_PROTO_DIR, from: 'FLIGHT_PROTO_DIR' });
   dirs.push({ dir: IMAGE_PROTO_DIR, from: 'default' });
-  dirs.push({ dir: path.resolve(__dirname, '../../../../shared/contracts/arrow-flight'), from: 'development checkout' });
   return dirs;
 }
 
