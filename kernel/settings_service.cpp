@@ -291,6 +291,7 @@ void SettingsService::write(std::string_view space, std::string_view key, const 
       }
     }
   } catch (const StoreError& error) {
+    if (error.code() == StoreErrc::full) throw;  // not a retry-shortly: the caller says it is full
     fail(SettingsErrc::unavailable, fmt::format("setting {}: the Store failed: {}", name, error.what()));
   }
   {

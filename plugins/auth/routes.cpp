@@ -8,6 +8,8 @@
 
 #include <fmt/format.h>
 
+#include "synthorg/blocking_routes.hpp"
+
 namespace synthorg::auth {
 namespace {
 
@@ -38,11 +40,8 @@ HttpResponse failure(const AuthContext& context, std::string_view route) {
   try {
     throw;
   } catch (const StoreError& error) {
+    if (auto answer = routes::store_problem(error, context.log, route)) return std::move(*answer);
     switch (error.code()) {
-      case StoreErrc::unavailable:
-        context.log.warn("store unavailable", {{"route", route}, {"error", error.what()}});
-        return HttpResponse::problem(503, "store_unavailable", "the database cannot be reached; retry shortly")
-            .header("retry-after", "5");
       case StoreErrc::conflict:
         return HttpResponse::problem(409, "conflict", "the record changed meanwhile; retry");
       case StoreErrc::not_found:
@@ -473,12 +472,13 @@ std::vector<Token> mount_routes(HttpRouter& router, std::shared_ptr<AuthContext>
   json bad_type = problem_response("Not application/json (unsupported_media_type)");
   json busy = problem_response("Too busy (busy) or the database is unreachable (store_unavailable)");
   json rules = problem_response("A rule is broken (weak_password, invalid_username, invalid_role)");
+  json full = problem_response("The database is full (store_full): nothing was saved; reads still work");
 
   add("POST", "/api/v1/auth/setup", Access::open, {},
       operation("Create the first admin; refused once any user exists", "auth",
                 {{"201", response("The admin was created", object_schema({{"user", ref("AuthUser")}}, {"user"}))},
                  {"400", bad_body}, {"409", problem_response("Set up already (already_set_up)")},
-                 {"415", bad_type}, {"422", rules}, {"503", busy}},
+                 {"415", bad_type}, {"422", rules}, {"503", busy}, {"507", full}},
                 ref("AuthCredentials")),
       setup);
   json signed_in = response("Signed in", ref("AuthSession"));
@@ -519,7 +519,7 @@ std::vector<Token> mount_routes(HttpRouter& router, std::shared_ptr<AuthContext>
       operation("Create a user (admin)", "users",
                 {{"201", response("Created", object_schema({{"user", ref("AuthUser")}}, {"user"}))},
                  {"400", bad_body}, {"409", problem_response("The username is taken (username_taken)")},
-                 {"415", bad_type}, {"422", rules}, {"503", busy}},
+                 {"415", bad_type}, {"422", rules}, {"503", busy}, {"507", full}},
                 ref("AuthNewUser")),
       create_user);
   json list = operation("List users, oldest first (admin)", "users",

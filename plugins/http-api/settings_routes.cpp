@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include "synthorg/blocking_routes.hpp"
 #include "synthorg/crypto.hpp"
 #include "synthorg/services/kernel_info.hpp"
 #include "synthorg/services/settings.hpp"
@@ -115,7 +116,7 @@ std::vector<Token> mount_settings_routes(Router& router, PluginContext& context)
       }
       std::string if_match(request.header("if-match"));
       std::string actor = request.principal ? request.principal->subject : "unknown";
-      bool queued = context.executor().try_post_blocking([=] {
+      bool queued = context.executor().try_post_blocking([=, log = context.log()] {
         auto settings = settings_of();
         try {
           if (!if_match.empty() && if_match != "*" && if_match != etag_of(settings->get(space, key)))
@@ -128,6 +129,8 @@ std::vector<Token> mount_settings_routes(Router& router, PluginContext& context)
           respond(HttpResponse::json(200, view_json(*view)).header("etag", etag_of(settings->get(space, key))));
         } catch (const SettingsError& error) {
           respond(settings_problem(error));
+        } catch (...) {
+          respond(routes::current_problem(log, "settings"));
         }
       });
       if (!queued) respond(HttpResponse::problem(503, "busy", "the server is too busy; retry shortly").header("retry-after", "1"));

@@ -102,6 +102,11 @@ StoreError translate_current_exception(const ConnectionSettings& settings, std::
       broken = true;  // the server is going away or never finished the connection
       return unreachable(settings, e.what());
     }
+    if (state == "53100")
+      return StoreError(StoreErrc::full,
+                        fmt::format("{}: PostgreSQL at {} is out of disk space: {} (fix: free disk space on the "
+                                    "database server, or remove old documents)",
+                                    context, settings.endpoint(), first_line(e.what())));
     if (state == "53300")
       return StoreError(StoreErrc::unavailable,
                         fmt::format("PostgreSQL at {} has no free connection slots (fix: lower pool_size, or raise "

@@ -9,12 +9,12 @@ namespace synthorg::store_sqlite {
 StoreErrc classify(int code) noexcept {
   switch (code & 0xff) {
     case SQLITE_CONSTRAINT: return StoreErrc::conflict;
+    case SQLITE_FULL: return StoreErrc::full;
     case SQLITE_BUSY:
     case SQLITE_LOCKED:
     case SQLITE_CANTOPEN:
     case SQLITE_READONLY:
     case SQLITE_IOERR:
-    case SQLITE_FULL:
     case SQLITE_NOTADB:
     case SQLITE_CORRUPT:
     case SQLITE_PERM: return StoreErrc::unavailable;

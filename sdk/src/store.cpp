@@ -19,6 +19,7 @@ std::string_view to_string(StoreErrc code) noexcept {
     case StoreErrc::invalid: return "invalid";
     case StoreErrc::unavailable: return "unavailable";
     case StoreErrc::failed: return "failed";
+    case StoreErrc::full: return "full";
   }
   return "failed";
 }

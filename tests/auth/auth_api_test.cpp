@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <gtest/gtest.h>
+#include <sqlite3.h>
 
 #include <atomic>
 #include <cstdlib>
@@ -67,7 +68,7 @@ class AuthApiTest : public ::testing::Test {
                             "company_name: Test\nkernel:\n  plugin_dirs: [" + (dir.path() / "plugins").string() +
                                 "]\n  blocking_threads: 4\nplugins:\n  http-api:\n    config: {address: 127.0.0.1, port: " +
                                 std::to_string(port) + "}\n  store-sqlite:\n    config: {path: " + (dir / "s.db").string() +
-                                "}\n  auth:\n    config: " + auth_config + "\n");
+                                store_extra + "}\n  auth:\n    config: " + auth_config + "\n");
     kernel = std::make_unique<Kernel>(load_company_config(config, "/unused"));
     kernel->discover();
     kernel->prepare();
@@ -106,6 +107,7 @@ class AuthApiTest : public ::testing::Test {
 
   // Light Argon2 parameters keep the suite quick; the lockout tests use the real defaults.
   std::string auth_config = "{argon2_memory_kib: 4096, argon2_iterations: 1}";
+  std::string store_extra;  // more of store-sqlite's config, e.g. ", max_size_mb: 1"
   bool start_in_setup = true;
   TempDir dir;
   int port = 0;
@@ -408,6 +410,57 @@ TEST_F(AuthApiTest, DisabledAndDeletedUsersLoseAccessAtOnce) {
   create_user(admin, "vic", "viewer");
   auto vic = token_for("vic", "vic-password-123");
   EXPECT_EQ(status_of(call("POST", "/api/v1/users/" + id + "/disable", "", bearer(vic))), 403) << "admins only";
+}
+
+// A full database is said to be full (507 store_full, with what to do), not "cannot be reached;
+// retry shortly"; the refused change leaves nothing behind, reads go on, and writes work again
+// once space is freed. The database is filled by another connection, as another table or a full
+// disk would.
+class FullStoreTest : public AuthApiTest {
+ protected:
+  FullStoreTest() {
+    store_extra = ", max_size_mb: 1";
+  }
+};
+
+TEST_F(FullStoreTest, AFullDatabaseAnswers507StoreFullAndWritesWorkAgainOnceSpaceIsFreed) {
+  auto admin = setup_admin();
+  sqlite3* filler = nullptr;
+  ASSERT_EQ(sqlite3_open((dir / "s.db").c_str(), &filler), SQLITE_OK);
+  sqlite3_busy_timeout(filler, 5000);
+  ASSERT_EQ(sqlite3_exec(filler, "CREATE TABLE filler(blob BLOB)", nullptr, nullptr, nullptr), SQLITE_OK);
+  std::string refused;
+  int created = 0;
+  for (int round = 0; round < 64 && refused.empty(); ++round) {
+    ASSERT_EQ(sqlite3_exec(filler, "INSERT INTO filler VALUES (zeroblob(65536))", nullptr, nullptr, nullptr), SQLITE_OK);
+    auto username = "user" + std::to_string(round);
+    auto response = call("POST", "/api/v1/users",
+                         json{{"username", username}, {"password", "long enough password"}, {"role", "viewer"}}.dump(),
+                         bearer(admin));
+    if (status_of(response) == 201) {
+      ++created;
+      continue;
+    }
+    refused = response;
+    ASSERT_EQ(status_of(response), 507) << response;
+    auto retry = call("GET", "/api/v1/users?limit=1000", "", bearer(admin));
+    ASSERT_EQ(status_of(retry), 200) << "reads go on: " << retry;
+    EXPECT_EQ(body_of(retry)["users"].size(), static_cast<std::size_t>(created + 1)) << "the refused user was not kept";
+  }
+  ASSERT_FALSE(refused.empty()) << "4 MiB went into a database limited to 1 MiB";
+  EXPECT_EQ(code_of(refused), "store_full") << refused;
+  auto detail = body_of(refused).value("detail", "");
+  EXPECT_NE(detail.find("full"), std::string::npos) << detail;
+  EXPECT_NE(detail.find("free disk space"), std::string::npos) << "says what to do: " << detail;
+  EXPECT_EQ(detail.find((dir / "s.db").string()), std::string::npos) << "the path stays in the log: " << detail;
+  EXPECT_EQ(status_of(call("GET", "/api/v1/healthz")), 200);
+
+  ASSERT_EQ(sqlite3_exec(filler, "DROP TABLE filler", nullptr, nullptr, nullptr), SQLITE_OK);
+  sqlite3_close(filler);
+  auto again = call("POST", "/api/v1/users",
+                    json{{"username", "after"}, {"password", "long enough password"}, {"role", "viewer"}}.dump(),
+                    bearer(admin));
+  EXPECT_EQ(status_of(again), 201) << "space freed, writes work again: " << again;
 }
 
 TEST_F(AuthApiTest, TheOpenApiDocumentValidatesWithTheAuthRoutes) {

@@ -296,7 +296,7 @@ TEST_F(SqliteStoreTest, AFullDatabaseRefusesWritesKeepsServingAndRecovers) {
   }
   ASSERT_TRUE(refused) << "2 MiB went into a 1 MiB database";
   EXPECT_GT(written, 20) << "refused long before the limit";
-  EXPECT_EQ(refused->code(), StoreErrc::unavailable) << refused->what();
+  EXPECT_EQ(refused->code(), StoreErrc::full) << refused->what();
   std::string message = refused->what();
   EXPECT_TRUE(contains(message, "full")) << message;
   EXPECT_TRUE(contains(message, file.string())) << message;
@@ -320,7 +320,7 @@ TEST_F(SqliteStoreTest, AFullDatabaseRefusesWritesKeepsServingAndRecovers) {
       for (int i = 0; i < 128; ++i) ops.insert("t_full", {{"blob", blob}}, "tx-" + std::to_string(i));
     });
   });
-  EXPECT_EQ(in_transaction.code(), StoreErrc::unavailable) << in_transaction.what();
+  EXPECT_EQ(in_transaction.code(), StoreErrc::full) << in_transaction.what();
   EXPECT_EQ(store->count("t_full"), before);
   EXPECT_FALSE(store->get("t_full", "tx-0"));
 

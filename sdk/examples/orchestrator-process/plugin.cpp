@@ -6,6 +6,7 @@
 //   process_orchestrator.cpp   the contract: spawn, inspect, list, stop, remove, wait, logs...
 //   launcher.cpp               the command line: setsid, prlimit, setpriv, env, then the command
 //   log_buffer.hpp             bounded per-workload output, as lines
+//   workload_records.cpp       a file per running workload, so a restart stops what a crash left
 //
 // What a process cannot be given (a read-only root, tmpfs, mounts, a network, GPUs, a CPU quota)
 // is accepted and reported in health().info["not_isolated"]: specs are written for every
@@ -50,7 +51,11 @@ class ProcessOrchestratorPlugin final : public Plugin {
                           .range(1, 4096)
                           .integer("log_buffer_bytes", 1 << 20,
                                    "Output kept per workload for logs(); the oldest lines go first")
-                          .range(4096, 256 << 20)};
+                          .range(4096, 256 << 20)
+                          .string("state_dir", "./data/process-workloads",
+                                  "Where a record of each running workload is kept (mode 0700), so that after "
+                                  "the kernel is killed without a stop (kill -9, OOM) the next start finds the "
+                                  "workload processes it left running and stops them. Empty: no records")};
   }
 
   explicit ProcessOrchestratorPlugin(PluginContext& context) : context_(context) {}
@@ -58,6 +63,7 @@ class ProcessOrchestratorPlugin final : public Plugin {
   void configure(const nlohmann::json& config) override {
     limits_.max_workloads = config.at("max_workloads").get<std::size_t>();
     limits_.log_buffer_bytes = config.at("log_buffer_bytes").get<std::size_t>();
+    limits_.state_dir = config.at("state_dir").get<std::string>();
   }
 
   void start() override {
@@ -73,6 +79,7 @@ class ProcessOrchestratorPlugin final : public Plugin {
       context_.log().warn("Not running as root: workloads keep this user and its capability bounding set");
     auto orchestrator = std::make_shared<ProcessOrchestrator>(limits_, std::move(tools), context_.executor().io_context(),
                                                               context_.log());
+    orchestrator->stop_orphans();  // before anyone can ask: list() then shows none of them
     // Held in locals until both succeed: a start that fails half-way leaves nothing registered.
     auto provided = context_.registry().provide<Orchestrator>(orchestrator, {0, {{"backend", "process"}}});
     auto health = context_.registry().provide<HealthCheck>(std::make_shared<ProcessHealth>(orchestrator));

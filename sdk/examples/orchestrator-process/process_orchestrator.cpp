@@ -5,6 +5,7 @@
 extern "C" {
 #include <sys/pidfd.h>  // glibc 2.36 declares pidfd_open without C linkage for C++
 }
+#include <poll.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -67,6 +68,77 @@ ProcessOrchestrator::ProcessOrchestrator(Limits limits, HostTools tools, boost::
   // Start the loopback addresses somewhere random, so two processes on one host (two kits, a
   // kernel and a kit) rarely pick the same ones.
   next_host_ = static_cast<std::uint32_t>(std::random_device{}() % (256 * 254));
+  if (!limits_.state_dir.empty()) {
+    try {
+      records_.emplace(limits_.state_dir);
+    } catch (const std::exception& error) {
+      // Workloads still run; only a kernel killed without a stop would leave them behind.
+      records_problem_ = error.what();
+      log_.warn("Workloads are not recorded, so a kernel killed without a stop leaves them running",
+                {{"error", records_problem_}});
+    }
+  }
+}
+
+std::size_t ProcessOrchestrator::stop_orphans() {
+  if (!records_) return 0;
+  std::size_t dropped = 0;
+  auto orphans = records_->orphans(dropped);
+  struct Target {
+    WorkloadRecords::Orphan orphan;
+    int pidfd = -1;
+    bool exited = false;
+  };
+  std::vector<Target> targets;
+  for (auto& orphan : orphans) {
+    int pidfd = ::pidfd_open(orphan.process.pid, 0);
+    // Looked at again once the pidfd holds the process: had it ended and its pid been reused in
+    // between, the start time would differ and the stranger is left alone.
+    if (pidfd < 0 || !still_running(orphan.process)) {
+      if (pidfd >= 0) ::close(pidfd);
+      records_->remove(orphan.id);
+      ++dropped;
+      continue;
+    }
+    ::kill(-orphan.process.pid, SIGTERM);  // its process group, as stop() does
+    targets.push_back({std::move(orphan), pidfd});
+  }
+  // Every target's exit, up to `limit`; a pidfd is readable once its process has ended.
+  auto await = [&](std::chrono::milliseconds limit) {
+    auto deadline = Clock::now() + limit;
+    for (;;) {
+      std::vector<pollfd> waiting;
+      for (auto& target : targets)
+        if (!target.exited) waiting.push_back({target.pidfd, POLLIN, 0});
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
+      if (waiting.empty() || left <= 0) return;
+      if (::poll(waiting.data(), waiting.size(), static_cast<int>(left)) < 0 && errno != EINTR) return;
+      for (auto& target : targets)
+        for (const auto& polled : waiting)
+          if (polled.fd == target.pidfd && (polled.revents & POLLIN)) target.exited = true;
+    }
+  };
+  await(2000ms);
+  for (auto& target : targets)
+    if (!target.exited) ::kill(-target.orphan.process.pid, SIGKILL);
+  await(std::chrono::duration_cast<std::chrono::milliseconds>(kill_patience));
+  std::size_t stopped = 0;
+  for (auto& target : targets) {
+    ::close(target.pidfd);
+    if (!target.exited) {
+      log_.error("An orphaned workload process did not exit after SIGKILL; its record is kept for the next start",
+                 {{"workload_id", target.orphan.id}, {"pid", target.orphan.process.pid}});
+      continue;
+    }
+    records_->remove(target.orphan.id);
+    ++stopped;
+    log_.warn("Orphaned workload process stopped (left running by a kernel that did not stop cleanly)",
+              {{"workload_id", target.orphan.id}, {"name", target.orphan.name}, {"pid", target.orphan.process.pid}});
+  }
+  if (stopped || dropped)
+    log_.info("Workload records from a previous run checked",
+              {{"orphans_stopped", stopped}, {"records_dropped", dropped}, {"state_dir", records_->dir().string()}});
+  return stopped;
 }
 
 ProcessOrchestrator::~ProcessOrchestrator() { shutdown(); }
@@ -174,8 +246,17 @@ WorkloadStatus ProcessOrchestrator::spawn(const WorkloadSpec& spec) {
       fail(OrchestratorErrc::failed, std::string("pidfd_open: ") + std::strerror(errno) + " (Linux 5.3 or later is needed)");
     ::fcntl(pidfd, F_SETFD, FD_CLOEXEC);
     workload->exit_watch = std::make_unique<boost::asio::posix::stream_descriptor>(io_, pidfd);
+    // A workload that could not be recorded would outlive a crashed kernel unseen.
+    if (records_) {
+      try {
+        records_->add(workload->id, workload->name, workload->pid);
+      } catch (const std::exception& error) {
+        fail(OrchestratorErrc::failed, std::string("cannot start the workload: ") + error.what());
+      }
+    }
   } catch (...) {
-    // Without its pipes or its pidfd the workload could not be watched: do not leave it behind.
+    // Without its pipes, its pidfd or its record the workload could not be watched: do not
+    // leave it behind.
     signal(*workload, SIGKILL);
     reap(*workload, true);
     close_descriptors(*workload);
@@ -260,6 +341,7 @@ bool ProcessOrchestrator::reap(Workload& workload, bool block) {
   boost::system::error_code ignored;
   if (workload.exit_watch) workload.exit_watch->close(ignored);
   listen_hosts_.erase(workload.listen_host);
+  if (records_) records_->remove(workload.id);
   return true;
 }
 
@@ -413,6 +495,7 @@ OrchestratorHealth ProcessOrchestrator::health() {
       {"version", "1.0.0"},
       {"workloads", workloads_.size()},
       {"max_workloads", limits_.max_workloads},
+      {"state_dir", records_ ? nlohmann::json(records_->dir().string()) : nlohmann::json(nullptr)},
       {"log_streams", "separate"},
       {"listen_hosts", "127.77.0.0/16, one per workload, in SYNTHORG_LISTEN_HOST"},
       {"isolation",
@@ -430,6 +513,7 @@ OrchestratorHealth ProcessOrchestrator::health() {
   for (const auto& note : noted_)
     if (note.rfind("skipped:", 0) == 0) skipped.push_back(note.substr(8));
   health.info["skipped"] = std::move(skipped);
+  if (!records_problem_.empty()) health.info["records"] = records_problem_;
   return health;
 }
 

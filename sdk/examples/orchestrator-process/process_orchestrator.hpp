@@ -18,6 +18,7 @@
 
 #include "launcher.hpp"
 #include "log_buffer.hpp"
+#include "workload_records.hpp"
 #include "synthorg/log.hpp"
 #include "synthorg/services/orchestrator.hpp"
 
@@ -26,6 +27,7 @@ namespace synthorg::orchestrator_process {
 struct Limits {
   std::size_t max_workloads = 64;        // held at once, running or exited and not yet removed
   std::size_t log_buffer_bytes = 1 << 20;  // per workload
+  std::filesystem::path state_dir;          // workload records (workload_records.hpp); empty: none
 };
 
 class ProcessOrchestrator final : public Orchestrator, public std::enable_shared_from_this<ProcessOrchestrator> {
@@ -35,6 +37,9 @@ class ProcessOrchestrator final : public Orchestrator, public std::enable_shared
 
   // Kills and reaps every workload; every call afterwards throws unavailable. Idempotent.
   void shutdown();
+  // Stops the workload processes a previous kernel left running when it died without a stop,
+  // found through the state directory's records; returns how many. Blocks up to a few seconds.
+  std::size_t stop_orphans();
 
   std::string backend() const override { return "process"; }
   WorkloadStatus spawn(const WorkloadSpec& spec) override;
@@ -102,6 +107,8 @@ class ProcessOrchestrator final : public Orchestrator, public std::enable_shared
   std::uint64_t sequence_ = 0;
   bool closed_ = false;
   std::set<std::string> noted_;
+  std::optional<WorkloadRecords> records_;
+  std::string records_problem_;  // why there are no records, when state_dir was set
 };
 
 }  // namespace synthorg::orchestrator_process

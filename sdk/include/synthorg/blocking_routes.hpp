@@ -4,6 +4,7 @@
 #pragma once
 
 #include <functional>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <type_traits>
@@ -17,18 +18,35 @@
 
 namespace synthorg::routes {
 
-// Call inside a catch block. A Store or an Orchestrator that cannot be reached is 503
-// store_unavailable / orchestrator_unavailable with Retry-After: 5; anything else is logged with
-// the route and answered 500 internal_error, so what failed stays in the log.
+// What a caller is told about a Store that cannot take the call, whatever the route: one that
+// cannot be reached is 503 store_unavailable with Retry-After: 5 (retrying may work); a full one
+// is 507 store_full (retrying will not: an operator must free space; reads still work). The
+// store's own message, which names files and hosts, stays in the log. nullopt for other codes.
+inline std::optional<HttpResponse> store_problem(const StoreError& error, const log::Logger& log, std::string_view route) {
+  switch (error.code()) {
+    case StoreErrc::unavailable:
+      log.warn("store unavailable", {{"route", route}, {"error", error.what()}});
+      return HttpResponse::problem(503, "store_unavailable", "the database cannot be reached; retry shortly")
+          .header("retry-after", "5");
+    case StoreErrc::full:
+      log.error("store full: writes are refused until space is freed", {{"route", route}, {"error", error.what()}});
+      return HttpResponse::problem(507, "store_full",
+                                   "the database is full, so this change was not saved (nothing of it was kept); "
+                                   "reading still works. An administrator must free disk space or raise the "
+                                   "store's size limit (store-sqlite's max_size_mb); the server log says which");
+    default: return std::nullopt;
+  }
+}
+
+// Call inside a catch block. A Store that cannot take the call answers as store_problem says;
+// an Orchestrator that cannot be reached is 503 orchestrator_unavailable with Retry-After: 5;
+// anything else is logged with the route and answered 500 internal_error, so what failed stays
+// in the log.
 inline HttpResponse current_problem(const log::Logger& log, std::string_view route) {
   try {
     throw;
   } catch (const StoreError& error) {
-    if (error.code() == StoreErrc::unavailable) {
-      log.warn("store unavailable", {{"route", route}, {"error", error.what()}});
-      return HttpResponse::problem(503, "store_unavailable", "the database cannot be reached; retry shortly")
-          .header("retry-after", "5");
-    }
+    if (auto answer = store_problem(error, log, route)) return std::move(*answer);
     log.error("store call failed", {{"route", route}, {"error", error.what()}});
   } catch (const OrchestratorError& error) {
     if (error.code() == OrchestratorErrc::unavailable)

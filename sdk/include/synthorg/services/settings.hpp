@@ -94,7 +94,8 @@ class Settings {
   // Cheap (served from memory); may be called from any thread.
   virtual SettingValue get(std::string_view space, std::string_view key) const = 0;
   // Validates and stores the value (encrypted when sensitive), then publishes settings.changed.
-  // Blocks on the Store: call from the blocking pool.
+  // Blocks on the Store: call from the blocking pool. A full Store is its StoreError(full), left
+  // as it is so the caller can say so (507 store_full); any other Store failure is unavailable.
   virtual void set(std::string_view space, std::string_view key, const nlohmann::json& value,
                    std::string_view actor) = 0;
   // Removes the stored value, so the next source down applies.

@@ -27,6 +27,7 @@ enum class StoreErrc {
   invalid,      // a bad name, filter, order, cursor or document; the message says which
   unavailable,  // the database cannot be reached or refuses us; retrying later may work
   failed,       // anything else the database reported
+  full,         // the database or its disk is full: writes are refused until space is freed; reads go on
 };
 
 std::string_view to_string(StoreErrc code) noexcept;
