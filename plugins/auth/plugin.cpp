@@ -1,7 +1,15 @@
 // auth: users, passwords (Argon2id) and JWT sessions. Provides the Authenticator that http-api
 // asks about every protected request, and mounts /api/v1/auth/* and /api/v1/users.
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <stdexcept>
 
 #include <fmt/format.h>
@@ -11,6 +19,7 @@
 #include "passwords.hpp"
 #include "routes.hpp"
 #include "sessions.hpp"
+#include "synthorg/crypto.hpp"
 #include "synthorg/plugin.hpp"
 #include "synthorg/services/settings.hpp"
 #include "synthorg/services/store.hpp"
@@ -23,20 +32,88 @@ using nlohmann::json;
 
 constexpr std::size_t min_secret_characters = 32;
 
-// The fix goes in the message; the value never does, not even its first characters.
-std::string secret_from_env() {
-  const char* value = std::getenv("SYNTHORG_JWT_SECRET");
-  if (!value || !*value)
-    throw std::runtime_error(
-        "SYNTHORG_JWT_SECRET is not set; the auth plugin signs sessions with it "
-        "(fix: export SYNTHORG_JWT_SECRET=\"$(synthorg keygen jwt)\", the same value on every replica)");
-  std::string secret(value);
+void check_length(const std::string& secret, const std::string& where) {
   if (secret.size() < min_secret_characters)
     throw std::runtime_error(fmt::format(
-        "SYNTHORG_JWT_SECRET is {} characters long; it must be at least {} "
+        "{} is {} characters long; it must be at least {} "
         "(fix: export SYNTHORG_JWT_SECRET=\"$(synthorg keygen jwt)\", which gives 86)",
-        secret.size(), min_secret_characters));
+        where, secret.size(), min_secret_characters));
+}
+
+// A secret of this install's own, for a single machine started without SYNTHORG_JWT_SECRET
+// (`make run`): made on first start, then read back, so sessions survive restarts. Mode 0600; a
+// file others may read is refused, as ssh refuses such a key.
+std::string secret_from_file(const std::filesystem::path& path, const log::Logger& log) {
+  namespace fs = std::filesystem;
+  std::error_code error;
+  bool generated = false;
+  if (!fs::exists(path, error)) {
+    if (path.has_parent_path()) {
+      fs::create_directories(path.parent_path(), error);
+      if (error)
+        throw std::runtime_error(fmt::format("cannot create {} for the generated JWT secret: {} (fix: set "
+                                             "SYNTHORG_JWT_SECRET, or make the directory writable)",
+                                             path.parent_path().string(), error.message()));
+    }
+    // Written whole under a name of its own, then linked into place: a second kernel starting at
+    // the same moment finds either no file or the whole secret, and both end up with the same one.
+    auto draft = path;
+    draft += ".new-" + std::to_string(::getpid());
+    int fd = ::open(draft.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0)
+      throw std::runtime_error(fmt::format("cannot create the JWT secret file {}: {} (fix: set SYNTHORG_JWT_SECRET, "
+                                           "or make the directory writable)",
+                                           draft.string(), std::strerror(errno)));
+    auto secret = crypto::base64url_encode(crypto::random_bytes(64)) + "\n";
+    bool written = ::write(fd, secret.data(), secret.size()) == static_cast<ssize_t>(secret.size()) && ::fsync(fd) == 0;
+    ::close(fd);
+    int linked = written ? ::link(draft.c_str(), path.c_str()) : -1;
+    int link_error = errno;
+    ::unlink(draft.c_str());
+    if (!written) throw std::runtime_error("cannot write the generated JWT secret to " + draft.string());
+    if (linked == 0) {
+      generated = true;
+      log.warn("SYNTHORG_JWT_SECRET is not set: sessions are signed with a secret generated now and kept in "
+               "secret_file (mode 0600); fine on one machine, but production must set its own "
+               "SYNTHORG_JWT_SECRET (synthorg keygen jwt), the same on every replica",
+               {{"secret_file", fs::absolute(path, error).string()}});
+    } else if (link_error != EEXIST) {
+      throw std::runtime_error(fmt::format("cannot create the JWT secret file {}: {} (fix: set SYNTHORG_JWT_SECRET, "
+                                           "or make the directory writable)",
+                                           path.string(), std::strerror(link_error)));
+    }
+  }
+  struct stat info {};
+  if (::stat(path.c_str(), &info) != 0)
+    throw std::runtime_error(fmt::format("cannot read the JWT secret file {}: {}", path.string(), std::strerror(errno)));
+  if (info.st_mode & (S_IRWXG | S_IRWXO))
+    throw std::runtime_error(fmt::format("the JWT secret file {} may be read by other users (mode {:o}) (fix: "
+                                         "chmod 600 {})",
+                                         path.string(), info.st_mode & 0777, path.string()));
+  std::ifstream in(path);
+  std::string secret;
+  std::getline(in, secret);
+  if (!in && secret.empty())
+    throw std::runtime_error(fmt::format("cannot read the JWT secret file {}", path.string()));
+  check_length(secret, "the secret in " + path.string());
+  if (!generated)
+    log.info("Sessions are signed with the secret in secret_file, as SYNTHORG_JWT_SECRET is not set",
+             {{"secret_file", fs::absolute(path, error).string()}});
   return secret;
+}
+
+// The fix goes in the message; the value never does, not even its first characters.
+std::string signing_secret(const std::string& secret_file, const log::Logger& log) {
+  const char* value = std::getenv("SYNTHORG_JWT_SECRET");
+  if (value && *value) {
+    std::string secret(value);
+    check_length(secret, "SYNTHORG_JWT_SECRET");
+    return secret;
+  }
+  if (!secret_file.empty()) return secret_from_file(secret_file, log);
+  throw std::runtime_error(
+      "SYNTHORG_JWT_SECRET is not set; the auth plugin signs sessions with it "
+      "(fix: export SYNTHORG_JWT_SECRET=\"$(synthorg keygen jwt)\", the same value on every replica)");
 }
 
 SettingDefinition integer_setting(std::string key, std::int64_t value, double minimum, double maximum,
@@ -61,6 +138,7 @@ struct Options {
   std::size_t hash_queue = 64;
   Argon2Params argon2;
   ExternalTokens external;
+  std::string secret_file;
 };
 
 class AuthPlugin final : public Plugin {
@@ -97,7 +175,12 @@ class AuthPlugin final : public Plugin {
                                    "e.g. PondPilot's auth); refused otherwise")
                           .string("external_max_role", "viewer",
                                   "The highest role an accepted external token keeps (viewer, operator or admin)")
-                          .pattern("^(viewer|operator|admin)$")};
+                          .pattern("^(viewer|operator|admin)$")
+                          .string("secret_file", "",
+                                  "Without SYNTHORG_JWT_SECRET: the file holding this install's signing secret, "
+                                  "generated on first start (mode 0600; a file others may read is refused). For one "
+                                  "machine only: replicas must share SYNTHORG_JWT_SECRET. Empty: the variable is "
+                                  "required")};
   }
   explicit AuthPlugin(PluginContext& context) : context_(context) {}
 
@@ -135,12 +218,13 @@ class AuthPlugin final : public Plugin {
       throw std::invalid_argument("argon2_memory_kib: must be at least 8 KiB per lane (argon2_parallelism)");
     options.external.accept = config.at("accept_external_tokens").get<bool>();
     options.external.max_role = config.at("external_max_role").get<std::string>();
+    options.secret_file = config.at("secret_file").get<std::string>();
     options_ = std::move(options);
   }
 
   void start() override {
     // Everything into locals first: a start that fails part-way must leave nothing behind.
-    JwtCodec codec({secret_from_env(), options_.algorithms, options_.leeway});
+    JwtCodec codec({signing_secret(options_.secret_file, context_.log()), options_.algorithms, options_.leeway});
     auto settings = context_.registry().get<Settings>();
     auto store = context_.registry().get<Store>();
     if (!settings || !store) throw std::runtime_error("the Settings and Store services are required");
@@ -181,7 +265,8 @@ class AuthPlugin final : public Plugin {
                                        {"algorithm", to_string(options_.algorithms.front())},
                                        {"token_ttl_s", static_cast<std::int64_t>(options_.token_ttl.count())}});
     if (known.empty())
-      context_.log().warn("no users yet: create the first admin with POST /api/v1/auth/setup");
+      context_.log().warn("No user yet: setup is waiting. Open the dashboard to create the first admin (or POST "
+                          "/api/v1/auth/setup); until then anyone who reaches the API port can do it");
   }
 
   void stop() override {

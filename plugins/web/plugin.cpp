@@ -141,7 +141,13 @@ class WebPlugin final : public Plugin {
           server->stop(std::min(grace, drain));
         }));
     server_ = std::move(server);
-    context_.log().info("web listening", {{"address", options_.address},
+    // The line a new operator looks for: where to point a browser (a wildcard address is not one).
+    bool wildcard = options_.address == "0.0.0.0" || options_.address == "::" || options_.address.empty();
+    auto host = wildcard ? std::string("localhost")
+                         : options_.address.find(':') != std::string::npos ? "[" + options_.address + "]" : options_.address;
+    context_.log().info("web listening: open the dashboard in a browser",
+                                         {{"url", fmt::format("http://{}:{}/", host, server_->port())},
+                                          {"address", options_.address},
                                           {"port", static_cast<std::int64_t>(server_->port())},
                                           {"root", files->root().string()},
                                           {"api", upstream_ ? fmt::format("http://{}:{}", upstream_->host, upstream_->port)

@@ -285,7 +285,18 @@ Document Manager::spawn(const std::string& user) {
     std::string reason = dynamic_cast<const NotReady*>(&error) ? "not_ready" : "failed";
     if (auto* orchestrator_error = dynamic_cast<const OrchestratorError*>(&error))
       reason = std::string(to_string(orchestrator_error->code()));
+    // What the workload said before it failed is most often why (a missing file, a bad setting):
+    // its last lines go to the operator's log, never into the user's answer.
+    std::string last_output;
     if (!container_id.empty()) {
+      try {
+        orchestrator_->logs(container_id, {.tail = 8}, [&](LogStream, std::string_view line) {
+          last_output.append(line.substr(0, 500)).append("\n");
+          return true;
+        });
+      } catch (const std::exception&) {
+        // Gone already, or the backend keeps no logs: the error says enough.
+      }
       try {
         orchestrator_->remove(container_id);
       } catch (const std::exception& cleanup) {
@@ -294,8 +305,8 @@ Document Manager::spawn(const std::string& user) {
       }
       ++stopped_;
     }
-    log_.warn("Container spawn failed", {{"user_id", user}, {"workload_id", record.id}, {"reason", reason},
-                                         {"error", error.what()}});
+    log_.error("Container spawn failed", {{"user_id", user}, {"workload_id", record.id}, {"reason", reason},
+                                          {"error", error.what()}, {"last_output", last_output}});
     record = update(record, [&](json& data) {
       data["state"] = "failed";
       data["reason"] = reason;

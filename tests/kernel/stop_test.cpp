@@ -35,16 +35,6 @@ class H(http.server.BaseHTTPRequestHandler):
 http.server.ThreadingHTTPServer((os.environ['SYNTHORG_LISTEN_HOST'], 8080), H).serve_forever()
 )";
 
-std::string request(int port, const std::string& method, const std::string& path, const std::string& body = "",
-                    const std::string& token = "") {
-  Client client(port);
-  std::string head = method + " " + path + " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n";
-  if (!token.empty()) head += "Authorization: Bearer " + token + "\r\n";
-  if (!body.empty()) head += "Content-Type: application/json\r\n";
-  client.send(head + "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body);
-  return client.response();
-}
-
 // A kernel with auth, workloads and orchestrator-process whose workload runs `command`.
 class ServeWithProcessWorkloads {
  public:

@@ -59,6 +59,16 @@ std::string exchange_until_closed(int port, const std::string& bytes) {
 
 Client::Client(int port) : fd_(connect_loopback(port)), connected_(fd_ >= 0) {}
 
+std::string request(int port, const std::string& method, const std::string& path, const std::string& body,
+                    const std::string& token) {
+  Client client(port);
+  std::string head = method + " " + path + " HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n";
+  if (!token.empty()) head += "Authorization: Bearer " + token + "\r\n";
+  if (!body.empty()) head += "Content-Type: application/json\r\n";
+  client.send(head + "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body);
+  return client.response();
+}
+
 Client::~Client() { ::close(fd_); }
 
 void Client::send(const std::string& bytes) { (void)::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL); }

@@ -16,6 +16,11 @@ int connect_loopback(int port, int receive_timeout_seconds = 10);
 // Sends `bytes` on a new loopback connection; returns all that arrives until the server closes.
 std::string exchange_until_closed(int port, const std::string& bytes);
 
+// One request on a new connection (Connection: close), a JSON body when `body` is not empty and
+// a bearer token when `token` is not; returns the response.
+std::string request(int port, const std::string& method, const std::string& path, const std::string& body = "",
+                    const std::string& token = "");
+
 class Client {
  public:
   explicit Client(int port);

@@ -11,7 +11,10 @@
 // What a process cannot be given (a read-only root, tmpfs, mounts, a network, GPUs, a CPU quota)
 // is accepted and reported in health().info["not_isolated"]: specs are written for every
 // backend. The image is only recorded: the command runs on the host, so give one.
+#include <filesystem>
 #include <memory>
+#include <sstream>
+#include <stdexcept>
 
 #include "process_orchestrator.hpp"
 #include "synthorg/plugin.hpp"
@@ -19,6 +22,14 @@
 
 namespace synthorg::orchestrator_process {
 namespace {
+
+// The directory above the one holding the running binary: /usr for /usr/bin/synthorg, the build
+// tree for build/default/bin/synthorg.
+std::filesystem::path installation_prefix() {
+  std::error_code error;
+  auto binary = std::filesystem::read_symlink("/proc/self/exe", error);
+  return error ? std::filesystem::current_path() : binary.parent_path().parent_path();
+}
 
 // For /readyz and /health/detailed: what health() says, as a HealthCheck.
 class ProcessHealth final : public HealthCheck {
@@ -55,7 +66,11 @@ class ProcessOrchestratorPlugin final : public Plugin {
                           .string("state_dir", "./data/process-workloads",
                                   "Where a record of each running workload is kept (mode 0700), so that after "
                                   "the kernel is killed without a stop (kill -9, OOM) the next start finds the "
-                                  "workload processes it left running and stops them. Empty: no records")};
+                                  "workload processes it left running and stops them. Empty: no records")
+                          .string_map("images",
+                                      "The command line run in an image's place when a spec gives no command (a "
+                                      "process has no image), split on spaces; a relative path with a '/' is taken "
+                                      "from the installation prefix (the directory above the synthorg binary's)")};
   }
 
   explicit ProcessOrchestratorPlugin(PluginContext& context) : context_(context) {}
@@ -64,6 +79,17 @@ class ProcessOrchestratorPlugin final : public Plugin {
     limits_.max_workloads = config.at("max_workloads").get<std::size_t>();
     limits_.log_buffer_bytes = config.at("log_buffer_bytes").get<std::size_t>();
     limits_.state_dir = config.at("state_dir").get<std::string>();
+    limits_.images.clear();
+    for (const auto& [image, line] : config.at("images").items()) {
+      std::vector<std::string> command;
+      std::istringstream words(line.get<std::string>());
+      for (std::string word; words >> word;) {
+        if (word.find('/') != std::string::npos && word.front() != '/') word = (installation_prefix() / word).string();
+        command.push_back(word);
+      }
+      if (command.empty()) throw std::invalid_argument("images: the command for '" + image + "' is empty");
+      limits_.images[image] = std::move(command);
+    }
   }
 
   void start() override {

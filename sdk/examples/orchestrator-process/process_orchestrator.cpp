@@ -181,11 +181,18 @@ void ProcessOrchestrator::note_once(const std::string& key, const std::string& m
   if (noted_.insert(key).second) log_.log(level, message, {{"backend", "process"}});
 }
 
-WorkloadStatus ProcessOrchestrator::spawn(const WorkloadSpec& spec) {
-  orchestrator::check_spec(spec);
-  if (spec.command.empty())
-    fail(OrchestratorErrc::invalid_spec,
-         "invalid workload spec: command is empty: the process backend has no image to take a default command from");
+WorkloadStatus ProcessOrchestrator::spawn(const WorkloadSpec& requested) {
+  orchestrator::check_spec(requested);
+  WorkloadSpec spec = requested;
+  if (spec.command.empty()) {
+    auto stands_in = limits_.images.find(spec.image);
+    if (stands_in == limits_.images.end())
+      fail(OrchestratorErrc::invalid_spec,
+           "invalid workload spec: command is empty and image '" + spec.image +
+               "' has no command in orchestrator-process's `images`: the process backend runs no images; give a "
+               "command, or map the image to one");
+    spec.command = stands_in->second;
+  }
 
   if (tools_.setsid.empty() || tools_.env.empty())
     fail(OrchestratorErrc::unavailable,

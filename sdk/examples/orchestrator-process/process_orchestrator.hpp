@@ -28,6 +28,8 @@ struct Limits {
   std::size_t max_workloads = 64;        // held at once, running or exited and not yet removed
   std::size_t log_buffer_bytes = 1 << 20;  // per workload
   std::filesystem::path state_dir;          // workload records (workload_records.hpp); empty: none
+  // The command run in an image's place when a spec gives none (a process has no image).
+  std::map<std::string, std::vector<std::string>> images;
 };
 
 class ProcessOrchestrator final : public Orchestrator, public std::enable_shared_from_this<ProcessOrchestrator> {
