@@ -5,6 +5,7 @@
 #include <cstring>
 #include "company_config.hpp"
 
+#include <algorithm>
 #include <cstdlib>
 #include <fstream>
 #include <regex>
@@ -17,6 +18,38 @@
 
 namespace synthorg::kernel {
 namespace {
+
+// Where `text` stops being well-formed UTF-8 (RFC 3629: no overlong forms, no surrogates, nothing
+// past U+10FFFF); npos when it all is. JSON, and so every message quoting a value, needs it.
+std::size_t first_invalid_utf8(std::string_view text) {
+  for (std::size_t i = 0; i < text.size();) {
+    auto byte = [&](std::size_t k) { return static_cast<unsigned char>(text[i + k]); };
+    unsigned char lead = byte(0);
+    std::size_t extra = 0;
+    unsigned char low = 0x80, high = 0xbf;  // the second byte's range
+    if (lead < 0x80) {
+      ++i;
+      continue;
+    } else if (lead >= 0xc2 && lead <= 0xdf) {
+      extra = 1;
+    } else if (lead >= 0xe0 && lead <= 0xef) {
+      extra = 2;
+      if (lead == 0xe0) low = 0xa0;
+      if (lead == 0xed) high = 0x9f;
+    } else if (lead >= 0xf0 && lead <= 0xf4) {
+      extra = 3;
+      if (lead == 0xf0) low = 0x90;
+      if (lead == 0xf4) high = 0x8f;
+    } else {
+      return i;
+    }
+    if (text.size() - i <= extra || byte(1) < low || byte(1) > high) return i;
+    for (std::size_t k = 2; k <= extra; ++k)
+      if ((byte(k) & 0xc0) != 0x80) return i;
+    i += extra + 1;
+  }
+  return std::string_view::npos;
+}
 
 using nlohmann::json;
 
@@ -52,7 +85,9 @@ struct Converter {
       // The matching brace: a default may nest ${...} of its own.
       auto close = std::string::npos;
       for (std::size_t j = i + 2, depth = 1; j < raw.size(); ++j) {
-        if (raw[j] == '$' && j + 1 < raw.size() && raw[j + 1] == '{') {
+        if (raw[j] == '$' && j + 1 < raw.size() && raw[j + 1] == '$') {
+          ++j;  // a literal dollar inside a default opens nothing
+        } else if (raw[j] == '$' && j + 1 < raw.size() && raw[j + 1] == '{') {
           ++depth;
           ++j;
         } else if (raw[j] == '}' && --depth == 0) {
@@ -77,6 +112,11 @@ struct Converter {
       }
       const char* value = std::getenv(inside.c_str());
       if (value && (*value || !fallback)) {
+        if (first_invalid_utf8(value) != std::string_view::npos) {
+          issues.push_back({path, "environment variable " + inside + " is not valid UTF-8",
+                            "set " + inside + " to UTF-8 text (check the terminal's or the .env file's encoding)"});
+          return std::nullopt;
+        }
         out += value;
       } else if (fallback) {
         auto expanded = expand(*fallback, path);
@@ -105,7 +145,13 @@ struct Converter {
         return text;
       }
     }
-    if (std::regex_match(text, decimal)) return std::stod(text);
+    if (std::regex_match(text, decimal)) {
+      try {
+        return std::stod(text);
+      } catch (const std::out_of_range&) {
+        return text;  // 1e999: beyond a double; the setting's check then names it
+      }
+    }
     return text;
   }
 
@@ -200,6 +246,14 @@ CompanyConfig parse_company_config(std::string_view text, std::string file, std:
   CompanyConfig config;
   config.document.file = std::move(file);
   config.document.base_dir = std::move(base_dir);
+  // Checked first, so every message below may quote any value of the file.
+  if (auto bad = first_invalid_utf8(text); bad != std::string_view::npos) {
+    auto before = text.substr(0, bad);
+    auto line = std::count(before.begin(), before.end(), '\n') + 1;
+    auto column = bad - (before.rfind('\n') == std::string_view::npos ? 0 : before.rfind('\n') + 1) + 1;
+    throw ConfigFileError(config.document.file + ":" + std::to_string(line) + ":" + std::to_string(column) +
+                          ": the file is not valid UTF-8 here (fix: save it as UTF-8)");
+  }
   YAML::Node root;
   try {
     root = YAML::Load(std::string(text));

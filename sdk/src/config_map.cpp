@@ -15,7 +15,8 @@ std::string join_path(std::string_view prefix, std::string_view key) {
 }
 
 std::string show(const json& value) {
-  auto text = value.dump();
+  // Replace, not throw, on bytes that are not UTF-8: this text is only ever part of a message.
+  auto text = value.dump(-1, ' ', false, json::error_handler_t::replace);
   if (text.size() > 80) text = text.substr(0, 77) + "...";
   return text;
 }

@@ -131,6 +131,34 @@ TEST(CompanyConfig, UnsetVariableIsAnErrorWithItsPosition) {
   EXPECT_NE(error_of("company_name: \"${1BAD}\"\n").find("is not a variable reference"), std::string::npos);
 }
 
+// Found by fuzz/company_config_fuzzer: each of these once escaped as an exception that was not a
+// ConfigFileError ("stod", "invalid UTF-8 byte"), so the operator got no position and no fix.
+TEST(CompanyConfig, OutOfRangeNumbersAndBytesThatAreNotUtf8AreConfigErrorsWithPositions) {
+  auto huge = error_of("company_name: x\nkernel:\n  threads: 1e999\n");
+  EXPECT_NE(huge.find("company.yaml:3:3: kernel.threads: expected a whole number, got \"1e999\""), std::string::npos)
+      << huge;
+  EXPECT_NE(error_of("company_name: x\nkernel: {threads: 1e-400}\n").find("kernel.threads"), std::string::npos);
+  auto latin1 = error_of("company_name: x\nplugins:\n  caf\xe9: {}\n");
+  EXPECT_NE(latin1.find("company.yaml:3:6: the file is not valid UTF-8 here (fix: save it as UTF-8)"), std::string::npos)
+      << latin1;
+  for (const char* bad : {"\xed\xa0\x80", "\xe0\x80\xaf", "\xf4\x90\x80\x80", "\xc0\xaf", "\xe2\x82"})
+    EXPECT_NE(error_of(std::string("company_name: \"") + bad + "\"\n").find("not valid UTF-8"), std::string::npos)
+        << "surrogates, overlong forms, past U+10FFFF and cut short are all refused";
+  EXPECT_EQ(parse("company_name: \"Caf\xc3\xa9 \xf0\x9f\x8c\xb1\"\n").company_name, "Caf\xc3\xa9 \xf0\x9f\x8c\xb1");
+
+  setenv("SYNTHORG_TEST_LATIN1", "caf\xe9", 1);
+  auto from_env = error_of("company_name: ${SYNTHORG_TEST_LATIN1}\n");
+  EXPECT_NE(from_env.find("company_name: environment variable SYNTHORG_TEST_LATIN1 is not valid UTF-8"), std::string::npos)
+      << from_env;
+  unsetenv("SYNTHORG_TEST_LATIN1");
+}
+
+TEST(CompanyConfig, ALiteralDollarInsideADefaultOpensNothing) {
+  unsetenv("SYNTHORG_TEST_UNSET");
+  EXPECT_EQ(parse("company_name: \"${SYNTHORG_TEST_UNSET:-$${x}\"\n").company_name, "${x");
+  EXPECT_EQ(parse("company_name: \"${SYNTHORG_TEST_UNSET:-a$$b}\"\n").company_name, "a$b");
+}
+
 TEST(CompanyConfig, ReportsEveryMistakeAtOnce) {
   unsetenv("SYNTHORG_TEST_UNSET");
   auto error = error_of("company_name: ${SYNTHORG_TEST_UNSET}\nkernal: {}\nkernel: {threads: -1}\n");
