@@ -77,14 +77,15 @@ class Doctor {
     bool planned = plan();
     check_keys();
     if (!planned) {
-      for (auto name : {"data directory", "database", "backup directory", "http port", "orchestrator"})
+      for (auto name : {"data directory", "database", "backup directory", "http port", "web port", "grpc port",
+                        "orchestrator"})
         skip(name, "needs a valid configuration (see above)");
       return std::move(results_);
     }
     check_data_directory();
     check_database();
     check_backup_directory();
-    check_http_port();
+    check_ports();
     check_orchestrator();
     return std::move(results_);
   }
@@ -200,6 +201,12 @@ class Doctor {
         add("jwt secret", CheckStatus::ok,
             fmt::format("SYNTHORG_JWT_SECRET is set ({} characters){}", jwt_secret.size(),
                         auth ? "" : "; the auth plugin is not enabled, so nothing uses it yet"));
+    } else if (auth && !plan_.plugin_config["auth"].value("secret_file", std::string()).empty()) {
+      auto file = plan_.plugin_config["auth"].value("secret_file", std::string());
+      add("jwt secret", CheckStatus::warn,
+          "SYNTHORG_JWT_SECRET is not set: sessions are signed with the secret in " + file +
+              (std::filesystem::exists(file) ? "" : ", made on first start") + "; fine on one machine only",
+          fix);
     } else if (auth) {
       add("jwt secret", CheckStatus::fail, "SYNTHORG_JWT_SECRET is not set, and the auth plugin refuses to start without it",
           fix);
@@ -329,18 +336,36 @@ class Doctor {
                                      : directory.string() + " does not exist yet; the first backup creates it");
   }
 
-  void check_http_port() {
-    if (!starts("http-api")) return skip("http port", "the http-api plugin is not enabled");
-    auto& config = plan_.plugin_config["http-api"];
+  // Each listening plugin's address and port can be bound: a port taken by another program would
+  // stop `serve`, or (for an optional plugin such as web) leave it running without that listener.
+  struct Listening {
+    const char* check;    // "http port"
+    const char* plugin;   // "http-api"
+    int default_port;     // its ConfigMap's default
+    const char* address_variable, *port_variable;
+    const char* probe;    // a path our own server answers 200 on, to tell it from a stranger
+  };
+  void check_ports() {
+    for (const Listening& listening :
+         {Listening{"http port", "http-api", 3001, "SYNTHORG_HTTP_ADDRESS", "SYNTHORG_HTTP_PORT", "/api/v1/healthz"},
+          Listening{"web port", "web", 3000, "SYNTHORG_WEB_ADDRESS", "SYNTHORG_WEB_PORT", "/api/v1/healthz"},
+          Listening{"grpc port", "flight-gateway", 8081, "SYNTHORG_GRPC_ADDRESS", "SYNTHORG_GRPC_PORT", nullptr}})
+      check_port(listening);
+  }
+
+  void check_port(const Listening& listening) {
+    const std::string name = listening.check, plugin = listening.plugin;
+    if (!starts(plugin)) return skip(name, "the " + plugin + " plugin is not enabled");
+    auto& config = plan_.plugin_config[plugin];
     auto address_text = config.value("address", std::string("0.0.0.0"));
-    auto port = static_cast<std::uint16_t>(config.value("port", 3001));
-    if (port == 0) return add("http port", CheckStatus::ok, "port 0: the server takes any free port");
+    auto port = static_cast<std::uint16_t>(config.value("port", listening.default_port));
+    if (port == 0) return add(name, CheckStatus::ok, "port 0: the server takes any free port");
     namespace asio = boost::asio;
     boost::system::error_code error;
     auto address = asio::ip::make_address(address_text, error);
     if (error)
-      return add("http port", CheckStatus::fail, "plugins.http-api.config.address \"" + address_text + "\" is not an IP address",
-                 "write an address such as 0.0.0.0 or 127.0.0.1 (SYNTHORG_HTTP_ADDRESS)");
+      return add(name, CheckStatus::fail, "plugins." + plugin + ".config.address \"" + address_text + "\" is not an IP address",
+                 fmt::format("write an address such as 0.0.0.0 or 127.0.0.1 ({})", listening.address_variable));
     asio::io_context io;
     asio::ip::tcp::acceptor acceptor(io);
     asio::ip::tcp::endpoint endpoint(address, port);
@@ -350,25 +375,25 @@ class Doctor {
     if (!error) acceptor.bind(endpoint, error);
     acceptor.close();
     auto where = fmt::format("{}:{}", address_text, port);
-    if (!error) return add("http port", CheckStatus::ok, where + " is free");
+    if (!error) return add(name, CheckStatus::ok, where + " is free");
     if (error == asio::error::address_in_use) {
       auto host = address.is_unspecified() ? std::string(address.is_v6() ? "::1" : "127.0.0.1") : address_text;
-      auto answer = http_get(host, port, "/api/v1/healthz", std::chrono::milliseconds(1000));
-      if (answer.status == 200)
-        return add("http port", CheckStatus::warn,
-                   where + " is in use by a server that answers /api/v1/healthz: probably synthorg itself, "
-                           "already running (a second `synthorg serve` here would fail)",
+      if (listening.probe && http_get(host, port, listening.probe, std::chrono::milliseconds(1000)).status == 200)
+        return add(name, CheckStatus::warn,
+                   where + " is in use by a server that answers " + listening.probe +
+                       ": probably synthorg itself, already running (a second `synthorg serve` here would fail)",
                    "nothing, if that is this install's server; otherwise stop it or choose another port");
-      return add("http port", CheckStatus::fail, where + " is in use by another program",
-                 fmt::format("stop it (`ss -ltnp 'sport = :{}'` names it), or set SYNTHORG_HTTP_PORT / "
-                             "plugins.http-api.config.port",
-                             port));
+      return add(name, CheckStatus::fail, where + " is in use by another program",
+                 fmt::format("stop it (`ss -ltnp 'sport = :{}'` names it), or set {} / plugins.{}.config.port", port,
+                             listening.port_variable, plugin));
     }
     if (error == asio::error::access_denied)
-      return add("http port", CheckStatus::fail, where + ": permission denied (ports below 1024 need privileges)",
-                 "use a port from 1024 up (3001 is the default) and put a reverse proxy on 80/443");
-    add("http port", CheckStatus::fail, where + ": " + error.message(),
-        "set plugins.http-api.config.address (SYNTHORG_HTTP_ADDRESS) to an address of this machine, e.g. 0.0.0.0");
+      return add(name, CheckStatus::fail, where + ": permission denied (ports below 1024 need privileges)",
+                 fmt::format("use a port from 1024 up ({} is the default) and put a reverse proxy on 80/443",
+                             listening.default_port));
+    add(name, CheckStatus::fail, where + ": " + error.message(),
+        fmt::format("set plugins.{}.config.address ({}) to an address of this machine, e.g. 0.0.0.0", plugin,
+                    listening.address_variable));
   }
 
   void check_orchestrator() {

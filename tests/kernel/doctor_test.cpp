@@ -155,6 +155,26 @@ TEST_F(DoctorTest, APortTakenByAnotherProgramFails) {
   EXPECT_TRUE(has(result, "or set SYNTHORG_HTTP_PORT")) << result.output;
 }
 
+// `serve` would run without a dashboard (web is optional) if its port were taken: the doctor says so.
+TEST_F(DoctorTest, TheDashboardsPortTakenByAnotherProgramFails) {
+  Listener other;
+  auto config = dir.write("company.yaml",
+                          "company_name: Test\nkernel:\n  plugin_dirs: [" +
+                              plugins({"store-sqlite", "http-api", "web"}, {}).string() +
+                              "]\nplugins:\n  http-api:\n    config: {address: 127.0.0.1, port: " +
+                              std::to_string(free_port()) + "}\n  store-sqlite:\n    config: {path: " +
+                              (dir / "data/s.db").string() + "}\n  web:\n    optional: true\n    config: {address: "
+                              "127.0.0.1, port: " + std::to_string(other.port()) + "}\nsettings:\n  backup:\n    dir: " +
+                              (dir / "backups").string() + "\n");
+  auto result = run_synthorg({"-c", config.string(), "doctor"}, env());
+  EXPECT_EQ(result.exit_code, 3) << result.output;
+  EXPECT_TRUE(has(result, "FAIL  web port         127.0.0.1:" + std::to_string(other.port()) +
+                              " is in use by another program"))
+      << result.output;
+  EXPECT_TRUE(has(result, "or set SYNTHORG_WEB_PORT / plugins.web.config.port")) << result.output;
+  EXPECT_TRUE(has(result, "SKIP  grpc port        the flight-gateway plugin is not enabled")) << result.output;
+}
+
 TEST_F(DoctorTest, BesideARunningServerItOnlyWarnsAboutThePort) {
   int port = free_port();
   auto config = sqlite_config(port, dir / "data/s.db");

@@ -70,10 +70,12 @@ done
 say "installed: user synthorg, /var/lib/synthorg, /etc/synthorg, $unit"
 
 # 3. Run it as the unit would: the synthorg user, no new privileges, the unit's environment.
-port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+port=$(free_port)
+web_port=$(free_port)
 # env and setpriv exec in turn, so $! below is synthorg itself and gets the SIGTERM.
 as_service=(env -i -C / PATH=/usr/sbin:/usr/bin:/sbin:/bin SYNTHORG_DB_PATH=/var/lib/synthorg/synthorg.db
-  SYNTHORG_HTTP_PORT="$port" SYNTHORG_JWT_SECRET="$(/usr/bin/synthorg keygen jwt)"
+  SYNTHORG_HTTP_PORT="$port" SYNTHORG_WEB_PORT="$web_port" SYNTHORG_JWT_SECRET="$(/usr/bin/synthorg keygen jwt)"
   SYNTHORG_SETTINGS_KEY="$(/usr/bin/synthorg keygen fernet)"
   setpriv --reuid=synthorg --regid=synthorg --init-groups --no-new-privs)
 "${as_service[@]}" /usr/bin/synthorg --config /etc/synthorg/company.yaml serve >"$work/serve.log" 2>&1 &
@@ -88,6 +90,11 @@ done
 [[ "$status" == 200 ]] || fail "/api/v1/readyz answered '$status', not 200"
 [[ "$(stat -c %U /var/lib/synthorg/synthorg.db)" == synthorg ]] || fail "the database does not belong to synthorg"
 say "synthorg serve (as synthorg) is ready on 127.0.0.1:$port; database in /var/lib/synthorg"
+# The dashboard comes with the package: its page, and the API through its port.
+curl -sf --max-time 5 "http://127.0.0.1:$web_port/" | grep -qi '<html' || fail "no dashboard on 127.0.0.1:$web_port"
+[[ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 "http://127.0.0.1:$web_port/api/v1/healthz")" == 200 ]] ||
+  fail "the dashboard's port does not hand /api/* to the API"
+say "the dashboard answers on 127.0.0.1:$web_port, /api/* included"
 
 if ! "${as_service[@]}" /usr/bin/synthorg --config /etc/synthorg/company.yaml doctor >"$work/doctor.log" 2>&1; then
   cat "$work/doctor.log" >&2

@@ -73,7 +73,8 @@ say "image size: $size bytes ($((size / 1000000)) MB)"
   fail "entrypoint is $(docker image inspect --format '{{json .Config.Entrypoint}}' "$tag")"
 [[ "$(docker image inspect --format '{{json .Config.Healthcheck}}' "$tag")" == null ]] || fail "the image declares a HEALTHCHECK"
 image_env=$(docker image inspect --format '{{json .Config.Env}}' "$tag")
-for expected in SYNTHORG_HTTP_ADDRESS=0.0.0.0 SYNTHORG_DB_PATH=/data/synthorg.db SYNTHORG_BACKUP_DIR=/data/backups; do
+for expected in SYNTHORG_HTTP_ADDRESS=0.0.0.0 SYNTHORG_WEB_ADDRESS=0.0.0.0 SYNTHORG_GRPC_ADDRESS=0.0.0.0 \
+  SYNTHORG_DB_PATH=/data/synthorg.db SYNTHORG_BACKUP_DIR=/data/backups; do
   [[ "$image_env" == *"\"$expected\""* ]] || fail "the image lacks ENV $expected: $image_env"
 done
 

@@ -178,6 +178,11 @@ check(manifests[("Service", "synthorg")]["spec"]["ports"][0]["targetPort"] in po
 service_ports = {p["name"]: p for p in manifests[("Service", "synthorg")]["spec"]["ports"]}
 check(service_ports.get("grpc", {}).get("port") == 8081 and "grpc" in port_names,
       "the Service exposes Flight SQL's gRPC port 8081, targeting the container's named port")
+check(service_ports.get("web", {}).get("port") == 3000 and "web" in port_names,
+      "the Service exposes the dashboard's port 3000, targeting the container's named port")
+shipped = yaml.safe_load(manifests[("ConfigMap", "synthorg-config")]["data"]["company.yaml"])
+check(shipped["plugins"].get("web", {}).get("config", {}).get("address") == "0.0.0.0",
+      "the ConfigMap enables the dashboard on 0.0.0.0 (loopback in a pod is unreachable)")
 kustomization = yaml.safe_load(open(os.path.join(k8s_dir, "kustomization.yaml")))
 listed = set(kustomization["resources"])
 files = {os.path.basename(p) for p in glob.glob(os.path.join(k8s_dir, "*.yaml"))} - {"kustomization.yaml"}
