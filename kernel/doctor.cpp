@@ -343,7 +343,8 @@ class Doctor {
     const char* plugin;   // "http-api"
     int default_port;     // its ConfigMap's default
     const char* address_variable, *port_variable;
-    const char* probe;    // a path our own server answers 200 on, to tell it from a stranger
+    const char* probe;    // a path our own server answers 200 on here, to tell it from a stranger;
+                          // nullptr: not HTTP, so the API's port is asked instead
   };
   void check_ports() {
     for (const Listening& listening :
@@ -378,10 +379,21 @@ class Doctor {
     if (!error) return add(name, CheckStatus::ok, where + " is free");
     if (error == asio::error::address_in_use) {
       auto host = address.is_unspecified() ? std::string(address.is_v6() ? "::1" : "127.0.0.1") : address_text;
-      if (listening.probe && http_get(host, port, listening.probe, std::chrono::milliseconds(1000)).status == 200)
+      auto probe_port = port;
+      if (!listening.probe) {
+        // A gRPC port cannot answer /healthz; if our API answers on its port, the server holding
+        // this one is most likely ours too.
+        auto& api = plan_.plugin_config["http-api"];
+        probe_port = static_cast<std::uint16_t>(api.value("port", 3001));
+        auto api_address = api.value("address", std::string("127.0.0.1"));
+        host = api_address == "0.0.0.0" ? "127.0.0.1" : api_address == "::" ? "::1" : api_address;
+      }
+      if (probe_port != 0 &&
+          http_get(host, probe_port, listening.probe ? listening.probe : "/api/v1/healthz", std::chrono::milliseconds(1000))
+                  .status == 200)
         return add(name, CheckStatus::warn,
-                   where + " is in use by a server that answers " + listening.probe +
-                       ": probably synthorg itself, already running (a second `synthorg serve` here would fail)",
+                   where + " is in use while this install's API answers /api/v1/healthz: probably synthorg itself, "
+                           "already running (a second `synthorg serve` here would fail)",
                    "nothing, if that is this install's server; otherwise stop it or choose another port");
       return add(name, CheckStatus::fail, where + " is in use by another program",
                  fmt::format("stop it (`ss -ltnp 'sport = :{}'` names it), or set {} / plugins.{}.config.port", port,

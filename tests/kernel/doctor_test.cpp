@@ -183,7 +183,7 @@ TEST_F(DoctorTest, BesideARunningServerItOnlyWarnsAboutThePort) {
   auto result = run_synthorg({"-c", config, "doctor"}, env());
   EXPECT_EQ(result.exit_code, 0) << result.output;
   EXPECT_TRUE(has(result, "WARN  http port        127.0.0.1:" + std::to_string(port) +
-                              " is in use by a server that answers /api/v1/healthz"))
+                              " is in use while this install's API answers /api/v1/healthz"))
       << result.output;
   EXPECT_TRUE(has(result, "OK    database         store-sqlite answers")) << "shared with the server: " << result.output;
   server.signal(SIGTERM);
