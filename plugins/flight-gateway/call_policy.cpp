@@ -69,6 +69,14 @@ void length_delimited(std::string& out, int field, std::string_view bytes) {
 
 }  // namespace
 
+bool single_request(std::string_view method) noexcept {
+  return !method.empty() && method != "DoPut" && method != "DoExchange" && method != "Handshake";
+}
+
+bool single_response(std::string_view method) noexcept {
+  return method == "GetFlightInfo" || method == "GetSchema" || method == "PollFlightInfo";
+}
+
 std::string_view flight_method(std::string_view path) noexcept {
   if (path.size() <= kFlightService.size() || path.substr(0, kFlightService.size()) != kFlightService) return {};
   auto name = path.substr(kFlightService.size());

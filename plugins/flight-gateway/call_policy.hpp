@@ -16,6 +16,16 @@ inline constexpr std::string_view kHandshake = "/arrow.flight.protocol.FlightSer
 // "/arrow.flight.protocol.FlightService/DoGet" → "DoGet"; "" for any other service's method.
 std::string_view flight_method(std::string_view path) noexcept;
 
+// Whether the client sends exactly one request message on this method ("DoGet" yes; "DoPut",
+// "DoExchange" and "Handshake", the client-streaming ones, no): the relay then sends it on with
+// the half-close in one write, without waiting for the client's end of stream.
+bool single_request(std::string_view method) noexcept;
+
+// Whether the workload answers this method with exactly one message (GetFlightInfo, GetSchema,
+// PollFlightInfo): the relay then holds that message until the workload's status is in, and sends
+// both to the client in one write.
+bool single_response(std::string_view method) noexcept;
+
 struct BasicCredentials {
   std::string username;
   std::string password;

@@ -1,5 +1,11 @@
 #include "gateway.hpp"
 
+#include <pthread.h>
+
+#include <algorithm>
+#include <array>
+#include <condition_variable>
+#include <deque>
 #include <fstream>
 #include <map>
 #include <mutex>
@@ -55,11 +61,22 @@ grpc::Status status_of(const Refusal& refusal) {
 
 }  // namespace
 
-struct Gateway::Impl : grpc::CallbackGenericService {
+namespace {
+class Call;
+
+// What a completion-queue event names: the call, and which of its operations completed.
+struct Tag {
+  Call* call;
+  void (Call::*handle)(bool ok);
+};
+}  // namespace
+
+struct Gateway::Impl {
   Impl(GatewayOptions options, GatewayHooks hooks, log::Logger log)
       : options(std::move(options)), hooks(std::move(hooks)), log(std::move(log)) {}
 
-  grpc::ServerGenericBidiReactor* CreateReactor(grpc::GenericCallbackServerContext* context) override;
+  // Posts the request for the next call on `queue` (one is always waiting on each queue).
+  void request_call(grpc::ServerCompletionQueue* queue);
 
   // One channel per workload endpoint, shared by every call to it (HTTP/2 multiplexes them).
   std::shared_ptr<grpc::Channel> channel_for(const Endpoint& endpoint) {
@@ -111,11 +128,25 @@ struct Gateway::Impl : grpc::CallbackGenericService {
     endpoints.erase(subject);
   }
 
+  // Calls in memory, including the one waiting on each queue; stop() waits for none before it
+  // shuts the queues down (an operation started on a shut queue aborts the process).
+  void call_created() {
+    std::lock_guard lock(calls_mutex);
+    ++calls_alive;
+  }
+  void call_deleted() {
+    std::lock_guard lock(calls_mutex);
+    if (--calls_alive == 0) calls_gone.notify_all();
+  }
+
   GatewayOptions options;
   GatewayHooks hooks;
   log::Logger log;
   GatewayStats stats;
+  grpc::AsyncGenericService service;
   std::unique_ptr<grpc::Server> server;
+  std::vector<std::unique_ptr<grpc::ServerCompletionQueue>> queues;
+  std::vector<std::thread> threads;
   unsigned short bound_port = 0;
   std::atomic<bool> stopping{false};
   std::mutex channels_mutex;
@@ -124,62 +155,76 @@ struct Gateway::Impl : grpc::CallbackGenericService {
   std::unordered_map<std::string, std::size_t> streams;
   std::mutex endpoints_mutex;
   std::unordered_map<std::string, Endpoint> endpoints;
+  std::mutex calls_mutex;
+  std::condition_variable calls_gone;
+  std::size_t calls_alive = 0;
 };
 
 namespace {
 
-// One relayed call: the client's side (Down, a server reactor) and the workload's side (Up, a
-// client reactor on a generic stub), pumping one message at a time each way. gRPC may run the
-// two reactors' reactions on different threads at once, hence the mutex; it is recursive because
-// a Start* call may complete, and react, on the calling thread.
+// One relayed call, driven by the completion queue it arrived on: the client's side (`down_`, a
+// generic server stream) and the workload's side (`up_`, a generic client stream on the same
+// queue), so that each completion is handled by the thread that polled its I/O, with no hand-off.
+// Each direction has one read and one write in flight at most, and at most two of the workload's
+// messages wait in between: gRPC's flow control reaches from the client to the workload, and a
+// slow reader slows the writer instead of filling memory.
+//
+// Reactions come from the queue's thread, and the login and acquire hooks answer from others:
+// every entry takes the mutex. `outstanding_` counts what will still call back (operations
+// started, the done notification, hooks); the last one out deletes the call.
 class Call {
  public:
-  Call(Gateway::Impl& gateway, grpc::GenericCallbackServerContext* context)
-      : gateway_(gateway), context_(context), started_(Clock::now()), down_(*this), up_(*this) {
-    ++gateway_.stats.calls_open;
-    ++gateway_.stats.calls_total;
-    method_ = std::string(flight_method(context_->method()));
-    if (gateway_.hooks.observe) ended_ = gateway_.hooks.observe(method_, header("traceparent"));
-    Reaction reaction(*this);
-    begin();
+  Call(Gateway::Impl& gateway, grpc::ServerCompletionQueue* queue)
+      : gateway_(gateway), queue_(queue), down_(&context_) {
+    gateway_.call_created();
+  }
+  ~Call() { gateway_.call_deleted(); }
+
+  void request() {
+    std::lock_guard lock(mutex_);
+    context_.AsyncNotifyWhenDone(&done_tag_);  // delivered only once a call is matched
+    ++outstanding_;
+    gateway_.service.RequestCall(&context_, &down_, queue_, queue_, &new_call_tag_);
   }
 
-  grpc::ServerGenericBidiReactor* reactor() { return &down_; }
+  // From the queue's thread.
+  static void react(void* raw, bool ok) {
+    auto* tag = static_cast<Tag*>(raw);
+    Call& call = *tag->call;
+    Reaction reaction(call);
+    --call.outstanding_;
+    (call.*tag->handle)(ok);
+  }
 
  private:
-  struct Down : grpc::ServerGenericBidiReactor {
-    explicit Down(Call& call) : call(call) {}
-    void OnReadDone(bool ok) override { call.down_read_done(ok); }
-    void OnWriteDone(bool ok) override { call.down_write_done(ok); }
-    void OnCancel() override { call.down_cancelled(); }
-    void OnDone() override { call.down_done(); }
-    Call& call;
-  };
-  struct Up : grpc::ClientBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer> {
-    explicit Up(Call& call) : call(call) {}
-    void OnReadInitialMetadataDone(bool ok) override { call.up_metadata(ok); }
-    void OnReadDone(bool ok) override { call.up_read_done(ok); }
-    void OnWriteDone(bool ok) override { call.up_write_done(ok); }
-    void OnDone(const grpc::Status& status) override { call.up_done(status); }
-    Call& call;
-  };
-
   std::string_view header(std::string_view name) const {
-    const auto& metadata = context_->client_metadata();
+    const auto& metadata = context_.client_metadata();
     auto it = metadata.find(grpc::string_ref(name.data(), name.size()));
     return it == metadata.end() ? std::string_view{} : std::string_view(it->second.data(), it->second.size());
   }
 
-  // With the mutex held, from here on.
+  void new_call(bool ok) {
+    if (!ok) return;  // the server is shutting down: no call came
+    ++outstanding_;   // the done notification, now that it will come
+    if (!gateway_.stopping) gateway_.request_call(queue_);
+    started_ = Clock::now();
+    ++gateway_.stats.calls_open;
+    ++gateway_.stats.calls_total;
+    counted_ = true;
+    method_ = std::string(flight_method(to_string(context_.method())));
+    if (gateway_.hooks.observe) ended_ = gateway_.hooks.observe(method_, header("traceparent"));
+    begin();
+  }
+
   void begin() {
     if (method_.empty())
       return finish({grpc::StatusCode::UNIMPLEMENTED,
                      fmt::format("this port serves Arrow Flight (arrow.flight.protocol.FlightService); {} is not "
                                  "one of its methods",
-                                 to_string(context_->method()))});
+                                 context_.method())});
     if (gateway_.stopping) return finish({grpc::StatusCode::UNAVAILABLE, "the gateway is shutting down; retry"});
     auto authorization = std::string(header("authorization"));
-    if (context_->method() == kHandshake) return handshake(authorization);
+    if (context_.method() == kHandshake) return handshake(authorization);
     if (bearer_token(authorization).empty())
       return finish({grpc::StatusCode::UNAUTHENTICATED,
                      "send 'authorization: Bearer <token>' (from the Handshake with Basic credentials, or from "
@@ -189,23 +234,21 @@ class Call {
       return finish({grpc::StatusCode::UNAUTHENTICATED,
                      "the bearer token is not valid here (expired, revoked, or signed with another key); sign in again"});
     subject_ = principal->subject;
-    if (!gateway_.admit_stream(subject_)) {
-      subject_admitted_ = false;
+    if (!gateway_.admit_stream(subject_))
       return finish({grpc::StatusCode::RESOURCE_EXHAUSTED,
                      fmt::format("you have {} calls open at once, the most allowed (max_streams_per_user); wait for "
                                  "one to end",
                                  gateway_.options.max_streams_per_user)});
-    }
     subject_admitted_ = true;
     if (auto wait = gateway_.hooks.take_call(subject_); wait > 0)
       return finish(status_of({static_cast<int>(grpc::StatusCode::RESOURCE_EXHAUSTED),
                                fmt::format("too many calls: your rate limit is used up; retry in {} s", wait), wait}));
     if (auto endpoint = gateway_.cached_endpoint(subject_); endpoint && gateway_.hooks.touch(*endpoint, subject_))
       return connect(*endpoint);
-    ++pending_;
+    ++outstanding_;
     gateway_.hooks.acquire(subject_, [this](std::variant<Endpoint, Refusal> result) {
       Reaction reaction(*this);
-      --pending_;
+      --outstanding_;
       if (auto* refusal = std::get_if<Refusal>(&result)) {
         finish(status_of(*refusal));
       } else if (cancelled_) {
@@ -214,7 +257,7 @@ class Call {
         gateway_.cache_endpoint(subject_, std::get<Endpoint>(result));
         connect(std::get<Endpoint>(result));
       }
-      });
+    });
   }
 
   // Handshake is answered here, never relayed: Basic credentials are exchanged for a bearer token
@@ -223,17 +266,17 @@ class Call {
   // HandshakeResponse share their fields), until the client half-closes.
   void handshake(const std::string& authorization) {
     if (auto credentials = parse_basic(authorization)) {
-      ++pending_;
-      gateway_.hooks.login(credentials->username, credentials->password, peer_address(context_->peer()),
+      ++outstanding_;
+      gateway_.hooks.login(credentials->username, credentials->password, peer_address(context_.peer()),
                            [this](std::variant<std::string, Refusal> result) {
                              Reaction reaction(*this);
-                             --pending_;
+                             --outstanding_;
                              if (auto* refusal = std::get_if<Refusal>(&result)) {
                                finish(status_of(*refusal));
                              } else {
                                echo_handshake("Bearer " + std::get<std::string>(result));
                              }
-                                                    });
+                           });
       return;
     }
     if (!bearer_token(authorization).empty()) {
@@ -250,193 +293,221 @@ class Call {
   void echo_handshake(const std::string& authorization) {
     if (finished_ || cancelled_) return finish({grpc::StatusCode::CANCELLED, "cancelled"});
     handshaking_ = true;
-    context_->AddInitialMetadata("authorization", authorization);
-    context_->AddTrailingMetadata("authorization", authorization);  // some clients read trailers
-    down_.StartSendInitialMetadata();
-    reading_down_ = true;
-    down_.StartRead(&down_message_);
+    context_.AddInitialMetadata("authorization", authorization);
+    context_.AddTrailingMetadata("authorization", authorization);  // some clients read trailers
+    read_down();
   }
 
   void connect(const Endpoint& endpoint) {
     if (finished_) return;
     if (cancelled_) return finish({grpc::StatusCode::CANCELLED, "cancelled"});
     endpoint_ = endpoint;
-    auto channel = gateway_.channel_for(endpoint);
-    if (context_->deadline() != std::chrono::system_clock::time_point::max())
-      up_context_.set_deadline(context_->deadline());
-    for (const auto& [name, value] : context_->client_metadata()) {
+    if (context_.deadline() != std::chrono::system_clock::time_point::max()) up_context_.set_deadline(context_.deadline());
+    for (const auto& [name, value] : context_.client_metadata()) {
       auto key = to_string(name);
       if (forwarded_to_workload(key)) up_context_.AddMetadata(key, to_string(value));
     }
-    stub_ = std::make_unique<grpc::GenericStub>(channel);
-    stub_->PrepareBidiStreamingCall(&up_context_, to_string(context_->method()), grpc::StubOptions(), &up_);
-    // Held until this side will start nothing more on the upstream call: its OnDone must not
-    // come before a write or read that a client message or a written answer is about to start.
-    up_.AddHold();
-    up_started_ = held_ = true;
-    ++pending_;  // the upstream call, until its OnDone
-    up_.StartCall();
-    reading_down_ = true;
-    down_.StartRead(&down_message_);
+    stub_ = std::make_unique<grpc::GenericStub>(gateway_.channel_for(endpoint));
+    up_ = stub_->PrepareCall(&up_context_, context_.method(), queue_);
+    up_started_ = true;
+    if (single_request(method_)) {
+      // Its headers wait for the one message and leave with it and the half-close in one write;
+      // a corked start completes nothing. Its reads start once that write is on its way.
+      up_context_.set_initial_metadata_corked(true);
+      up_->StartCall(&up_start_tag_);
+      up_writable_ = true;
+    } else {
+      // A stream's headers leave at once (the workload may answer before the client writes).
+      // The start and the first write share gRPC's send operations: writes wait for its end.
+      ++outstanding_;
+      up_->StartCall(&up_start_tag_);
+      read_up();
+    }
+    read_down();
+  }
+
+  void up_started(bool) {
+    up_writable_ = true;
+    if (held_down_) {
+      held_down_ = false;
+      relay_down(*held_down_ok_);
+    }
   }
 
   // The client's messages to the workload.
-  void down_read_done(bool ok) {
-    Reaction reaction(*this);
+  void read_down() {
+    reading_down_ = true;
+    ++outstanding_;
+    down_.Read(&down_message_, &down_read_tag_);
+  }
+
+  void down_read(bool ok) {
     reading_down_ = false;
     if (handshaking_) {
-      if (!ok || finished_) {
-        finish(grpc::Status::OK);
-      } else {
-        writing_down_ = true;
-        down_.StartWrite(&down_message_);
-      }
+      if (!ok || finished_) return finish(grpc::Status::OK);
+      writing_down_ = true;
+      ++outstanding_;
+      down_.Write(down_message_, &down_write_tag_);
       return;
     }
-    if (!up_started_ || up_finished_ || writes_closed_) {
-      maybe_finish();
+    if (!up_started_ || up_finished_ || writes_closed_) return;
+    if (!up_writable_) {
+      held_down_ = true;  // relayed once the upstream call has started
+      held_down_ok_ = ok;
       return;
     }
-    if (ok) {
-      up_writing_ = true;
-      up_.StartWrite(&down_message_);
-    } else {
+    relay_down(ok);
+  }
+
+  void relay_down(bool ok) {
+    if (up_finished_ || writes_closed_ || finished_) return;
+    ++outstanding_;
+    if (!ok) {
       writes_closed_ = true;  // the client half-closed (or went away): so does the upstream
-      up_.StartWritesDone();
-      drop_hold();
-    }
-  }
-
-  void up_write_done(bool ok) {
-    Reaction reaction(*this);
-    up_writing_ = false;
-    if (ok && !finished_ && !cancelled_ && !writes_closed_) {
-      reading_down_ = true;
-      down_.StartRead(&down_message_);
+      up_->WritesDone(&up_write_tag_);
+      read_up();
+    } else if (single_request(method_)) {
+      writes_closed_ = true;  // its only message, and the half-close with it: one write
+      up_->WriteLast(down_message_, grpc::WriteOptions(), &up_write_tag_);
+      read_up();
     } else {
-      writes_closed_ = true;
-      drop_hold();
+      up_->Write(down_message_, &up_write_tag_);
     }
   }
 
-  // The workload's answers to the client.
-  void up_metadata(bool ok) {
-    Reaction reaction(*this);
-    if (ok && !finished_) {
+  void up_written(bool ok) {
+    if (ok && !writes_closed_ && !finished_ && !cancelled_) read_down();
+  }
+
+  // The workload's answers to the client: a read into a free slot while fewer than two wait.
+  void read_up() {
+    if (reading_up_ || up_ended_ || waiting_.size() >= 2) return;
+    reading_slot_ = free_slot();
+    reading_up_ = true;
+    ++outstanding_;
+    up_->Read(&slots_[reading_slot_], &up_read_tag_);
+  }
+
+  int free_slot() const {
+    for (int slot = 0; slot < 3; ++slot) {
+      bool used = slot == writing_slot_;
+      for (int waiting : waiting_) used = used || slot == waiting;
+      if (!used) return slot;
+    }
+    return 0;  // not reached: at most two wait and one is written
+  }
+
+  void up_read(bool ok) {
+    reading_up_ = false;
+    if (!metadata_forwarded_) {
+      // The workload's headers, received with its first message (or its trailers-only answer),
+      // leave with our first write to the client.
+      metadata_forwarded_ = true;
       for (const auto& [name, value] : up_context_.GetServerInitialMetadata()) {
         auto key = to_string(name);
-        if (forwarded_to_client(key)) context_->AddInitialMetadata(key, to_string(value));
+        if (forwarded_to_client(key)) context_.AddInitialMetadata(key, to_string(value));
       }
-      down_.StartSendInitialMetadata();
-      reading_up_ = true;
-      up_.StartRead(&up_message_);
+    }
+    if (ok) {
+      waiting_.push_back(reading_slot_);
+      write_down();
+      read_up();
     } else {
-      close_upstream();
+      up_ended_ = true;
+      ++outstanding_;
+      up_->Finish(&upstream_status_, &up_finish_tag_);
     }
   }
 
-  void up_read_done(bool ok) {
-    Reaction reaction(*this);
-    reading_up_ = false;
-    if (ok && !finished_) {
+  // Sends the next waiting message, or, once the workload's status is in and nothing waits, the
+  // status; the last message and the status go in one write. A one-message answer is held until
+  // its status is in, so that headers, message and trailers leave together.
+  void write_down() {
+    if (writing_down_ || finished_ || client_gone_) return;
+    bool hold = single_response(method_) && !up_finished_;
+    if (waiting_.size() >= 2 || (waiting_.size() == 1 && !hold && !up_finished_)) {
+      writing_slot_ = waiting_.front();
+      waiting_.pop_front();
       writing_down_ = true;
-      down_.StartWrite(&up_message_);
-    } else {
-      close_upstream();
+      ++outstanding_;
+      down_.Write(slots_[writing_slot_], &down_write_tag_);
+    } else if (up_finished_ && waiting_.size() == 1) {
+      writing_slot_ = waiting_.front();
+      waiting_.pop_front();
+      finish(upstream_status_, &slots_[writing_slot_]);
+    } else if (up_finished_ && waiting_.empty()) {
+      finish(upstream_status_);
     }
   }
 
-  void down_write_done(bool ok) {
-    Reaction reaction(*this);
+  void down_written(bool ok) {
     writing_down_ = false;
-    if (handshaking_) {
-      if (ok && !finished_) {
-        reading_down_ = true;
-        down_.StartRead(&down_message_);
-      } else {
-        finish({grpc::StatusCode::CANCELLED, "the client went away"});
-      }
+    writing_slot_ = -1;
+    if (handshaking_) return ok && !finished_ ? read_down() : finish({grpc::StatusCode::CANCELLED, "the client went away"});
+    if (!ok) {
+      // The client is gone: so is the workload's work for it. Its status still ends the call.
+      client_gone_ = true;
+      if (up_started_ && !up_finished_) up_context_.TryCancel();
+      if (up_finished_) finish(upstream_status_);
       return;
     }
-    if (ok && !up_finished_ && !cancelled_) {
-      reading_up_ = true;
-      up_.StartRead(&up_message_);
-    } else {
-      if (!ok) up_context_.TryCancel();  // the client is gone: so is the workload's work for it
-      close_upstream();
-      maybe_finish();
-    }
+    write_down();
+    read_up();
   }
 
-  void up_done(const grpc::Status& status) {
-    Reaction reaction(*this);
-    --pending_;
+  void up_finished(bool) {
     up_finished_ = true;
-    upstream_status_ = status;
     for (const auto& [name, value] : up_context_.GetServerTrailingMetadata()) {
       auto key = to_string(name);
-      if (forwarded_to_client(key)) context_->AddTrailingMetadata(key, to_string(value));
+      if (forwarded_to_client(key)) context_.AddTrailingMetadata(key, to_string(value));
     }
-    if (status.error_code() == grpc::StatusCode::UNAVAILABLE) {
+    if (upstream_status_.error_code() == grpc::StatusCode::UNAVAILABLE) {
       // The workload did not answer: look it up again next time (it may have stopped or moved),
       // and have its container looked at, so that a dead one is replaced.
       gateway_.forget_endpoint(subject_);
       if (gateway_.hooks.unreachable) gateway_.hooks.unreachable(endpoint_);
     }
-    maybe_finish();
+    if (client_gone_) return finish(upstream_status_);
+    write_down();
   }
 
-  void down_cancelled() {
-    Reaction reaction(*this);
-    cancelled_ = true;
-    if (up_started_ && !up_finished_) up_context_.TryCancel();
-    if (!up_started_ && pending_ == 0) finish({grpc::StatusCode::CANCELLED, "cancelled"});
-  }
-
-  void down_done() {
-    Reaction reaction(*this);
-    down_done_ = true;
+  // The server call is over: finished, or cancelled by the client, its deadline or the stop.
+  void done(bool) {
+    cancelled_ = context_.IsCancelled();
+    if (cancelled_ && up_started_ && !up_finished_) up_context_.TryCancel();
+    if (cancelled_ && !finished_) {
+      final_code_ = grpc::StatusCode::CANCELLED;
+      if (!up_started_ && outstanding_ == 0) finish({grpc::StatusCode::CANCELLED, "cancelled"});
+    }
     if (subject_admitted_) gateway_.release_stream(subject_);
-    --gateway_.stats.calls_open;
+    subject_admitted_ = false;
+    if (counted_) --gateway_.stats.calls_open;
+    counted_ = false;
     if (ended_)
       ended_(CallRecord{method_, static_cast<int>(final_code_),
                         std::chrono::duration<double>(Clock::now() - started_).count(), subject_});
+    ended_ = nullptr;
   }
 
-  // The upstream's answer goes to the client once nothing is being written to it.
-  void maybe_finish() {
-    if (up_finished_ && !writing_down_) finish(upstream_status_);
-  }
-
-  void finish(const grpc::Status& status) {
+  void finish(const grpc::Status& status, const grpc::ByteBuffer* last = nullptr) {
     if (finished_) return;
     finished_ = true;
-    final_code_ = status.error_code();
-    down_.Finish(status);
+    if (final_code_ == grpc::StatusCode::OK) final_code_ = status.error_code();
+    ++outstanding_;
+    if (last)
+      down_.WriteAndFinish(*last, grpc::WriteOptions(), status, &finish_tag_);
+    else
+      down_.Finish(status, &finish_tag_);
   }
 
-  // Nothing more will be read from the workload: its answer is over (or failed), so nothing more
-  // is written to it either, and its OnDone may come.
-  void close_upstream() {
-    reads_closed_ = writes_closed_ = true;
-    drop_hold();
-  }
+  void finished(bool) {}
 
-  void drop_hold() {
-    if (held_ && writes_closed_ && reads_closed_) {
-      held_ = false;
-      up_.RemoveHold();
-    }
-  }
-
-  // Every entry into the call (its constructor, each reaction, each hook's answer) holds one:
-  // the lock, and a depth count, so that the outermost one deletes the call once both reactors
-  // are done and nothing of ours is pending. (A Start* or Finish may react on the calling thread,
-  // inside another reaction: the inner one must not delete what the outer one still uses.)
+  // Every entry into the call (each reaction, each hook's answer) holds one: the lock, and a
+  // depth count, so that the outermost one deletes the call once nothing will call back.
   struct Reaction {
     explicit Reaction(Call& call) : call(call), lock(call.mutex_) { ++call.depth_; }
     ~Reaction() {
-      bool over = --call.depth_ == 0 && call.down_done_ && call.pending_ == 0;
+      bool over = --call.depth_ == 0 && call.outstanding_ == 0;
       lock.unlock();
       if (over) delete &call;
     }
@@ -445,32 +516,38 @@ class Call {
   };
 
   Gateway::Impl& gateway_;
-  grpc::GenericCallbackServerContext* context_;
-  Clock::time_point started_;
-  Down down_;
-  Up up_;
+  grpc::ServerCompletionQueue* queue_;
+  grpc::GenericServerContext context_;
+  grpc::GenericServerAsyncReaderWriter down_;
   grpc::ClientContext up_context_;
+  std::unique_ptr<grpc::GenericStub> stub_;
+  std::unique_ptr<grpc::GenericClientAsyncReaderWriter> up_;
   std::recursive_mutex mutex_;
+  Clock::time_point started_;
   std::string method_, subject_;
   std::function<void(const CallRecord&)> ended_;
   Endpoint endpoint_;
-  grpc::ByteBuffer down_message_, up_message_;  // the one message in flight each way
+  grpc::ByteBuffer down_message_;             // the client's one message in flight
+  std::array<grpc::ByteBuffer, 3> slots_;     // the workload's: two waiting, one being written
+  std::deque<int> waiting_;
+  int reading_slot_ = -1, writing_slot_ = -1;
   grpc::Status upstream_status_;
   grpc::StatusCode final_code_ = grpc::StatusCode::OK;
-  int pending_ = 0;  // login, acquire, the upstream call: each until it calls back
-  bool handshaking_ = false, subject_admitted_ = false, up_started_ = false, held_ = false;
-  bool reading_down_ = false, writing_down_ = false, reading_up_ = false, up_writing_ = false;
-  bool writes_closed_ = false, reads_closed_ = false, up_finished_ = false;
-  bool cancelled_ = false, finished_ = false, down_done_ = false;
-  int depth_ = 0;
-  std::unique_ptr<grpc::GenericStub> stub_;
+  int outstanding_ = 0, depth_ = 0;
+  bool counted_ = false, handshaking_ = false, subject_admitted_ = false, up_started_ = false;
+  bool reading_down_ = false, writing_down_ = false, reading_up_ = false, writes_closed_ = false;
+  bool up_ended_ = false, up_finished_ = false, metadata_forwarded_ = false, client_gone_ = false;
+  bool cancelled_ = false, finished_ = false, up_writable_ = false, held_down_ = false;
+  std::optional<bool> held_down_ok_;
+  Tag new_call_tag_{this, &Call::new_call}, done_tag_{this, &Call::done}, finish_tag_{this, &Call::finished};
+  Tag down_read_tag_{this, &Call::down_read}, down_write_tag_{this, &Call::down_written};
+  Tag up_start_tag_{this, &Call::up_started}, up_read_tag_{this, &Call::up_read};
+  Tag up_write_tag_{this, &Call::up_written}, up_finish_tag_{this, &Call::up_finished};
 };
 
 }  // namespace
 
-grpc::ServerGenericBidiReactor* Gateway::Impl::CreateReactor(grpc::GenericCallbackServerContext* context) {
-  return (new Call(*this, context))->reactor();
-}
+void Gateway::Impl::request_call(grpc::ServerCompletionQueue* queue) { (new Call(*this, queue))->request(); }
 
 Gateway::Gateway(GatewayOptions options, GatewayHooks hooks, log::Logger log)
     : impl_(std::make_shared<Impl>(std::move(options), std::move(hooks), std::move(log))) {}
@@ -492,7 +569,11 @@ void Gateway::start() {
   int bound = 0;
   grpc::ServerBuilder builder;
   builder.AddListeningPort(address, credentials, &bound);
-  builder.RegisterCallbackGenericService(impl_.get());
+  builder.RegisterAsyncGenericService(&impl_->service);
+  // A queue and a thread per core (up to four): each call lives on one queue, and its thread
+  // handles every completion of that call, the client's side and the workload's.
+  auto queues = std::clamp<unsigned>(std::thread::hardware_concurrency(), 1, 4);
+  for (unsigned i = 0; i < queues; ++i) impl_->queues.push_back(builder.AddCompletionQueue());
   builder.SetMaxReceiveMessageSize(static_cast<int>(std::min<std::size_t>(options.max_message_bytes, INT32_MAX)));
   builder.SetMaxSendMessageSize(-1);
   builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS, static_cast<int>(options.max_streams_per_connection));
@@ -503,20 +584,49 @@ void Gateway::start() {
   impl_->server = builder.BuildAndStart();
   if (!impl_->server || bound == 0) {
     impl_->server.reset();
+    for (auto& queue : impl_->queues) {
+      queue->Shutdown();
+      void* tag;
+      bool ok;
+      while (queue->Next(&tag, &ok)) {
+      }
+    }
+    impl_->queues.clear();
     throw std::runtime_error(fmt::format("cannot listen for gRPC on {} (fix: free the port, or set "
                                          "SYNTHORG_GRPC_PORT to another one)",
                                          address));
   }
   impl_->bound_port = static_cast<unsigned short>(bound);
   impl_->stopping = false;
+  for (auto& queue : impl_->queues) {
+    impl_->request_call(queue.get());
+    impl_->threads.emplace_back([queue = queue.get()] {
+      void* tag;
+      bool ok;
+      while (queue->Next(&tag, &ok)) Call::react(tag, ok);
+    });
+    pthread_setname_np(impl_->threads.back().native_handle(),
+                       ("synthorg-grpc-" + std::to_string(impl_->threads.size() - 1)).c_str());
+  }
 }
 
 void Gateway::stop(std::chrono::milliseconds grace) {
   if (!impl_->server) return;
   impl_->stopping = true;
-  // Shutdown stops new calls at once and cancels those still open when the deadline passes.
+  // Shutdown stops new calls at once and cancels those still open when the deadline passes; the
+  // queues' threads go on handling what that completes, until every call is gone. Only then may
+  // the queues shut down: an operation started on a shut queue aborts the process.
   impl_->server->Shutdown(std::chrono::system_clock::now() + grace);
-  impl_->server->Wait();
+  {
+    std::unique_lock lock(impl_->calls_mutex);
+    if (!impl_->calls_gone.wait_for(lock, grace + std::chrono::seconds(10), [&] { return impl_->calls_alive == 0; }))
+      impl_->log.error("gRPC calls still open after the stop's grace; shutting down regardless",
+                       {{"calls", impl_->calls_alive}});
+  }
+  for (auto& queue : impl_->queues) queue->Shutdown();
+  for (auto& thread : impl_->threads) thread.join();
+  impl_->threads.clear();
+  impl_->queues.clear();
   impl_->server.reset();
 }
 

@@ -1,4 +1,4 @@
-// The gRPC side of the Flight SQL gateway: one callback generic service that relays every call of
+// The gRPC side of the Flight SQL gateway: one async generic service that relays every call of
 // arrow.flight.protocol.FlightService to the caller's own workload, its payload never decoded.
 // Messages, metadata, deadlines, cancellation, trailers and status pass through; each direction
 // has one message in flight at most, so gRPC's flow control reaches from the client to the

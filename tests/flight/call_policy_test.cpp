@@ -16,6 +16,16 @@ TEST(FlightCallPolicy, OnlyFlightServiceMethodsAreServed) {
   EXPECT_EQ(flight_method(""), "");
 }
 
+TEST(FlightCallPolicy, OnlyTheClientStreamingMethodsSendMoreThanOneRequest) {
+  for (const char* method : {"GetFlightInfo", "PollFlightInfo", "GetSchema", "DoGet", "DoAction", "ListFlights",
+                             "ListActions"})
+    EXPECT_TRUE(single_request(method)) << method;
+  for (const char* method : {"DoPut", "DoExchange", "Handshake", ""}) EXPECT_FALSE(single_request(method)) << method;
+  for (const char* method : {"GetFlightInfo", "GetSchema", "PollFlightInfo"}) EXPECT_TRUE(single_response(method));
+  for (const char* method : {"DoGet", "DoAction", "DoExchange", "DoPut", "ListFlights", "Handshake", ""})
+    EXPECT_FALSE(single_response(method)) << method << ": a stream, or a bidi where holding a message back could deadlock";
+}
+
 TEST(FlightCallPolicy, BasicCredentialsAndBearerTokens) {
   auto good = parse_basic("Basic YWxpY2U6cyNjcjN0OndpdGg6Y29sb25z");  // alice:s#cr3t:with:colons
   ASSERT_TRUE(good);
