@@ -21,6 +21,10 @@ namespace {
 
 // Where `text` stops being well-formed UTF-8 (RFC 3629: no overlong forms, no surrogates, nothing
 // past U+10FFFF); npos when it all is. JSON, and so every message quoting a value, needs it.
+// A value as JSON text inside a message; bytes that are not UTF-8 become U+FFFD instead of
+// throwing, since a message must never fail to be made.
+std::string quote(const nlohmann::json& value) { return value.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace); }
+
 std::size_t first_invalid_utf8(std::string_view text) {
   for (std::size_t i = 0; i < text.size();) {
     auto byte = [&](std::size_t k) { return static_cast<unsigned char>(text[i + k]); };
@@ -96,7 +100,7 @@ struct Converter {
         }
       }
       if (close == std::string::npos) {
-        issues.push_back({path, "unterminated \"${\" in " + json(raw).dump(), "close it with \"}\", or write \"$$\" for a literal dollar"});
+        issues.push_back({path, "unterminated \"${\" in " + quote(raw), "close it with \"}\", or write \"$$\" for a literal dollar"});
         return std::nullopt;
       }
       std::string inside = raw.substr(i + 2, close - i - 2);
@@ -159,6 +163,13 @@ struct Converter {
     remember(path, node.Mark());
     switch (node.Type()) {
       case YAML::NodeType::Scalar: {
+        // The file is UTF-8, but a double-quoted escape can still make bytes that are not
+        // ("\uD800", a lone surrogate): refused here, so no message below has to quote them.
+        if (first_invalid_utf8(node.Scalar()) != std::string_view::npos) {
+          issues.push_back({path, "the value is not valid UTF-8 once its escapes are read",
+                            "remove the escape (a lone surrogate such as \\uD800 has no character)"});
+          return nullptr;
+        }
         auto expanded = expand(node.Scalar(), path);
         if (!expanded) return nullptr;
         const auto& tag = node.Tag();
@@ -282,7 +293,7 @@ CompanyConfig parse_company_config(std::string_view text, std::string file, std:
   if (!doc.contains("company_name") || doc["company_name"].is_null()) {
     issues.push_back({"", "required key \"company_name\" is missing", "add company_name: \"Your Company\""});
   } else if (!doc["company_name"].is_string() || doc["company_name"].get<std::string>().empty()) {
-    issues.push_back({"company_name", "expected a non-empty string, got " + doc["company_name"].dump(), "write company_name: \"Your Company\""});
+    issues.push_back({"company_name", "expected a non-empty string, got " + quote(doc["company_name"]), "write company_name: \"Your Company\""});
   } else {
     config.company_name = doc["company_name"].get<std::string>();
   }
@@ -300,11 +311,11 @@ CompanyConfig parse_company_config(std::string_view text, std::string file, std:
 
   const json select = doc.value("select", json::object());
   if (!select.is_object() && !select.is_null()) {
-    issues.push_back({"select", "expected a map of service to plugin, got " + select.dump(), "write e.g. select: {store: store-sqlite}"});
+    issues.push_back({"select", "expected a map of service to plugin, got " + quote(select), "write e.g. select: {store: store-sqlite}"});
   } else if (select.is_object()) {
     for (const auto& [slot, chosen] : select.items()) {
       if (!chosen.is_string() || !host::valid_plugin_name(chosen.get<std::string>())) {
-        issues.push_back({"select." + slot, "expected a plugin name, got " + chosen.dump(), "write the name of a plugin, e.g. store-sqlite"});
+        issues.push_back({"select." + slot, "expected a plugin name, got " + quote(chosen), "write the name of a plugin, e.g. store-sqlite"});
         continue;
       }
       config.select[slot] = chosen.get<std::string>();
@@ -315,12 +326,12 @@ CompanyConfig parse_company_config(std::string_view text, std::string file, std:
   // when the plugin that owns it registers it; here only the shape.
   const json settings = doc.value("settings", json::object());
   if (!settings.is_object() && !settings.is_null()) {
-    issues.push_back({"settings", "expected a map of setting namespaces, got " + settings.dump(),
+    issues.push_back({"settings", "expected a map of setting namespaces, got " + quote(settings),
                       "write settings: {backup: {keep: 7}}"});
   } else if (settings.is_object()) {
     for (const auto& [space, keys] : settings.items()) {
       if (!keys.is_object()) {
-        issues.push_back({"settings." + space, "expected a map of setting keys, got " + keys.dump(),
+        issues.push_back({"settings." + space, "expected a map of setting keys, got " + quote(keys),
                           "write settings: {" + space + ": {key: value}}"});
         continue;
       }
@@ -330,7 +341,7 @@ CompanyConfig parse_company_config(std::string_view text, std::string file, std:
 
   const json plugins = doc.value("plugins", json::object());
   if (!plugins.is_object() && !plugins.is_null()) {
-    issues.push_back({"plugins", "expected a map of plugin names, got " + plugins.dump(), "write plugins: {name: {enabled: true, config: {...}}}"});
+    issues.push_back({"plugins", "expected a map of plugin names, got " + quote(plugins), "write plugins: {name: {enabled: true, config: {...}}}"});
   } else if (plugins.is_object()) {
     for (const auto& [name, entry] : plugins.items()) {
       const std::string path = "plugins." + name;

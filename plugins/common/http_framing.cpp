@@ -1,5 +1,6 @@
 #include "http_framing.hpp"
 
+#include <cctype>
 #include <vector>
 
 #include <boost/beast/core/string.hpp>
@@ -16,16 +17,29 @@ std::string_view trim(std::string_view text) {
   return text;
 }
 
-// The codings of every Transfer-Encoding line, in order, each without its parameters.
-std::vector<std::string_view> transfer_codings(const http::fields& head) {
+// RFC 9110 5.6.2: tchar.
+bool is_token(std::string_view text) {
+  if (text.empty()) return false;
+  for (unsigned char c : text)
+    if (!(std::isalnum(c) || std::string_view("!#$%&'*+-.^_`|~").find(static_cast<char>(c)) != std::string_view::npos))
+      return false;
+  return true;
+}
+
+// The codings of every Transfer-Encoding line, in order, each without its parameters; nullopt
+// when an element is not `token *( ";" parameter )`. Found by fuzz/http_framing_fuzzer: a
+// malformed element (";zip, chunked") must not be skipped, because Beast, reading the same line,
+// does not find it chunked, and would read the chunked body as the next request.
+std::optional<std::vector<std::string_view>> transfer_codings(const http::fields& head) {
   std::vector<std::string_view> codings;
   for (auto [it, end] = head.equal_range(http::field::transfer_encoding); it != end; ++it) {
     std::string_view value(it->value().data(), it->value().size());
     while (true) {
       auto comma = value.find(',');
       auto element = trim(value.substr(0, comma));
-      element = trim(element.substr(0, element.find(';')));
-      if (!element.empty()) codings.push_back(element);
+      auto name = trim(element.substr(0, element.find(';')));
+      if (!element.empty() && !is_token(name)) return std::nullopt;
+      if (!name.empty()) codings.push_back(name);
       if (comma == std::string_view::npos) break;
       value.remove_prefix(comma + 1);
     }
@@ -52,7 +66,11 @@ std::optional<FramingError> framing_error(const http::fields& head, unsigned ver
   // 6.3: with both, the length is ambiguous to whoever reads only one of them.
   if (head.find(http::field::content_length) != head.end())
     return bad("the request has both Transfer-Encoding and Content-Length; send only one");
-  auto codings = transfer_codings(head);
+  auto parsed = transfer_codings(head);
+  if (!parsed)
+    return bad("Transfer-Encoding is not a list of transfer codings; send 'Transfer-Encoding: chunked' or "
+               "Content-Length");
+  const auto& codings = *parsed;
   if (codings.empty()) return bad("Transfer-Encoding is empty; send 'Transfer-Encoding: chunked' or Content-Length");
   // 6.3: a request whose final coding is not chunked has a length no one can know.
   if (!is_chunked(codings.back()))

@@ -33,6 +33,9 @@ inline std::vector<FramingCase> framing_cases(const std::string& path) {
       {"TE and Content-Length", post("Host: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n"), 400},
       {"Content-Length and TE", post("Host: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 4\r\n"), 400},
       {"TE in HTTP/1.0", post("Host: x\r\nTransfer-Encoding: chunked\r\n", "HTTP/1.0"), 400},
+      // Found by fuzz/http_framing_fuzzer: an element that is no coding must not be skipped.
+      {"TE with an element that is no token", post("Host: x\r\nTransfer-Encoding: ;zip, chunked\r\n"), 400},
+      {"TE with a stray character", post("Host: x\r\nTransfer-Encoding: @, chunked\r\n"), 400},
       {"TE gzip, chunked (not decoded)", post("Host: x\r\nTransfer-Encoding: gzip, chunked\r\n"), 501},
       {"space before the colon", post("Host: x\r\nTransfer-Encoding : chunked\r\n"), 400},
       // Beast unfolds the line (RFC 9112 5.2 allows that, or a 400): "gzip, chunked", refused.

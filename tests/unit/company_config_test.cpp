@@ -146,6 +146,10 @@ TEST(CompanyConfig, OutOfRangeNumbersAndBytesThatAreNotUtf8AreConfigErrorsWithPo
         << "surrogates, overlong forms, past U+10FFFF and cut short are all refused";
   EXPECT_EQ(parse("company_name: \"Caf\xc3\xa9 \xf0\x9f\x8c\xb1\"\n").company_name, "Caf\xc3\xa9 \xf0\x9f\x8c\xb1");
 
+  EXPECT_NE(error_of("company_name: \"\\uD800\"\n").find("invalid unicode"), std::string::npos) << "yaml-cpp's own check";
+  auto with_nul = error_of(std::string("company_name: compa\"${X \"$\"${Y\r\0NY", 31));
+  EXPECT_FALSE(with_nul.empty()) << "found by the fuzzer: a NUL in an unterminated reference";
+
   setenv("SYNTHORG_TEST_LATIN1", "caf\xe9", 1);
   auto from_env = error_of("company_name: ${SYNTHORG_TEST_LATIN1}\n");
   EXPECT_NE(from_env.find("company_name: environment variable SYNTHORG_TEST_LATIN1 is not valid UTF-8"), std::string::npos)
