@@ -361,6 +361,15 @@ CompanyConfig parse_company_config(std::string_view text, std::string file, std:
   return config;
 }
 
+const std::vector<GuideVariable>& guide_variables() {
+  static const std::vector<GuideVariable> table = {
+      {"SYNTHORG_JWT_SECRET", "JWT_SECRET"},
+      {"SYNTHORG_HTTP_PORT", "PORT"},
+      {"SYNTHORG_GRPC_PORT", "GRPC_PORT"},
+  };
+  return table;
+}
+
 CompanyConfig load_company_config(const std::optional<std::filesystem::path>& explicit_path,
                                   const std::filesystem::path& default_plugin_dir) {
   std::optional<std::filesystem::path> path = explicit_path;

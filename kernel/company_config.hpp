@@ -73,6 +73,14 @@ CompanyConfig parse_company_config(std::string_view text, std::string file, std:
 // Chooses the file: `explicit_path`, else $SYNTHORG_CONFIG_PATH, else ./company.yaml when it
 // exists, else the embedded default. Applies SYNTHORG_DATABASE_URL (selects store-postgres),
 // and resolves `select: {orchestrator: auto}` with auto_orchestrator().
+// The PondPilot guide's names for our variables: JWT_SECRET, PORT, GRPC_PORT. `synthorg`
+// adopts each at start when ours is not set (main.cpp); when both are set, ours wins.
+struct GuideVariable {
+  const char* ours;
+  const char* guide;
+};
+const std::vector<GuideVariable>& guide_variables();
+
 CompanyConfig load_company_config(const std::optional<std::filesystem::path>& explicit_path,
                                   const std::filesystem::path& default_plugin_dir);
 

@@ -98,6 +98,23 @@ void log_failure(const log::Logger& logger, std::string_view message, const std:
 // Every connection costs a descriptor, and the soft open-file limit is often 1024 where the hard
 // one is far higher: take all the hard limit allows, so the listeners' connection limits (derived
 // from it) answer 503 before accept() runs out. Returns the soft limit now in force.
+// The PondPilot guide's variables (guide_variables()): one set while ours is not becomes ours
+// for this process, logged by name; both set and different: ours wins, and that is logged once.
+// Values are never logged.
+void adopt_guide_variables(const log::Logger& log) {
+  for (const auto& [ours, guide] : guide_variables()) {
+    const char* theirs = std::getenv(guide);
+    if (!theirs || !*theirs) continue;
+    const char* mine = std::getenv(ours);
+    if (!mine || !*mine) {
+      ::setenv(ours, theirs, 1);
+      log.info("Using the PondPilot guide's variable for ours", {{"variable", guide}, {"as", ours}});
+    } else if (std::string_view(mine) != theirs) {
+      log.warn("Both variables are set and differ; ours wins", {{"used", ours}, {"ignored", guide}});
+    }
+  }
+}
+
 rlim_t raise_open_file_limit() {
   rlimit limit{};
   if (::getrlimit(RLIMIT_NOFILE, &limit) != 0) return 0;
@@ -419,6 +436,7 @@ int main(int argc, char** argv) {
     // One-shot commands print their own results; their logs matter only when something fails.
     bool quiet = backup_cmd->parsed() || doctor_cmd->parsed() || docs_cmd->parsed() || probe_cmd->parsed();
     log::configure(quiet ? log::options_from_env(log::Options{log::Level::warn}) : log::options_from_env());
+    adopt_guide_variables(log::Logger("kernel"));
   } catch (const std::exception& e) {
     std::fprintf(stderr, "synthorg: %s\n", e.what());
     return exit_usage;

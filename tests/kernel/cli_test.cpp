@@ -10,6 +10,7 @@
 
 #include "synthorg/crypto.hpp"
 #include "http_client.hpp"
+#include "serve_testing.hpp"
 #include "test_support.hpp"
 
 namespace synthorg::testing {
@@ -126,6 +127,43 @@ TEST(Cli, TheEmbeddedDefaultRunsTheWholeProductWithNothingSet) {
   EXPECT_EQ(refused.wait(30s), 1) << refused.output();
   EXPECT_NE(refused.output().find("chmod 600"), std::string::npos) << refused.output();
   EXPECT_EQ(refused.output().find(secret), std::string::npos);
+}
+
+// The PondPilot guide's names work where the guide puts them: JWT_SECRET, PORT and GRPC_PORT;
+// when ours are set too, ours win and the conflict is logged, never the values.
+TEST(Cli, ThePondPilotGuidesVariablesAreAcceptedAndOursWin) {
+  TempDir dir;
+  int port = free_port(), grpc = free_port();
+  const std::string secret(40, 'p');
+  std::map<std::string, std::string> env{{"JWT_SECRET", secret},
+                                         {"PORT", std::to_string(port)},
+                                         {"GRPC_PORT", std::to_string(grpc)},
+                                         {"SYNTHORG_WEB_PORT", "0"},
+                                         {"SYNTHORG_ORCHESTRATOR", "orchestrator-process"}};
+  const std::vector<std::string> in_dir{"env", "-u", "SYNTHORG_JWT_SECRET", "-u", "SYNTHORG_HTTP_PORT", "-u",
+                                        "SYNTHORG_GRPC_PORT", "--chdir=" + dir.path().string()};
+  {
+    Process server(std::vector<std::string>{"serve"}, env, in_dir);
+    ASSERT_TRUE(server.wait_for_output("All plugins started", 30s)) << server.output();
+    EXPECT_EQ(status_of(request(port, "GET", "/api/v1/healthz")), 200) << "PORT is the API's port";
+    EXPECT_NO_THROW(Client{grpc});
+    auto output = server.output();
+    EXPECT_NE(output.find("variable=JWT_SECRET as=SYNTHORG_JWT_SECRET"), std::string::npos) << output;
+    EXPECT_NE(output.find("variable=PORT as=SYNTHORG_HTTP_PORT"), std::string::npos) << output;
+    EXPECT_EQ(output.find(secret), std::string::npos) << "values are never logged";
+    EXPECT_FALSE(std::filesystem::exists(dir / "data/jwt-secret")) << "JWT_SECRET signs; no secret is made";
+    server.signal(SIGTERM);
+    EXPECT_EQ(server.wait(30s), 0);
+  }
+  int ours = free_port();
+  env["SYNTHORG_HTTP_PORT"] = std::to_string(ours);
+  Process server(std::vector<std::string>{"serve"}, env,
+                 {"env", "-u", "SYNTHORG_JWT_SECRET", "-u", "SYNTHORG_GRPC_PORT", "--chdir=" + dir.path().string()});
+  ASSERT_TRUE(server.wait_for_output("All plugins started", 30s)) << server.output();
+  EXPECT_EQ(status_of(request(ours, "GET", "/api/v1/healthz")), 200) << "SYNTHORG_HTTP_PORT wins over PORT";
+  EXPECT_EQ(occurrences(server.output(), "used=SYNTHORG_HTTP_PORT ignored=PORT"), 1u) << server.output();
+  server.signal(SIGTERM);
+  EXPECT_EQ(server.wait(30s), 0);
 }
 
 TEST(Cli, ServesTheShippedConfigFile) {
