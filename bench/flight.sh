@@ -9,6 +9,7 @@
 #   2. one DoGet whose reader stalls: what the kernel and the workload take in meanwhile;
 #   3. unary GetFlightInfo (`SELECT 1`) latency, p50 / p99, gateway vs direct (python3-grpcio,
 #      gRPC's C core, the same client both sides);
+#      and the machine's floor for one more hop: the same calls through socat, a TCP relay;
 #   4. DoGet of 10 M rows, bytes/s, gateway vs direct, rounds alternating, median of the ratios,
 #      once with @grpc/grpc-js as the client and once with python3-grpcio (C core);
 #   5. cold first query: a new user's first `SELECT 42` (the workload started on the way) vs
@@ -26,7 +27,7 @@ set -euo pipefail
 build=$(realpath "${1:-build/default}")
 root=$(cd "$(dirname "$0")/.." && pwd)
 source "$(dirname "$0")/lib.sh"
-require_tools node curl
+require_tools node curl socat
 rounds=${ROUNDS:-5}
 python=/usr/bin/python3
 "$python" -c 'import grpc' 2>/dev/null || { echo "flight.sh: $python cannot import grpc; apt-get install python3-grpcio" >&2; exit 1; }
@@ -50,6 +51,7 @@ http_port=29821
 grpc_port=29822
 direct_port=29823
 cold_port=29824
+floor_port=29825
 gateway=127.0.0.1:$grpc_port
 http=http://127.0.0.1:$http_port
 # The workload's environment, the same on both sides (orchestrator-process adds PATH, HOME and
@@ -178,6 +180,16 @@ run latency "$python" "$root/bench/flight_latency.py" --gateway "$gateway" --dir
   --kernel "$synthorg_pid" --gateway-workload "$gateway_workload" --direct-workload "$direct_pid" \
   --calls "${LATENCY_CALLS:-5000}" --warmup 1000 --rounds 6
 
+section "The machine's floor for one more hop: the same calls through socat (a TCP relay that parses nothing) vs direct"
+# What any relay costs on this machine before it reads a byte of HTTP/2: two more sockets, a
+# thread woken per packet. The gateway's figure above is compared with this one.
+socat TCP-LISTEN:$floor_port,bind=127.0.0.1,reuseaddr,fork,nodelay TCP:127.0.0.1:$direct_port,nodelay &
+socat_pid=$!
+for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$floor_port") 2>/dev/null && break; sleep 0.05; done
+run floor "$python" "$root/bench/flight_latency.py" --gateway "127.0.0.1:$floor_port" --direct "127.0.0.1:$direct_port" \
+  --token "$token" --kernel "$socat_pid" --calls "${LATENCY_CALLS:-5000}" --warmup 1000 --rounds 6
+kill "$socat_pid" 2>/dev/null || true
+
 section "DoGet of 10 M rows (SELECT range FROM range(10000000)): bytes/s through the gateway vs direct, client @grpc/grpc-js"
 run doget node "$bench_js" doget --gateway "$gateway" --direct "127.0.0.1:$direct_port" --token "$token" \
   --kernel "$synthorg_pid" --direct-pid "$direct_pid" --rows 10000000 --rounds "$rounds"
@@ -218,6 +230,11 @@ print(f"| GetFlightInfo added p50 ≤ 100 µs | **{l['added_p50_us']:.0f} µs** 
       f"| {met(l['added_p50_us'] <= 100)} |")
 print(f"| GetFlightInfo added p99 ≤ 500 µs | **{l['added_p99_us']:.0f} µs** (p99 {l['gateway']['p99_us']:.0f} vs "
       f"{l['direct']['p99_us']:.0f} µs; median of rounds {l['added_p99_us_rounds_median']:.0f}) | {met(l['added_p99_us'] <= 500)} |")
+f = r["floor"]
+print(f"| (the machine's floor: one TCP relay that parses nothing, socat) | added p50 **{f['added_p50_us']:.0f} µs**, p99 "
+      f"{f['added_p99_us']:.0f} µs (medians of rounds {f['added_p50_us_rounds_median']:.0f} / "
+      f"{f['added_p99_us_rounds_median']:.0f}); the gateway adds **{l['added_p50_us'] / max(f['added_p50_us'], 1):.1f}×** "
+      f"that at p50 | recorded |")
 print(f"| (a call the gateway refuses itself: no token, nothing relayed) | p50 {l['refused']['p50_us']:.0f} µs, "
       f"p99 {l['refused']['p99_us']:.0f} µs | recorded |")
 print(f"| cold first query within 1.2× of starting the server directly | **{c['ratio']:.2f}×** median of {c['rounds']} rounds "

@@ -14,6 +14,7 @@
 #include <thread>
 #include <unordered_map>
 
+#include <absl/synchronization/mutex.h>
 #include <fmt/format.h>
 #include <grpcpp/generic/async_generic_service.h>
 #include <grpcpp/generic/generic_stub.h>
@@ -94,6 +95,9 @@ struct Gateway::Impl {
       // reads slowly: a fixed window, not one that BDP probing grows to megabytes per stream.
       arguments.SetInt(GRPC_ARG_HTTP2_BDP_PROBE, 0);
       arguments.SetInt(GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES, kStreamWindowBytes);
+      // The client retries, not the relay: gRPC's retry filter would buffer every message it
+      // sends on, for calls the relay must never replay.
+      arguments.SetInt(GRPC_ARG_ENABLE_RETRIES, 0);
       channel = grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), arguments);
     }
     return channel;
@@ -570,10 +574,15 @@ void Gateway::start() {
   grpc::ServerBuilder builder;
   builder.AddListeningPort(address, credentials, &bound);
   builder.RegisterAsyncGenericService(&impl_->service);
-  // A queue and a thread per core (up to four): each call lives on one queue, and its thread
-  // handles every completion of that call, the client's side and the workload's.
-  auto queues = std::clamp<unsigned>(std::thread::hardware_concurrency(), 1, 4);
-  for (unsigned i = 0; i < queues; ++i) impl_->queues.push_back(builder.AddCompletionQueue());
+  // `threads` queues, a thread each: each call lives on one queue, and its thread handles every
+  // completion of that call, the client's side and the workload's. gRPC's poller is shared by
+  // the queues, so with more than one, I/O read on one thread often completes on another (a
+  // wake-up each time): one is the fastest for a call, more serve more calls at once.
+  for (std::size_t i = 0; i < std::max<std::size_t>(options.threads, 1); ++i)
+    impl_->queues.push_back(builder.AddCompletionQueue());
+  // Debian's abseil checks every Mutex acquisition for lock-order cycles (a debugging aid that
+  // costs gRPC a few percent of its CPU); gRPC is the only user of absl's Mutex in this process.
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   builder.SetMaxReceiveMessageSize(static_cast<int>(std::min<std::size_t>(options.max_message_bytes, INT32_MAX)));
   builder.SetMaxSendMessageSize(-1);
   builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS, static_cast<int>(options.max_streams_per_connection));

@@ -29,6 +29,7 @@ struct GatewayOptions {
   std::size_t max_message_bytes = 64 * 1024 * 1024;  // one message from a client; larger: RESOURCE_EXHAUSTED
   std::size_t max_streams_per_user = 100;             // calls one user may have open at once
   std::size_t max_streams_per_connection = 1000;      // HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS
+  std::size_t threads = 1;                            // completion queues, a thread each
 };
 
 // Where a user's calls go.
