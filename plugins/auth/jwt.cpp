@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "synthorg/crypto.hpp"
+#include "synthorg/services/http.hpp"
 
 namespace synthorg::auth {
 namespace {
@@ -25,7 +26,7 @@ bool base64url_alphabet(std::string_view text) noexcept {
 
 // A JSON object from a segment, or discarded/null when it is not one.
 json object_from(std::string_view decoded) {
-  auto value = json::parse(decoded, nullptr, false);
+  auto value = parse_client_json(decoded);
   return value.is_object() ? value : json();
 }
 

@@ -132,8 +132,11 @@ std::variant<std::map<std::string, std::string>, HttpResponse> string_fields(con
     return HttpResponse::problem(415, "unsupported_media_type",
                                  type.empty() ? "send the body as application/json (no Content-Type was given)"
                                               : "send the body as application/json, not " + std::string(type));
-  auto body = json::parse(request.body, nullptr, false);
-  if (body.is_discarded()) return HttpResponse::problem(400, "invalid_json", "the body is not valid JSON");
+  auto body = parse_client_json(request.body);
+  if (body.is_discarded())
+    return HttpResponse::problem(400, "invalid_json",
+                                 fmt::format("the body is not valid JSON (or nests deeper than {} levels)",
+                                             max_client_json_depth));
   if (!body.is_object()) return HttpResponse::problem(400, "invalid_body", "the body must be a JSON object");
   std::map<std::string, std::string> fields;
   for (const auto& [key, value] : body.items()) {

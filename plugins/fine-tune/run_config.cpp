@@ -4,6 +4,7 @@
 
 #include "options.hpp"
 #include "synthorg/config_map.hpp"
+#include "synthorg/services/http.hpp"
 
 namespace synthorg::fine_tune {
 namespace {
@@ -42,9 +43,11 @@ std::string allowed(const NumberField& field) {
 }  // namespace
 
 json parse_run_config(std::string_view body) {
-  json given = body.empty() ? json::object() : json::parse(body, nullptr, false);
+  json given = body.empty() ? json::object() : parse_client_json(body);
   if (given.is_discarded() || !given.is_object())
-    throw Problem(400, "invalid_body", "the body must be a JSON object such as {\"epochs\": 3}");
+    throw Problem(400, "invalid_body",
+                  fmt::format("the body must be a JSON object such as {{\"epochs\": 3}}, nesting at most {} levels",
+                              max_client_json_depth));
   std::vector<std::string> known = {"options"};
   for (const auto& field : fields) known.emplace_back(field.name);
   for (const auto& [key, value] : given.items()) {

@@ -108,7 +108,7 @@ std::vector<Token> mount_settings_routes(Router& router, PluginContext& context)
       if (!reset) {
         if (request.header("content-type").substr(0, 16) != "application/json")
           return respond(HttpResponse::problem(415, "unsupported_media_type", "send the body as application/json"));
-        auto body = json::parse(request.body, nullptr, false);
+        auto body = parse_client_json(request.body);
         if (body.is_discarded() || !body.is_object() || !body.contains("value"))
           return respond(HttpResponse::problem(400, "invalid_body",
                                                "the body must be a JSON object with the new value: {\"value\": ...}"));

@@ -355,7 +355,7 @@ class WsClient : public std::enable_shared_from_this<WsClient> {
   }
 
   void handle(const std::string& text) {
-    auto message = json::parse(text, nullptr, false);
+    auto message = parse_client_json(text);
     if (message.is_discarded() || !message.is_object() || !message.contains("action") || !message["action"].is_string())
       return send(control({{"type", "error"}, {"code", "invalid_message"},
                            {"detail", "send a JSON object with an action: subscribe, unsubscribe or ping"}}),

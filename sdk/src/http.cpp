@@ -95,4 +95,19 @@ bool role_at_least(std::string_view role, std::string_view required) noexcept {
   return have >= 0 && need >= 0 && have >= need;
 }
 
+nlohmann::json parse_client_json(std::string_view text, int max_depth) {
+  struct TooDeep {};
+  try {
+    return nlohmann::json::parse(
+        text,
+        [max_depth](int depth, nlohmann::json::parse_event_t, nlohmann::json&) {
+          if (depth > max_depth) throw TooDeep{};  // abandons the parse before the tree grows
+          return true;
+        },
+        false);
+  } catch (const TooDeep&) {
+    return nlohmann::json(nlohmann::json::value_t::discarded);
+  }
+}
+
 }  // namespace synthorg

@@ -463,6 +463,24 @@ TEST_F(FullStoreTest, AFullDatabaseAnswers507StoreFullAndWritesWorkAgainOnceSpac
   EXPECT_EQ(status_of(again), 201) << "space freed, writes work again: " << again;
 }
 
+// A body nested a million levels deep would overflow a thread's stack wherever it is copied or
+// dumped (found by fuzz/json_body_fuzzer on the fine-tune route): every client JSON is refused
+// past 64 levels, and the server serves on.
+TEST_F(AuthApiTest, DeeplyNestedBodiesAreRefusedAndTheServerServesOn) {
+  auto admin = setup_admin();
+  std::string deep = "{\"username\": " + std::string(500'000, '[') + std::string(500'000, ']') + "}";
+  auto refused = call("POST", "/api/v1/auth/login", deep);
+  EXPECT_EQ(status_of(refused), 400) << refused.substr(0, 300);
+  EXPECT_EQ(code_of(refused), "invalid_json");
+  EXPECT_NE(body_of(refused).value("detail", "").find("64 levels"), std::string::npos) << refused.substr(0, 300);
+  std::string setting = "{\"value\": " + std::string(400'000, '[') + std::string(400'000, ']') + "}";
+  EXPECT_EQ(status_of(call("PUT", "/api/v1/settings/backup/keep", setting, bearer(admin))), 400);
+  std::string fine = "{\"username\": \"admin\", \"password\": \"" + std::string(admin_password) + "\", \"x\": " +
+                     std::string(60, '[') + std::string(60, ']') + "}";
+  EXPECT_NE(code_of(call("POST", "/api/v1/auth/login", fine)), "invalid_json") << "64 levels are plenty";
+  EXPECT_EQ(status_of(call("GET", "/api/v1/auth/me", "", bearer(admin))), 200) << "still serving";
+}
+
 TEST_F(AuthApiTest, TheOpenApiDocumentValidatesWithTheAuthRoutes) {
   auto response = call("GET", "/api/v1/openapi.json");
   ASSERT_EQ(status_of(response), 200);

@@ -82,6 +82,13 @@ struct HttpResponse {
   }
 };
 
+// JSON from a client (a request body, a WebSocket message, a token's payload): discarded when it
+// is not JSON, or when it nests deeper than `max_depth`. nlohmann parses deep input without
+// recursing, but copying or dumping it recurses once a level: a body of a million '[' would
+// overflow the stack of whatever thread touched it next. Every parse of client JSON goes here.
+inline constexpr int max_client_json_depth = 64;
+nlohmann::json parse_client_json(std::string_view text, int max_depth = max_client_json_depth);
+
 // Call exactly once, from any thread.
 using Responder = std::function<void(HttpResponse)>;
 using HttpHandler = std::function<void(HttpRequest& request, Responder respond)>;
