@@ -1,12 +1,16 @@
 // synthorg: the kernel's command line. Exit codes: 0 ok, 1 error, 2 usage, 3 unhealthy (doctor).
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <csignal>
 #include <cstdlib>
 #include <condition_variable>
 #include <cstdio>
+#include <filesystem>
+#include <fstream>
 #include <iostream>
+#include <iterator>
 #include <mutex>
 #include <thread>
 
@@ -98,6 +102,62 @@ void log_failure(const log::Logger& logger, std::string_view message, const std:
 // Every connection costs a descriptor, and the soft open-file limit is often 1024 where the hard
 // one is far higher: take all the hard limit allows, so the listeners' connection limits (derived
 // from it) answer 503 before accept() runs out. Returns the soft limit now in force.
+// Secrets from files, as Docker and Kubernetes hand them over: NAME unset, then NAME_FILE names
+// the file, else /run/secrets/<name> (SYNTHORG_SECRETS_DIR moves it), with the PondPilot guide's
+// `jwt_secret` too. One trailing newline is dropped. A file others may read is warned about; a
+// NAME_FILE that cannot be read stops the start, naming it. Values are never logged.
+void adopt_secret_files(const log::Logger& log) {
+  struct Secret {
+    const char* name;
+    std::vector<const char*> docker_names;
+  };
+  static const std::vector<Secret> secrets = {
+      {"SYNTHORG_JWT_SECRET", {"synthorg_jwt_secret", "jwt_secret"}},
+      {"SYNTHORG_SETTINGS_KEY", {"synthorg_settings_key"}},
+      {"SYNTHORG_DATABASE_URL", {"synthorg_database_url"}},
+  };
+  const char* dir_variable = std::getenv("SYNTHORG_SECRETS_DIR");
+  std::filesystem::path dir = dir_variable && *dir_variable ? dir_variable : "/run/secrets";
+  for (const auto& secret : secrets) {
+    if (const char* set = std::getenv(secret.name); set && *set) continue;
+    auto file_variable = std::string(secret.name) + "_FILE";
+    std::filesystem::path file;
+    bool named = false;
+    if (const char* path = std::getenv(file_variable.c_str()); path && *path) {
+      file = path;
+      named = true;
+    } else {
+      for (const char* docker_name : secret.docker_names) {
+        std::error_code error;
+        if (std::filesystem::is_regular_file(dir / docker_name, error)) {
+          file = dir / docker_name;
+          break;
+        }
+      }
+    }
+    if (file.empty()) continue;
+    std::ifstream in(file, std::ios::binary);
+    std::string value((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    if (!in.is_open() || value.size() > 65536) {
+      if (!named) continue;
+      throw std::runtime_error(file_variable + " names " + file.string() +
+                               ", which cannot be read as a secret (fix: point it at a readable file of at most 64 KiB)");
+    }
+    if (value.ends_with('\n')) value.pop_back();
+    if (value.ends_with('\r')) value.pop_back();
+    if (value.empty()) {
+      if (!named) continue;
+      throw std::runtime_error(file_variable + " names " + file.string() + ", which is empty (fix: put the secret in it)");
+    }
+    struct stat info {};
+    if (::stat(file.c_str(), &info) == 0 && (info.st_mode & (S_IRWXG | S_IRWXO)))
+      log.warn("A secret's file may be read by other users (fix: chmod 600, or mount it with mode 0400)",
+               {{"variable", secret.name}, {"file", file.string()}});
+    ::setenv(secret.name, value.c_str(), 1);
+    log.info("Secret read from a file", {{"variable", secret.name}, {"file", file.string()}});
+  }
+}
+
 // The PondPilot guide's variables (guide_variables()): one set while ours is not becomes ours
 // for this process, logged by name; both set and different: ours wins, and that is logged once.
 // Values are never logged.
@@ -436,6 +496,7 @@ int main(int argc, char** argv) {
     // One-shot commands print their own results; their logs matter only when something fails.
     bool quiet = backup_cmd->parsed() || doctor_cmd->parsed() || docs_cmd->parsed() || probe_cmd->parsed();
     log::configure(quiet ? log::options_from_env(log::Options{log::Level::warn}) : log::options_from_env());
+    adopt_secret_files(log::Logger("kernel"));
     adopt_guide_variables(log::Logger("kernel"));
   } catch (const std::exception& e) {
     std::fprintf(stderr, "synthorg: %s\n", e.what());

@@ -166,6 +166,48 @@ TEST(Cli, ThePondPilotGuidesVariablesAreAcceptedAndOursWin) {
   EXPECT_EQ(server.wait(30s), 0);
 }
 
+// Secrets as Docker and Kubernetes hand them over: NAME_FILE, or /run/secrets/<name> (here a
+// directory of the test's, through SYNTHORG_SECRETS_DIR), PondPilot's `jwt_secret` included.
+TEST(Cli, SecretsAreReadFromFilesAsDockerAndKubernetesHandThemOver) {
+  TempDir dir;
+  const std::string secret(48, 'f');
+  auto file = dir.write("jwt", secret + "\n");
+  std::filesystem::permissions(file, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write |
+                                         std::filesystem::perms::group_read | std::filesystem::perms::others_read);
+  std::map<std::string, std::string> env = any_free_ports;
+  const std::vector<std::string> in_dir{"env", "-u", "SYNTHORG_JWT_SECRET", "-u", "JWT_SECRET", "--chdir=" + dir.path().string()};
+  env["SYNTHORG_JWT_SECRET_FILE"] = file.string();
+  Process from_file(std::vector<std::string>{"serve", "--exit-after-start"}, env, in_dir);
+  EXPECT_EQ(from_file.wait(30s), 0) << from_file.output();
+  auto output = from_file.output();
+  EXPECT_NE(output.find("msg=\"Secret read from a file\" variable=SYNTHORG_JWT_SECRET file=" + file.string()),
+            std::string::npos)
+      << output;
+  EXPECT_NE(output.find("may be read by other users"), std::string::npos) << "a 0644 file is warned about";
+  EXPECT_EQ(output.find(secret), std::string::npos) << "never the value";
+  EXPECT_FALSE(std::filesystem::exists(dir / "data/jwt-secret")) << "the file's secret signs; none is made";
+
+  env.erase("SYNTHORG_JWT_SECRET_FILE");
+  std::filesystem::create_directories(dir / "secrets");
+  auto docker_secret = dir.write("secrets/jwt_secret", secret);
+  std::filesystem::permissions(docker_secret, std::filesystem::perms::owner_read);
+  env["SYNTHORG_SECRETS_DIR"] = (dir / "secrets").string();
+  Process from_docker(std::vector<std::string>{"serve", "--exit-after-start"}, env, in_dir);
+  EXPECT_EQ(from_docker.wait(30s), 0) << from_docker.output();
+  EXPECT_NE(from_docker.output().find("variable=SYNTHORG_JWT_SECRET file=" + docker_secret.string()), std::string::npos)
+      << from_docker.output();
+  EXPECT_EQ(from_docker.output().find("may be read by other users"), std::string::npos);
+  EXPECT_FALSE(std::filesystem::exists(dir / "data/jwt-secret"));
+
+  env["SYNTHORG_SETTINGS_KEY_FILE"] = (dir / "absent").string();
+  Process refused(std::vector<std::string>{"serve", "--exit-after-start"}, env, in_dir);
+  EXPECT_EQ(refused.wait(30s), 2) << refused.output();
+  EXPECT_NE(refused.output().find("SYNTHORG_SETTINGS_KEY_FILE names " + (dir / "absent").string() +
+                                  ", which cannot be read"),
+            std::string::npos)
+      << refused.output();
+}
+
 TEST(Cli, ServesTheShippedConfigFile) {
   auto result = run_synthorg({"--config", SYNTHORG_SOURCE_DIR "/config/company.yaml", "serve", "--exit-after-start"}, any_free_ports);
   EXPECT_EQ(result.exit_code, 0) << result.output;
