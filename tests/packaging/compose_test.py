@@ -69,6 +69,10 @@ for name, service in services.items():
     # web probes the web plugin's own listener, not the API behind it.
     path = "/api/v1/readyz" if name == "backend" else "/healthz"
     check(path in test, f"{where}.healthcheck probes {path}")
+    # The SynthOrg guide: backend 10 s / 5 s / 3 / 30 s, web 10 s / 3 s / 3 / 10 s.
+    timings = {"backend": ("10s", "5s", 3, "30s"), "web": ("10s", "3s", 3, "10s")}[name]
+    got = (health.get("interval"), health.get("timeout"), health.get("retries"), health.get("start_period"))
+    check(got == timings, f"{where}.healthcheck interval/timeout/retries/start_period are {timings}, not {got}")
     variable, container_port = ports[name]
     published = service.get("ports", [])
     check(any(re.fullmatch(r"\$\{BIND_ADDRESS:-127\.0\.0\.1\}:\$\{" + variable + r":-\d+\}:" + str(container_port), p)
