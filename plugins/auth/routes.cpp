@@ -274,6 +274,13 @@ void setup(const std::shared_ptr<AuthContext>& context, HttpRequest& request, Re
           });
 }
 
+// What a first-run screen needs before it asks anything: whether setup is waiting, and the
+// password rule it will be held to (so a form never allows what the server refuses).
+void setup_state(const std::shared_ptr<AuthContext>& context, HttpRequest&, Responder respond) {
+  respond(HttpResponse::json(200, {{"needed", !context->sessions->has_users()},
+                                   {"password_min_length", setting(*context, "password_min_length")}}));
+}
+
 void login(const std::shared_ptr<AuthContext>& context, HttpRequest& request, Responder respond) {
   auto parsed = string_fields(request, {"username", "password"});
   if (auto* problem = std::get_if<HttpResponse>(&parsed)) return respond(std::move(*problem));
@@ -484,6 +491,13 @@ std::vector<Token> mount_routes(HttpRouter& router, std::shared_ptr<AuthContext>
                  {"415", bad_type}, {"422", rules}, {"503", busy}, {"507", full}},
                 ref("AuthCredentials")),
       setup);
+  add("GET", "/api/v1/auth/setup", Access::open, {},
+      operation("Whether the first admin is still to be created, and the password rule setup holds to", "auth",
+                {{"200", response("The setup state",
+                                  object_schema({{"needed", {{"type", "boolean"}}},
+                                                 {"password_min_length", {{"type", "integer"}}}},
+                                                {"needed", "password_min_length"}))}}),
+      setup_state);
   json signed_in = response("Signed in", ref("AuthSession"));
   signed_in["headers"] = set_cookie_header();
   add("POST", "/api/v1/auth/login", Access::open, {},

@@ -157,12 +157,13 @@ try {
   const base = `http://127.0.0.1:${webPort}`
   const shot = (name) => page.screenshot({ path: join(artifacts, `${name}.png`), fullPage: true })
 
-  step('the sign-in page, then the first-run wizard')
+  step('a fresh install goes straight to the first-run wizard, which holds to the server\'s password rule')
   await page.goto(base + '/')
-  await page.getByRole('heading', { name: 'Sign in' }).waitFor()
-  await shot('sign-in-empty')
-  await page.getByRole('link', { name: 'Create the administrator' }).click()
   await page.getByRole('heading', { name: 'Welcome to SynthOrg' }).waitFor()
+  if (!page.url().endsWith('/setup')) throw new Error(`a fresh install should land on /setup, not ${page.url()}`)
+  const minLength = await page.getByLabel('Password', { exact: true }).getAttribute('minlength')
+  if (minLength !== '12') throw new Error(`the setup form allows ${minLength}-character passwords; the server wants 12`)
+  await page.getByText('At least 12 characters.').waitFor()
   await page.getByLabel('Username').fill('admin')
   await page.getByLabel('Password', { exact: true }).fill('correct-horse-battery-staple')
   await page.getByLabel('Password again').fill('correct-horse-battery-staple')
@@ -170,6 +171,12 @@ try {
   await page.getByRole('button', { name: 'Create administrator' }).click()
   await page.getByText('was created').waitFor()
   await page.getByRole('button', { name: 'Continue to sign in' }).click()
+
+  step('once set up, the sign-in page')
+  await page.goto(base + '/')
+  await page.getByRole('heading', { name: 'Sign in' }).waitFor()
+  if (page.url().endsWith('/setup')) throw new Error('set up already: the wizard should not come back')
+  await shot('sign-in-empty')
 
   step('sign in')
   await page.getByLabel('Username').fill('admin')

@@ -59,6 +59,7 @@ function LiveStatus() {
 export function App() {
   const path = usePath()
   const [me, setMe] = useState(undefined) // undefined: asking; null: signed out
+  const [setup, setSetup] = useState({ needed: false, password_min_length: 12 })
   const [error, setError] = useState(null)
 
   const refresh = useCallback(async () => {
@@ -66,8 +67,14 @@ export function App() {
     try {
       setMe((await get('/api/v1/auth/me')).data)
     } catch (failure) {
-      if (failure.status === 401) setMe(null)
-      else setError(failure)
+      if (failure.status !== 401) return setError(failure)
+      // Signed out: on a fresh install the setup wizard comes first, as the guide promises.
+      try {
+        const state = (await get('/api/v1/auth/setup')).data
+        setSetup(state)
+        if (state.needed) navigate('/setup')
+      } catch { /* an older server without the route: the login page links to setup */ }
+      setMe(null)
     }
   }, [])
   useEffect(() => { refresh() }, [refresh])
@@ -86,7 +93,7 @@ export function App() {
   if (error) return <main className="centered"><Problem error={error} onRetry={refresh} /></main>
   if (me === undefined) return <main className="centered"><Loading what="the dashboard" /></main>
   if (!me) {
-    if (path === '/setup') return <Setup onDone={() => navigate('/login')} />
+    if (path === '/setup') return <Setup minLength={setup.password_min_length} onDone={() => navigate('/login')} />
     return <Login onSignedIn={(user) => { setMe(user); navigate(path === '/login' ? '/' : path) }} />
   }
   const page = pages.find((p) => p.path === path) || (path === '/login' || path === '/setup' ? pages[0] : null)

@@ -3,7 +3,9 @@ import { useState } from 'react'
 import { post } from '../api.js'
 import { Problem } from '../components.jsx'
 
-export function Setup({ onDone }) {
+// `minLength`: the server's password rule (GET /api/v1/auth/setup), so the form never allows
+// what the server then refuses.
+export function Setup({ onDone, minLength = 12 }) {
   const [username, setUsername] = useState('admin')
   const [password, setPassword] = useState('')
   const [confirm, setConfirm] = useState('')
@@ -48,7 +50,8 @@ export function Setup({ onDone }) {
             <label>Username<input name="username" autoComplete="username" value={username}
               onChange={(e) => setUsername(e.target.value)} required /></label>
             <label>Password<input name="password" type="password" autoComplete="new-password" value={password}
-              onChange={(e) => setPassword(e.target.value)} required minLength={8} /></label>
+              onChange={(e) => setPassword(e.target.value)} required minLength={minLength} /></label>
+            <p className="muted">At least {minLength} characters.</p>
             <label>Password again<input name="confirm" type="password" autoComplete="new-password" value={confirm}
               onChange={(e) => setConfirm(e.target.value)} required /></label>
             {error && error.code === 'already_set_up' ? (
