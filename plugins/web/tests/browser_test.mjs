@@ -195,6 +195,19 @@ try {
   await page.getByTestId('live-status').getByText('Live').waitFor()
   await shot('overview')
 
+  step('every page fits a phone 390 px wide: nothing scrolls the page sideways')
+  await page.setViewportSize({ width: 390, height: 844 })
+  for (const path of ['/', '/workloads', '/fine-tune', '/settings', '/events']) {
+    await page.goto(base + path)
+    await page.locator('main h1').first().waitFor()
+    const width = await page.evaluate(() => document.documentElement.scrollWidth)
+    if (width > 390) throw new Error(`${path} is ${width} px wide on a 390 px phone`)
+  }
+  await shot('overview-phone')
+  await page.setViewportSize({ width: 1280, height: 900 })
+  await page.goto(base + '/')
+  await page.getByRole('heading', { name: 'Overview' }).waitFor()
+
   step('workloads')
   await page.getByRole('link', { name: 'Workloads' }).click()
   await page.getByRole('heading', { name: 'Workloads' }).waitFor()
