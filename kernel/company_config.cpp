@@ -6,6 +6,7 @@
 #include "company_config.hpp"
 
 #include <algorithm>
+#include <cctype>
 #include <cstdlib>
 #include <fstream>
 #include <regex>
@@ -397,7 +398,25 @@ CompanyConfig load_company_config(const std::optional<std::filesystem::path>& ex
     config = parse_company_config(embedded_company_yaml(), "<embedded default>", std::filesystem::current_path(),
                                   default_plugin_dir);
   }
-  if (const char* url = std::getenv("SYNTHORG_DATABASE_URL"); url && *url) config.select["store"] = "store-postgres";
+  // The SynthOrg guide's SYNTHORG_PERSISTENCE_BACKEND picks the store; SYNTHORG_DATABASE_URL,
+  // when set, still selects PostgreSQL whatever it says, as the guide has it.
+  const char* url = std::getenv("SYNTHORG_DATABASE_URL");
+  bool database_url = url && *url;
+  if (const char* backend = std::getenv("SYNTHORG_PERSISTENCE_BACKEND"); backend && *backend) {
+    std::string chosen(backend);
+    std::transform(chosen.begin(), chosen.end(), chosen.begin(), [](unsigned char c) { return std::tolower(c); });
+    if (chosen == "sqlite") {
+      config.select["store"] = "store-sqlite";
+    } else if (chosen == "postgres" || chosen == "postgresql") {
+      if (!database_url)
+        throw ConfigFileError("SYNTHORG_PERSISTENCE_BACKEND=postgres needs SYNTHORG_DATABASE_URL (fix: set it to "
+                              "postgres://user:password@host:5432/database, or choose sqlite)");
+    } else {
+      throw ConfigFileError("SYNTHORG_PERSISTENCE_BACKEND is " + quote(chosen) +
+                            "; it must be sqlite or postgres (fix: set one of them, or unset it to use select.store)");
+    }
+  }
+  if (database_url) config.select["store"] = "store-postgres";
   if (auto slot = config.select.find("orchestrator"); slot != config.select.end() && slot->second == "auto")
     slot->second = auto_orchestrator();
   return config;

@@ -63,7 +63,7 @@ getent passwd synthorg >/dev/null || fail "postinst did not create the synthorg 
 [[ "$(stat -c '%U:%G %a' /var/lib/synthorg)" == "synthorg:synthorg 750" ]] || fail "/var/lib/synthorg is $(stat -c '%U:%G %a' /var/lib/synthorg)"
 [[ "$(stat -c '%U %a' /etc/synthorg/synthorg.env)" == "root 600" ]] || fail "synthorg.env is not root-only"
 unit=/lib/systemd/system/synthorg.service
-for key in NoNewPrivileges=yes ProtectSystem=strict ProtectHome=yes PrivateTmp=yes ReadWritePaths=/var/lib/synthorg \
+for key in Environment=SYNTHORG_LOG_DIR=/var/lib/synthorg/logs NoNewPrivileges=yes ProtectSystem=strict ProtectHome=yes PrivateTmp=yes ReadWritePaths=/var/lib/synthorg \
   User=synthorg "ExecStart=/usr/bin/synthorg --config /etc/synthorg/company.yaml serve"; do
   grep -qxF "$key" "$unit" || fail "$unit lacks $key"
 done

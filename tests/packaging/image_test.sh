@@ -74,7 +74,7 @@ say "image size: $size bytes ($((size / 1000000)) MB)"
 [[ "$(docker image inspect --format '{{json .Config.Healthcheck}}' "$tag")" == null ]] || fail "the image declares a HEALTHCHECK"
 image_env=$(docker image inspect --format '{{json .Config.Env}}' "$tag")
 for expected in SYNTHORG_HTTP_ADDRESS=0.0.0.0 SYNTHORG_WEB_ADDRESS=0.0.0.0 SYNTHORG_GRPC_ADDRESS=0.0.0.0 \
-  SYNTHORG_DB_PATH=/data/synthorg.db SYNTHORG_BACKUP_DIR=/data/backups; do
+  SYNTHORG_DB_PATH=/data/synthorg.db SYNTHORG_BACKUP_DIR=/data/backups SYNTHORG_LOG_DIR=/data/logs; do
   [[ "$image_env" == *"\"$expected\""* ]] || fail "the image lacks ENV $expected: $image_env"
 done
 

@@ -228,5 +228,32 @@ TEST(CompanyConfig, FileChoiceAndDatabaseUrlOverride) {
   unsetenv("SYNTHORG_CONFIG_PATH");
 }
 
+TEST(CompanyConfig, PersistenceBackendPicksTheStoreAndTheDatabaseUrlStillWins) {
+  synthorg::testing::TempDir dir;
+  auto file = dir.write("c.yaml", "company_name: X\nselect: {store: store-postgres}\n");
+  setenv("SYNTHORG_CONFIG_PATH", file.c_str(), 1);
+  unsetenv("SYNTHORG_DATABASE_URL");
+  setenv("SYNTHORG_PERSISTENCE_BACKEND", "SQLite", 1);
+  EXPECT_EQ(load_company_config(std::nullopt, "/p").select.at("store"), "store-sqlite");
+  setenv("SYNTHORG_DATABASE_URL", "postgres://u:p@127.0.0.1/db", 1);
+  EXPECT_EQ(load_company_config(std::nullopt, "/p").select.at("store"), "store-postgres") << "the URL still wins";
+  unsetenv("SYNTHORG_DATABASE_URL");
+  auto error_for = [](const char* value) {
+    setenv("SYNTHORG_PERSISTENCE_BACKEND", value, 1);
+    try {
+      load_company_config(std::nullopt, "/p");
+    } catch (const ConfigFileError& e) {
+      return std::string(e.what());
+    }
+    return std::string("accepted");
+  };
+  EXPECT_NE(error_for("postgres").find("needs SYNTHORG_DATABASE_URL"), std::string::npos);
+  auto bad = error_for("mysql");
+  EXPECT_NE(bad.find("SYNTHORG_PERSISTENCE_BACKEND is \"mysql\"; it must be sqlite or postgres"), std::string::npos)
+      << bad;
+  unsetenv("SYNTHORG_PERSISTENCE_BACKEND");
+  unsetenv("SYNTHORG_CONFIG_PATH");
+}
+
 }  // namespace
 }  // namespace synthorg::kernel
