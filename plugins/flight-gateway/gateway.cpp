@@ -333,20 +333,19 @@ class Call {
   void up_started(bool) {
     up_writable_ = true;
     if (held_down_) {
-      held_down_ = false;
-      relay_down(*held_down_ok_);
+      bool ok = *held_down_;
+      held_down_.reset();
+      relay_down(ok);
     }
   }
 
   // The client's messages to the workload.
   void read_down() {
-    reading_down_ = true;
     ++outstanding_;
     down_.Read(&down_message_, &down_read_tag_);
   }
 
   void down_read(bool ok) {
-    reading_down_ = false;
     if (handshaking_) {
       if (!ok || finished_) return finish(grpc::Status::OK);
       writing_down_ = true;
@@ -356,8 +355,7 @@ class Call {
     }
     if (!up_started_ || up_finished_ || writes_closed_) return;
     if (!up_writable_) {
-      held_down_ = true;  // relayed once the upstream call has started
-      held_down_ok_ = ok;
+      held_down_ = ok;  // relayed once the upstream call has started
       return;
     }
     relay_down(ok);
@@ -539,10 +537,10 @@ class Call {
   grpc::StatusCode final_code_ = grpc::StatusCode::OK;
   int outstanding_ = 0, depth_ = 0;
   bool counted_ = false, handshaking_ = false, subject_admitted_ = false, up_started_ = false;
-  bool reading_down_ = false, writing_down_ = false, reading_up_ = false, writes_closed_ = false;
+  bool writing_down_ = false, reading_up_ = false, writes_closed_ = false;
   bool up_ended_ = false, up_finished_ = false, metadata_forwarded_ = false, client_gone_ = false;
-  bool cancelled_ = false, finished_ = false, up_writable_ = false, held_down_ = false;
-  std::optional<bool> held_down_ok_;
+  bool cancelled_ = false, finished_ = false, up_writable_ = false;
+  std::optional<bool> held_down_;  // a read from the client (its `ok`) waiting for the upstream's start
   Tag new_call_tag_{this, &Call::new_call}, done_tag_{this, &Call::done}, finish_tag_{this, &Call::finished};
   Tag down_read_tag_{this, &Call::down_read}, down_write_tag_{this, &Call::down_written};
   Tag up_start_tag_{this, &Call::up_started}, up_read_tag_{this, &Call::up_read};
