@@ -10,6 +10,7 @@
 #   3. unary GetFlightInfo (`SELECT 1`) latency, p50 / p99, gateway vs direct (python3-grpcio,
 #      gRPC's C core, the same client both sides);
 #      and the machine's floor for one more hop: the same calls through socat, a TCP relay;
+#      and what a mature HTTP/2 proxy adds here: the same calls through nginx's grpc_pass;
 #   4. DoGet of 10 M rows, bytes/s, gateway vs direct, rounds alternating, median of the ratios,
 #      once with @grpc/grpc-js as the client and once with python3-grpcio (C core);
 #   5. cold first query: a new user's first `SELECT 42` (the workload started on the way) vs
@@ -27,7 +28,7 @@ set -euo pipefail
 build=$(realpath "${1:-build/default}")
 root=$(cd "$(dirname "$0")/.." && pwd)
 source "$(dirname "$0")/lib.sh"
-require_tools node curl socat
+require_tools node curl socat nginx
 rounds=${ROUNDS:-5}
 python=/usr/bin/python3
 "$python" -c 'import grpc' 2>/dev/null || { echo "flight.sh: $python cannot import grpc; apt-get install python3-grpcio" >&2; exit 1; }
@@ -52,6 +53,7 @@ grpc_port=29822
 direct_port=29823
 cold_port=29824
 floor_port=29825
+nginx_port=29826
 gateway=127.0.0.1:$grpc_port
 http=http://127.0.0.1:$http_port
 # The workload's environment, the same on both sides (orchestrator-process adds PATH, HOME and
@@ -187,8 +189,23 @@ socat TCP-LISTEN:$floor_port,bind=127.0.0.1,reuseaddr,fork,nodelay TCP:127.0.0.1
 socat_pid=$!
 for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$floor_port") 2>/dev/null && break; sleep 0.05; done
 run floor "$python" "$root/bench/flight_latency.py" --gateway "127.0.0.1:$floor_port" --direct "127.0.0.1:$direct_port" \
-  --token "$token" --kernel "$socat_pid" --calls "${LATENCY_CALLS:-5000}" --warmup 1000 --rounds 6
+  --token "$token" --kernel "$socat_pid" --no-refused --calls "${LATENCY_CALLS:-5000}" --warmup 1000 --rounds 6
 kill "$socat_pid" 2>/dev/null || true
+
+section "A mature HTTP/2 gRPC proxy on the same machine: the same calls through nginx grpc_pass (1 worker, no auth) vs direct"
+# What the gateway does minus authentication and routing: end HTTP/2 on one side, start it on the
+# other, relay the frames. The gateway's added latency is compared with nginx's.
+start_nginx "  upstream workload { server 127.0.0.1:$direct_port; keepalive 16; }
+  server {
+    listen 127.0.0.1:$nginx_port http2;
+    location / { grpc_pass grpc://workload; }
+  }"
+for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$nginx_port") 2>/dev/null && break; sleep 0.05; done
+run nginx "$python" "$root/bench/flight_latency.py" --gateway "127.0.0.1:$nginx_port" --direct "127.0.0.1:$direct_port" \
+  --token "$token" --kernel "$(pgrep -P "$(cat "$work/nginx.pid")" | head -1)" --no-refused \
+  --calls "${LATENCY_CALLS:-5000}" --warmup 1000 --rounds 6
+kill "$(cat "$work/nginx.pid")" 2>/dev/null || true
+rm -f "$work/nginx.pid"
 
 section "DoGet of 10 M rows (SELECT range FROM range(10000000)): bytes/s through the gateway vs direct, client @grpc/grpc-js"
 run doget node "$bench_js" doget --gateway "$gateway" --direct "127.0.0.1:$direct_port" --token "$token" \
@@ -235,6 +252,12 @@ print(f"| (the machine's floor: one TCP relay that parses nothing, socat) | adde
       f"{f['added_p99_us']:.0f} µs (medians of rounds {f['added_p50_us_rounds_median']:.0f} / "
       f"{f['added_p99_us_rounds_median']:.0f}); the gateway adds **{l['added_p50_us'] / max(f['added_p50_us'], 1):.1f}×** "
       f"that at p50 | recorded |")
+n = r["nginx"]
+print(f"| (a mature HTTP/2 proxy here: nginx grpc_pass, 1 worker, no auth) | added p50 **{n['added_p50_us']:.0f} µs**, p99 "
+      f"{n['added_p99_us']:.0f} µs (medians of rounds {n['added_p50_us_rounds_median']:.0f} / "
+      f"{n['added_p99_us_rounds_median']:.0f}); the gateway adds **{l['added_p50_us'] / max(n['added_p50_us'], 1):.2f}×** "
+      f"nginx's at p50, **{l['added_p99_us'] / max(n['added_p99_us'], 1):.2f}×** at p99; nginx's worker spent "
+      f"{n['gateway']['kernel_cpu_us']:.0f} µs of CPU a call, the kernel {l['gateway']['kernel_cpu_us']:.0f} | recorded |")
 print(f"| (a call the gateway refuses itself: no token, nothing relayed) | p50 {l['refused']['p50_us']:.0f} µs, "
       f"p99 {l['refused']['p99_us']:.0f} µs | recorded |")
 print(f"| cold first query within 1.2× of starting the server directly | **{c['ratio']:.2f}×** median of {c['rounds']} rounds "

@@ -4,6 +4,7 @@
 #include <cerrno>
 #include <charconv>
 #include <cstdlib>
+#include <optional>
 #include <regex>
 
 #include <fmt/format.h>
@@ -66,6 +67,19 @@ void validate_setting(const SettingDefinition& d, const json& value) {
       return;
     }
     case SettingType::json: return;
+    case SettingType::list: {
+      if (!value.is_array()) wrong("is not a list of strings (a JSON array)");
+      std::optional<std::regex> item_pattern;
+      if (!d.pattern.empty()) item_pattern.emplace(d.pattern);
+      for (std::size_t i = 0; i < value.size(); ++i) {
+        const auto& item = value[i];
+        if (!item.is_string()) wrong(fmt::format("has item {} that is not a string", i + 1));
+        if (item_pattern && !std::regex_match(item.get_ref<const std::string&>(), *item_pattern))
+          wrong(fmt::format("has item {} ({}) that is not of the form {} ({})", i + 1, item.dump(), d.pattern,
+                            d.description));
+      }
+      return;
+    }
   }
 }
 
@@ -102,6 +116,26 @@ json parse_setting_text(const SettingDefinition& d, std::string_view text) {
       auto parsed = json::parse(text, nullptr, false);
       if (parsed.is_discarded()) return refuse("JSON");
       return parsed;
+    }
+    case SettingType::list: {
+      // The JSON array the settings API shows, or plain comma-separated words (blanks dropped).
+      auto first = text.find_first_not_of(" \t");
+      if (first != std::string_view::npos && text[first] == '[') {
+        auto parsed = json::parse(text, nullptr, false);
+        if (parsed.is_discarded() || !parsed.is_array())
+          return refuse("a JSON array of strings, such as [\"a\",\"b\"], or the strings separated by commas");
+        return parsed;
+      }
+      json items = json::array();
+      std::size_t start = 0;
+      while (start <= text.size()) {
+        auto end = std::min(text.find(',', start), text.size());
+        auto item = text.substr(start, end - start);
+        auto from = item.find_first_not_of(" \t"), to = item.find_last_not_of(" \t");
+        if (from != std::string_view::npos) items.push_back(std::string(item.substr(from, to - from + 1)));
+        start = end + 1;
+      }
+      return items;
     }
   }
   return refuse("a value");
@@ -144,7 +178,13 @@ Token SettingsService::define(SettingDefinition definition) {
   Entry entry{definition, std::nullopt, std::nullopt};
   if (const char* text = std::getenv(definition.env_name().c_str())) {
     entry.env_value = parse_setting_text(definition, text);
-    validate_setting(definition, *entry.env_value);
+    try {
+      validate_setting(definition, *entry.env_value);
+    } catch (const SettingsError& error) {
+      fail(SettingsErrc::invalid, fmt::format("{} in the environment: {} (fix: correct it, or unset it to use the "
+                                              "stored value or the default)",
+                                              definition.env_name(), error.what()));
+    }
   }
   if (auto space = from_config_.find(definition.space); space != from_config_.end() && space->second.contains(definition.key)) {
     entry.config_value = space->second[definition.key];

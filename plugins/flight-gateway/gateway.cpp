@@ -98,6 +98,8 @@ struct Gateway::Impl {
       // The client retries, not the relay: gRPC's retry filter would buffer every message it
       // sends on, for calls the relay must never replay.
       arguments.SetInt(GRPC_ARG_ENABLE_RETRIES, 0);
+      arguments.SetInt(GRPC_ARG_ENABLE_CHANNELZ, 0);
+      arguments.SetInt(GRPC_ARG_MINIMAL_STACK, 1);
       channel = grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), arguments);
     }
     return channel;
@@ -588,6 +590,7 @@ void Gateway::start() {
   builder.AddChannelArgument(GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES, kStreamWindowBytes);
   // Another process on the port must fail the start, not share it.
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
+  builder.AddChannelArgument(GRPC_ARG_ENABLE_CHANNELZ, 0);
   impl_->server = builder.BuildAndStart();
   if (!impl_->server || bound == 0) {
     impl_->server.reset();

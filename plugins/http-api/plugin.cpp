@@ -90,6 +90,16 @@ class HttpApiPlugin final : public Plugin {
     access_log.description = "Log one line per request (method, path, status, bytes, ms, request id)";
     access_log.restart_required = true;
     definitions.push_back(settings->define(access_log));
+    SettingDefinition cors;
+    cors.space = "api";
+    cors.key = "cors_allowed_origins";
+    cors.type = SettingType::list;
+    cors.default_value = json::array();
+    cors.pattern = std::string(kOriginPattern);
+    cors.description =
+        "Origins whose pages may call the API from a browser, each scheme://host[:port] exactly as the browser "
+        "sends it (no path, no trailing slash), or * for any origin (then without credentials). Empty: none";
+    definitions.push_back(settings->define(cors));
 
     auto options = options_;
     auto integer = [&](const char* key) { return settings->get("http", key).value.get<std::int64_t>(); };
@@ -164,6 +174,16 @@ class HttpApiPlugin final : public Plugin {
                        .header("upgrade", "websocket"));
          }}));
     for (auto& token : mount_settings_routes(*router, context_)) routes.push_back(std::move(token));
+    // The cross-origin policy follows its setting without a restart.
+    auto cors_policy = [settings] {
+      return std::make_shared<const CorsPolicy>(settings->get("api", "cors_allowed_origins").value);
+    };
+    server->set_cors(cors_policy());
+    auto cors_subscription = context_.bus().subscribe(
+        std::string(SettingChanged::topic), [server = server.get(), cors_policy](const Event& event) {
+          if (event.payload.value("namespace", "") == "api" && event.payload.value("key", "") == "cors_allowed_origins")
+            server->set_cors(cors_policy());
+        });
     server->start();
     hub->start();
     auto registration = context_.registry().provide<HttpRouter>(router);
@@ -182,6 +202,7 @@ class HttpApiPlugin final : public Plugin {
         }));
 
     definitions_ = std::move(definitions);
+    cors_subscription_ = std::move(cors_subscription);
     routes_ = std::move(routes);
     listener_registration_ = std::move(listener_registration);
     server_ = std::move(server);
@@ -195,6 +216,7 @@ class HttpApiPlugin final : public Plugin {
   }
 
   void stop() override {
+    cors_subscription_.reset();  // its handler uses the server
     listener_registration_.reset();
     dispatcher_registration_.reset();
     registration_.reset();
@@ -217,6 +239,7 @@ class HttpApiPlugin final : public Plugin {
   std::shared_ptr<WebSocketHub> hub_;
   Registration registration_, dispatcher_registration_, listener_registration_;
   Token collector_;
+  Subscription cors_subscription_;
 };
 
 }  // namespace

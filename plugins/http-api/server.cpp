@@ -121,6 +121,7 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
   ServerStats& stats;
   std::shared_ptr<WebSocketHub> websocket;
   Unrouted unrouted;
+  std::atomic<std::shared_ptr<const CorsPolicy>> cors;
   std::atomic<bool> draining{false};
   asio::steady_timer sweeper{io};  // after `io`, which it is built from
   http_relay::AcceptGuard accept_guard{"http-api", log, acceptor.get_executor(), stats.connections_refused};
@@ -348,6 +349,19 @@ class Session : public std::enable_shared_from_this<Session> {
     method_ = request->method;
     path_ = request->path;
 
+    // Cross-origin: the policy of this moment, kept for this request's answer.
+    cors_ = server_->cors.load(std::memory_order_acquire);
+    cors_origin_.clear();
+    if (cors_) {
+      if (!cors_->empty()) cors_origin_ = std::string(request->header("origin"));
+      // With no origin allowed too: the refusal says how to allow one.
+      if (CorsPolicy::is_preflight(*request)) {
+        auto answer = cors_->preflight(*request);
+        cors_.reset();  // its headers are in the answer already
+        return respond_unrouted(*request, std::move(answer));
+      }
+    }
+
     auto match = server_->router->match(request->method == "HEAD" ? "GET" : request->method, request->path);
     pattern_ = match.pattern;
     if (!match.route) {
@@ -444,7 +458,8 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   void on_proxied(ProxyResult result) {
-    stream_.expires_never();  // relay() times the client's reads and writes on the stream itself
+    stream_.expires_never();
+    cors_.reset();  // a proxied answer is the upstream's, headers and all  // relay() times the client's reads and writes on the stream itself
     if (result.problem) {
       keep_alive_ = keep_alive_ && result.keep_alive;
       return respond(std::move(*result.problem));
@@ -457,6 +472,7 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   void reply_and_close(HttpResponse response) {
+    cors_.reset();  // not the previous request's
     busy_ = true;
     keep_alive_ = false;
     version_ = 11;
@@ -475,6 +491,10 @@ class Session : public std::enable_shared_from_this<Session> {
 
   void respond(HttpResponse response) {
     if (server_->draining) keep_alive_ = false;
+    if (cors_) {
+      cors_->decorate(cors_origin_, response);
+      cors_.reset();
+    }
     status_ = response.status;
     bytes_ = response.body.size();
     head_buffer_.clear();
@@ -527,6 +547,8 @@ class Session : public std::enable_shared_from_this<Session> {
   bool timed_out_ = false;
   bool dispatching_ = false;
   std::optional<HttpResponse> inline_response_;
+  std::shared_ptr<const CorsPolicy> cors_;  // set while a request that may need CORS headers is answered
+  std::string cors_origin_;
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
   std::string head_buffer_, body_;  // the answer being written
@@ -608,6 +630,8 @@ Server::~Server() { stop(std::chrono::milliseconds(0)); }
 void Server::set_websocket(std::shared_ptr<WebSocketHub> hub) { impl_->websocket = std::move(hub); }
 
 void Server::set_unrouted(Unrouted unrouted) { impl_->unrouted = std::move(unrouted); }
+
+void Server::set_cors(std::shared_ptr<const CorsPolicy> policy) { impl_->cors.store(std::move(policy), std::memory_order_release); }
 
 void Server::start() {
   bound_port_ = http_relay::listen_on(impl_->acceptor, impl_->options.address, impl_->options.port);

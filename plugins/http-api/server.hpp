@@ -12,6 +12,7 @@
 
 #include <boost/asio/io_context.hpp>
 
+#include "cors.hpp"
 #include "router.hpp"
 #include "synthorg/log.hpp"
 
@@ -75,6 +76,8 @@ class Server {
   void set_websocket(std::shared_ptr<WebSocketHub> hub);
   // Before start(); none by default.
   void set_unrouted(Unrouted unrouted);
+  // The cross-origin policy; may be replaced at any time (the setting changed), from any thread.
+  void set_cors(std::shared_ptr<const CorsPolicy> policy);
   const ServerStats& stats() const noexcept { return stats_; }
 
   struct Impl;

@@ -13,6 +13,7 @@ std::string_view to_string(SettingType type) noexcept {
     case SettingType::boolean: return "bool";
     case SettingType::enumeration: return "enum";
     case SettingType::json: return "json";
+    case SettingType::list: return "list";
   }
   return "str";
 }

@@ -13,6 +13,7 @@ import { spawn, execFileSync } from 'node:child_process'
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { createServer } from 'node:net'
+import { createServer as createHttpServer } from 'node:http'
 import { tmpdir } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -303,6 +304,47 @@ try {
   await row.getByTestId('value').getByText('4321').waitFor()
   await row.getByText('stored').waitFor()
   await shot('settings')
+
+  step('a page from another origin reaches the API only once its origin is allowed (CORS, real preflights)')
+  {
+    // Another origin: a page of our own on another loopback port, with no CSP of its own.
+    const other = createHttpServer((request, response) => {
+      response.writeHead(200, { 'content-type': 'text/html' }).end('<!doctype html><title>elsewhere</title>')
+    })
+    await new Promise((r) => other.listen(0, '127.0.0.1', r))
+    const origin = `http://127.0.0.1:${other.address().port}`
+    const elsewhere = await browser.newPage()
+    try {
+      await elsewhere.goto(`${origin}/`)
+      const call = (headers) => elsewhere.evaluate(async ({ url, headers }) => {
+        try {
+          const response = await fetch(url, { headers })
+          return { status: response.status, requestId: response.headers.get('x-request-id') }
+        } catch (error) {
+          return { blocked: String(error) }
+        }
+      }, { url: `http://127.0.0.1:${apiPort}/api/v1/auth/me`, headers })
+      const before = await call({ authorization: 'Bearer not-a-token' })
+      if (!before.blocked) throw new Error(`with no origin allowed the browser read an answer: ${JSON.stringify(before)}`)
+      const saved = await page.evaluate(async (value) => (await fetch('/api/v1/settings/api/cors_allowed_origins', {
+        method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ value }) })).status, [origin])
+      if (saved !== 200) throw new Error(`saving api.cors_allowed_origins answered ${saved}`)
+      let after
+      for (let i = 0; i < 50; i++) {
+        after = await call({ authorization: 'Bearer not-a-token' })  // preflighted: a non-safelisted header
+        if (!after.blocked) break
+        await new Promise((r) => setTimeout(r, 100))
+      }
+      if (after.status !== 401 || !after.requestId)
+        throw new Error(`once allowed, the browser should read the 401 and its X-Request-Id: ${JSON.stringify(after)}`)
+      const odd = await call({ 'x-not-read-here': '1' })
+      if (!odd.blocked) throw new Error(`a header the API does not read passed the preflight: ${JSON.stringify(odd)}`)
+    } finally {
+      await elsewhere.close()
+      other.close()
+      await page.evaluate(() => fetch('/api/v1/settings/api/cors_allowed_origins', { method: 'DELETE' }))
+    }
+  }
 
   step('the live event log')
   await page.getByRole('link', { name: 'Events' }).click()

@@ -16,7 +16,9 @@
 
 namespace synthorg {
 
-enum class SettingType { string, integer, number, boolean, enumeration, json };
+// `list`: a JSON array of strings, each matching `pattern` when one is given; in the environment
+// either that JSON array or the strings separated by commas. Appended, so the others keep their values.
+enum class SettingType { string, integer, number, boolean, enumeration, json, list };
 enum class SettingSource { env, database, config, default_value };
 
 std::string_view to_string(SettingType type) noexcept;
@@ -31,7 +33,7 @@ struct SettingDefinition {
   bool sensitive = false;         // encrypted at rest, never logged, shown as ********
   bool restart_required = false;  // a change takes effect at the next start
   std::optional<double> minimum, maximum;  // integer and number
-  std::string pattern;                     // string: the whole value must match (ECMAScript)
+  std::string pattern;                     // string, list: the whole value (each item) must match (ECMAScript)
   std::vector<std::string> choices;        // enumeration
 
   // "SYNTHORG_BACKUP_KEEP" for backup.keep.

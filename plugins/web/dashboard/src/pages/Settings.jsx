@@ -14,7 +14,14 @@ function show(setting) {
   return typeof setting.value === 'object' ? JSON.stringify(setting.value) : String(setting.value)
 }
 
-// The API's type names (str, int, float, bool, enum, json).
+// What the editor starts from: nothing for a secret, a list one item a line.
+function editable(setting) {
+  if (setting.sensitive || show(setting) === '—') return ''
+  if (setting.type === 'list' && Array.isArray(setting.value)) return setting.value.join('\n')
+  return show(setting)
+}
+
+// The API's type names (str, int, float, bool, enum, json, list).
 function parse(setting, text) {
   switch (setting.type) {
     case 'bool': return text === 'true'
@@ -29,13 +36,15 @@ function parse(setting, text) {
     }
     case 'json':
       try { return JSON.parse(text) } catch { throw new Error('Enter valid JSON.') }
+    case 'list': // one item a line; the server checks each
+      return text.split('\n').map((item) => item.trim()).filter((item) => item !== '')
     default: return text
   }
 }
 
 function Editor({ setting, onSaved, onCancel }) {
   const [etag, setEtag] = useState(null)
-  const [text, setText] = useState(setting.sensitive ? '' : show(setting) === '—' ? '' : show(setting))
+  const [text, setText] = useState(editable(setting))
   const [error, setError] = useState(null)
   const [conflict, setConflict] = useState(null)
   const [busy, setBusy] = useState(false)
@@ -76,8 +85,9 @@ function Editor({ setting, onSaved, onCancel }) {
         <select value={text} onChange={(e) => setText(e.target.value)} name="value">
           <option value="true">true</option><option value="false">false</option>
         </select>
-      ) : setting.type === 'json' ? (
-        <textarea value={text} onChange={(e) => setText(e.target.value)} name="value" rows={3} />
+      ) : setting.type === 'json' || setting.type === 'list' ? (
+        <textarea value={text} onChange={(e) => setText(e.target.value)} name="value" rows={3}
+          placeholder={setting.type === 'list' ? 'one item a line' : ''} />
       ) : (
         <input name="value" value={text} onChange={(e) => setText(e.target.value)}
           type={setting.sensitive ? 'password' : 'text'} placeholder={setting.sensitive ? 'new value' : ''}
