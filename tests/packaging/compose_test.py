@@ -48,6 +48,9 @@ for name, service in services.items():
     check(service.get("network_mode") is None and service.get("pid") is None, f"{where} shares no host namespace")
     check(str(service.get("user")) == "65532:65532", f"{where}.user is 65532:65532")
     check(service.get("networks") == ["synthorg-net"], f"{where} is on synthorg-net only")
+    # The SynthOrg guide's SYNTHORG_IMAGE_TAG picks the image's tag, latest by default.
+    check(service.get("image") == "${SYNTHORG_IMAGE_REPOSITORY:-synthorg}:${SYNTHORG_IMAGE_TAG:-latest}",
+          f"{where}.image takes its tag from SYNTHORG_IMAGE_TAG (got {service.get('image')})")
     tmpfs = service.get("tmpfs", [])
     check(bool(tmpfs), f"{where} has a tmpfs (the root filesystem is read-only)")
     for mount in tmpfs:

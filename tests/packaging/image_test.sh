@@ -77,6 +77,10 @@ for expected in SYNTHORG_HTTP_ADDRESS=0.0.0.0 SYNTHORG_WEB_ADDRESS=0.0.0.0 SYNTH
   SYNTHORG_DB_PATH=/data/synthorg.db SYNTHORG_BACKUP_DIR=/data/backups SYNTHORG_LOG_DIR=/data/logs; do
   [[ "$image_env" == *"\"$expected\""* ]] || fail "the image lacks ENV $expected: $image_env"
 done
+# Product telemetry's fallback environment tag, baked from HEAD's release tag (none: dev).
+baked=$("$repo/packaging/docker/build-image" --print-deployment-env "$(git -C "$repo" describe --tags --exact-match HEAD 2>/dev/null || true)")
+[[ "$image_env" == *"\"SYNTHORG_TELEMETRY_ENV_BAKED=$baked\""* ]] ||
+  fail "the image lacks ENV SYNTHORG_TELEMETRY_ENV_BAKED=$baked (DEPLOYMENT_ENV): $image_env"
 
 hardened=(--read-only --cap-drop ALL --security-opt no-new-privileges --tmpfs /tmp:rw,noexec,nosuid,nodev,size=16m
   -v "$volume:/data")
