@@ -3,7 +3,10 @@
 // through the selected Orchestrator; its progress comes from its log stream, its state lives in
 // the Store, and a restarted kernel re-attaches to the stage still running. Admin API under
 // /api/v1/fine-tune; events fine_tune.progress, fine_tune.stage, fine_tune.finished.
+#include <charconv>
 #include <cstdlib>
+#include <cstring>
+#include <regex>
 #include <stdexcept>
 
 #include <fmt/format.h>
@@ -17,6 +20,12 @@ namespace synthorg::fine_tune {
 namespace {
 
 using nlohmann::json;
+
+// A volume's name as Docker takes it ([a-zA-Z0-9][a-zA-Z0-9_.-]+): mounted by name, not as a path.
+bool volume_name(const std::string& text) {
+  static const std::regex pattern("[A-Za-z0-9][A-Za-z0-9_.-]+");
+  return std::regex_match(text, pattern);
+}
 
 std::chrono::milliseconds ms(const json& config, const char* key) {
   return std::chrono::milliseconds(config.at(key).get<std::int64_t>());
@@ -45,7 +54,8 @@ class FineTunePlugin final : public Plugin {
                 .string_list("command", {}, "The command every stage runs; empty keeps the image's own")
                 .string_map("env", "Environment variables given to every stage (never logged)")
                 .string("data_dir", "",
-                        "Host directory (absolute) with the run's data, mounted in every stage; empty: none")
+                        "The run's data and outputs, mounted in every stage: an absolute host directory or a "
+                        "volume name (synthorg-data); SYNTHORG_ARTIFACT_DIR, when set, wins; empty: none")
                 .string("data_target", "/data", "Where the data directory appears inside the stage")
                 .string_list("read_only_stages", {"evaluating"}, "Stages that only read the data directory: "
                                                                  "mounted read-only for them")
@@ -54,7 +64,8 @@ class FineTunePlugin final : public Plugin {
                 .duration("stop_grace", "10s", "How long a stopped stage may take to exit before it is killed")
                 .range(0, 300'000)
                 .integer("health_port", 15002,
-                         "The port of the stage's GET /healthz (SYNTHORG_FINE_TUNE_HEALTH_PORT in the stage)")
+                         "The port of the stage's GET /healthz, given to the stage as SYNTHORG_FINE_TUNE_HEALTH_PORT; "
+                         "that variable, when set here, wins")
                 .range(1, 65535)
                 .duration("health_interval", "10s", "How often a running stage's health port is probed")
                 .range(100, 3'600'000)
@@ -92,8 +103,16 @@ class FineTunePlugin final : public Plugin {
     if (config.contains("env") && config.at("env").is_object())
       options.env = config.at("env").get<std::map<std::string, std::string>>();
     options.data_dir = config.at("data_dir").get<std::string>();
-    if (!options.data_dir.empty() && options.data_dir.front() != '/')
-      throw std::invalid_argument("data_dir: '" + options.data_dir + "' must be an absolute path on the host");
+    std::string data_dir_origin = "data_dir";
+    if (const char* artifacts = std::getenv("SYNTHORG_ARTIFACT_DIR"); artifacts && *artifacts) {
+      options.data_dir = artifacts;
+      data_dir_origin = "SYNTHORG_ARTIFACT_DIR";
+    }
+    if (!options.data_dir.empty() && options.data_dir.front() != '/' && !volume_name(options.data_dir))
+      throw std::invalid_argument(fmt::format(
+          "{}: '{}' is neither an absolute host path nor a volume name (fix: /srv/synthorg/artifacts, or a volume "
+          "such as synthorg-data: letters, digits, '_', '.', '-')",
+          data_dir_origin, options.data_dir));
     options.data_target = config.at("data_target").get<std::string>();
     if (options.data_target.empty() || options.data_target.front() != '/' || options.data_target == "/tmp")
       throw std::invalid_argument("data_target: '" + options.data_target + "' must be an absolute path other than /tmp");
@@ -105,6 +124,15 @@ class FineTunePlugin final : public Plugin {
     options.stage_timeout = ms(config, "stage_timeout");
     options.stop_grace = std::chrono::duration_cast<std::chrono::seconds>(ms(config, "stop_grace"));
     options.health_port = static_cast<std::uint16_t>(config.at("health_port").get<std::int64_t>());
+    if (const char* port = std::getenv("SYNTHORG_FINE_TUNE_HEALTH_PORT"); port && *port) {
+      int value = 0;
+      auto [end, error] = std::from_chars(port, port + std::strlen(port), value);
+      if (error != std::errc() || *end != '\0' || value < 1 || value > 65535)
+        throw std::invalid_argument(fmt::format(
+            "SYNTHORG_FINE_TUNE_HEALTH_PORT: '{}' is not a port (fix: a number from 1 to 65535, 15002 by default)",
+            port));
+      options.health_port = static_cast<std::uint16_t>(value);
+    }
     options.health_interval = ms(config, "health_interval");
     options.health_failures = config.at("health_failures").get<std::int64_t>();
     options.preflight_timeout = ms(config, "preflight_timeout");

@@ -219,6 +219,55 @@ TEST_F(FineTuneTest, AFullRunCompletesEveryStageInAHardenedContainer) {
   EXPECT_EQ(body_of(call("GET", "/api/v1/capabilities"))["fine_tune"], true);
 }
 
+// The SynthOrg guide's names: SYNTHORG_ARTIFACT_DIR (here a named volume, as a kernel in a
+// container hands its stages the volume it keeps its data on) and SYNTHORG_FINE_TUNE_HEALTH_PORT.
+TEST_F(FineTuneTest, TheGuidesArtifactDirMayNameAVolumeAndItsHealthPortIsTheStagesPort) {
+  auto volume = "synthorg-test-" + instance;
+  ASSERT_EQ(shell("docker volume create --label synthorg.instance=" + instance + " " + volume), volume);
+  // The stages run as nobody: the fresh volume's root is made theirs, as an operator would.
+  shell("docker run --rm --user 0 --entrypoint /bin/busybox -v " + volume + ":/data " + stage_image + " chmod 777 /data");
+  start("", {{"SYNTHORG_ARTIFACT_DIR", volume}, {"SYNTHORG_FINE_TUNE_HEALTH_PORT", "15077"}});
+  auto id = start_run({{"check_mounts", true}, {"sleep", "0.05"}, {"hold_stage", "training"}, {"hold_seconds", "2"}})["id"]
+                .get<std::string>();
+  auto container = container_of(id, "training");
+  ASSERT_FALSE(container.empty());
+  auto applied = json::parse(shell("docker inspect " + container))[0];
+  json data;
+  for (const auto& mount : applied["Mounts"])
+    if (mount["Destination"] == "/data") data = mount;
+  EXPECT_EQ(data["Type"], "volume") << applied["Mounts"];
+  EXPECT_EQ(data["Name"], volume) << "SYNTHORG_ARTIFACT_DIR wins over data_dir";
+  EXPECT_EQ(data["RW"], true);
+  EXPECT_NE(applied["Config"]["Env"].dump().find("SYNTHORG_FINE_TUNE_HEALTH_PORT=15077"), std::string::npos);
+  EXPECT_TRUE(applied["Config"]["ExposedPorts"].contains("15077/tcp")) << applied["Config"]["ExposedPorts"];
+  // Probed where the stage listens: healthy, not unresponsive.
+  for (int i = 0; i < 50 && run(id)["stages"][2]["health"] != "healthy"; ++i) std::this_thread::sleep_for(100ms);
+  EXPECT_EQ(run(id)["stages"][2]["health"], "healthy");
+  auto done = wait_for(id, "complete");
+  EXPECT_EQ(done["reason"], "");
+  // What the stages wrote is on the volume.
+  auto listed = shell("docker run --rm --entrypoint /bin/busybox -v " + volume + ":/data:ro " + stage_image + " ls /data");
+  EXPECT_NE(listed.find("training." + id), std::string::npos) << listed;
+  server.reset();
+  EXPECT_EQ(remove_instance_containers(instance), "");
+  shell("docker volume rm " + volume);
+}
+
+TEST_F(FineTuneTest, AnArtifactDirOrHealthPortThatIsNoneIsRefusedAtStartNamingTheVariable) {
+  for (auto [name, value] : {std::pair{"SYNTHORG_ARTIFACT_DIR", "relative/path"},
+                             std::pair{"SYNTHORG_ARTIFACT_DIR", "-volume"},
+                             std::pair{"SYNTHORG_FINE_TUNE_HEALTH_PORT", "0"},
+                             std::pair{"SYNTHORG_FINE_TUNE_HEALTH_PORT", "70000"},
+                             std::pair{"SYNTHORG_FINE_TUNE_HEALTH_PORT", "15002x"}}) {
+    auto file = dir.write("company.yaml", config(""));
+    auto refused = run_synthorg({"--config", file.string(), "serve"},
+                                {{"SYNTHORG_JWT_SECRET", secret}, {std::string(name), std::string(value)}});
+    EXPECT_NE(refused.exit_code, 0) << name << "=" << value;
+    EXPECT_NE(refused.output.find(name), std::string::npos) << refused.output;
+    EXPECT_NE(refused.output.find(std::string("'") + value + "'"), std::string::npos) << refused.output;
+  }
+}
+
 TEST_F(FineTuneTest, AFailingStageFailsTheRunAndResumeStartsFromIt) {
   start();
   auto id = start_run({{"fail_stage", "training"}, {"sleep", "0.05"}})["id"].get<std::string>();
