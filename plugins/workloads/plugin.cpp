@@ -1,7 +1,9 @@
 // workloads: each signed-in user's own sandboxed container, started on first use through the
 // selected Orchestrator, recorded in the Store, reaped when idle, and reconciled at start so a
 // restart (or a SIGKILL) loses nothing. Provides the Workloads service and /api/v1/workloads.
+#include <algorithm>
 #include <atomic>
+#include <cctype>
 #include <cstdlib>
 #include <stdexcept>
 
@@ -122,6 +124,10 @@ class WorkloadsPlugin final : public Plugin {
                          "0: none")
                 .range(0, 65535)
                 .string_map("env", "Environment variables given to every workload")
+                .string_list("pass_env", {"DATABASE_URL"},
+                             "Variables copied from the kernel's environment, when set there, into every workload "
+                             "(PondPilot's DATABASE_URL: the databases users query); env wins. Never SYNTHORG_* or "
+                             "JWT_SECRET")
                 .duration("idle_timeout", "5m",
                           "A workload unused this long is stopped (CONTAINER_IDLE_TIMEOUT, in milliseconds, wins)")
                 .range(1000, 30LL * 86'400'000)
@@ -168,6 +174,16 @@ class WorkloadsPlugin final : public Plugin {
     options.grpc_port = static_cast<std::uint16_t>(config.at("grpc_port").get<std::int64_t>());
     if (config.contains("env") && config.at("env").is_object())
       options.env = config.at("env").get<std::map<std::string, std::string>>();
+    for (const auto& name : config.at("pass_env").get<std::vector<std::string>>()) {
+      if (name.empty() || !(std::isalpha(static_cast<unsigned char>(name.front())) || name.front() == '_') ||
+          !std::ranges::all_of(name, [](unsigned char c) { return std::isalnum(c) || c == '_'; }))
+        throw std::invalid_argument("pass_env: '" + name + "' is not a variable name (fix: letters, digits and '_')");
+      // The kernel's own secrets and settings are never handed to what users run.
+      if (name.starts_with("SYNTHORG_") || name == "JWT_SECRET")
+        throw std::invalid_argument("pass_env: '" + name + "' is the kernel's own; it is never passed to users' "
+                                    "workloads (fix: remove it; give a workload what it needs under env)");
+      if (const char* value = std::getenv(name.c_str()); value && *value) options.env.try_emplace(name, value);
+    }
     options.idle_timeout = std::chrono::milliseconds(config.at("idle_timeout").get<std::int64_t>());
     if (const char* legacy = std::getenv("CONTAINER_IDLE_TIMEOUT"); legacy && *legacy) {
       std::size_t used = 0;

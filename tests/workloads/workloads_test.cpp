@@ -294,7 +294,9 @@ TEST_F(WorkloadsTest, BadSettingsAreRefusedAtStartNamingTheFix) {
   for (auto [extra, env, expected] : std::vector<std::tuple<std::string, std::string, std::string>>{
            {"memory_limit: 12zb", "", "memory_limit"},
            {"", "soon", "CONTAINER_IDLE_TIMEOUT=soon"},
-           {"max_per_host: 0", "", "max_per_host"}}) {
+           {"max_per_host: 0", "", "max_per_host"},
+           {"pass_env: [SYNTHORG_JWT_SECRET]", "", "pass_env: 'SYNTHORG_JWT_SECRET' is the kernel's own"},
+           {"pass_env: [\"A-B\"]", "", "pass_env: 'A-B' is not a variable name"}}) {
     std::map<std::string, std::string> environment;
     if (!env.empty()) environment["CONTAINER_IDLE_TIMEOUT"] = env;
     auto config = dir.write("bad.yaml", "company_name: Bad\nkernel:\n  plugin_dirs: [" + (dir.path() / "plugins").string() +
@@ -342,9 +344,16 @@ TEST_F(WorkloadsTest, ConcurrentRequestsFromOneUserStartOneContainer) {
 }
 
 TEST_F(WorkloadsTest, HardeningIsWhatTheEngineApplied) {
-  start("memory_limit: 256m, cpu_limit: 0.5, pids_limit: 64");
+  // PondPilot's DATABASE_URL reaches the workload (pass_env's default); the kernel's own
+  // SYNTHORG_* variables never do.
+  start("memory_limit: 256m, cpu_limit: 0.5, pids_limit: 64",
+        {{"DATABASE_URL", "postgresql://reader@db.internal:5432/analytics"}});
   auto workload = create("dave");
   auto applied = json::parse(shell("docker inspect " + workload["container_id"].get<std::string>()))[0];
+  auto environment = applied["Config"]["Env"].dump();
+  EXPECT_NE(environment.find("DATABASE_URL=postgresql://reader@db.internal:5432/analytics"), std::string::npos)
+      << environment;
+  EXPECT_EQ(environment.find("SYNTHORG_JWT_SECRET"), std::string::npos) << environment;
   const auto& host = applied["HostConfig"];
   EXPECT_EQ(host["Memory"], 256LL << 20);
   EXPECT_EQ(host["NanoCpus"], 500'000'000LL);
