@@ -82,7 +82,16 @@ std::vector<SettingDefinition> kernel_setting_definitions() {
   keep.description = "How many backups to keep; older ones are removed after each new backup (0 keeps all)";
   keep.minimum = 0;
   keep.maximum = 10000;
-  return {dir, keep};
+  SettingDefinition interval;
+  interval.space = "backup";
+  interval.key = "interval";
+  interval.type = SettingType::string;
+  interval.default_value = "0";
+  interval.description =
+      "How often the running server takes a backup itself (6h, 1d, 1h30m), with the retention of backup.keep; "
+      "0: never (backups only by `synthorg backup create`)";
+  interval.pattern = "0|([0-9]{1,9}[smhd])+";
+  return {dir, keep, interval};
 }
 
 Backups::Backups(fs::path directory, std::int64_t keep) : directory_(std::move(directory)), keep_(keep) {}

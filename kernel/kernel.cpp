@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "backup.hpp"
+#include "backup_scheduler.hpp"
 #include "synthorg/events.hpp"
 #include "synthorg/host/traced_services.hpp"
 #include "synthorg/services/kernel_info.hpp"
@@ -490,6 +491,8 @@ bool Kernel::start(const std::atomic<bool>* stop_requested) {
   for (const auto& name : settings_->undefined_config_settings())
     logger().warn("company.yaml sets a setting that no running plugin defines (a typo, or its plugin is off)",
                   {{"setting", name}});
+  if (only_service_.empty() && registry_.has(Store::service_id))
+    backup_scheduler_ = std::make_unique<BackupScheduler>(settings_, registry_, bus_);
   serving_ = true;
   return true;
 }
@@ -529,6 +532,7 @@ void Kernel::drain_listeners(Clock::time_point deadline) {
 
 bool Kernel::stop() {
   serving_ = false;
+  backup_scheduler_.reset();  // a backup in progress finishes first: the Store is still there
   const auto deadline = Clock::now() + config_.kernel.shutdown_timeout;
   bool clean = true;
   drain_listeners(deadline);

@@ -20,6 +20,8 @@
 namespace synthorg::kernel {
 
 // Why the kernel cannot come up (or go down) cleanly; what() is meant for the operator.
+class BackupScheduler;
+
 class KernelError : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;
@@ -104,6 +106,8 @@ class Kernel {
   std::vector<Loaded*> order_;  // what prepare() chose, in start order
   std::string only_service_;
   std::atomic<bool> serving_{false};
+  // While serving with a Store: backups on the backup.interval schedule.
+  std::unique_ptr<BackupScheduler> backup_scheduler_;
 };
 
 }  // namespace synthorg::kernel

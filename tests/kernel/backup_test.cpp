@@ -2,12 +2,18 @@
 // `synthorg backup` command as an operator uses it, including while a server runs.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
+#include <mutex>
+#include <sstream>
 #include <fstream>
 #include <csignal>
 #include <thread>
 
 #include "backup.hpp"
+#include "backup_scheduler.hpp"
+#include "synthorg/services/health.hpp"
+#include "synthorg/services/metrics.hpp"
 #include "kernel.hpp"
 #include "test_support.hpp"
 
@@ -174,6 +180,125 @@ TEST_F(BackupTest, RestoreIsRefusedWhileAServerRunsButBackupsWork) {
 
   auto after = run_synthorg({"--config", config.string(), "backup", "restore", id, "--confirm"});
   EXPECT_EQ(after.exit_code, 0) << "once the server stopped: " << after.output;
+}
+
+// Scheduled backups (backup.interval): taken by the running server every interval with
+// retention, each an event and the state of the non-critical "backup" health check; a failure
+// is an error and a warning, retried, never a crash.
+class ScheduledBackupTest : public BackupTest {
+ protected:
+  std::unique_ptr<Kernel> started_server() {
+    auto kernel = std::make_unique<Kernel>(load_company_config(config, "/unused"));
+    kernel->discover();
+    kernel->prepare();
+    kernel->start();
+    events_ = kernel->bus().subscribe("backup.*", [this](const Event& event) {
+      std::lock_guard lock(mutex_);
+      seen_.push_back(event);
+    });
+    return kernel;
+  }
+  // Waits until `count` events of `topic` have been seen; returns the last.
+  std::optional<Event> wait_for(const std::string& topic, std::size_t count = 1) {
+    for (int i = 0; i < 100; ++i) {
+      {
+        std::lock_guard lock(mutex_);
+        std::vector<Event> matching;
+        for (const auto& event : seen_)
+          if (event.topic == topic) matching.push_back(event);
+        if (matching.size() >= count) return matching.back();
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    return std::nullopt;
+  }
+  static HealthReport backup_health(Kernel& kernel, bool* critical = nullptr) {
+    for (const auto& check : kernel.registry().all<HealthCheck>())
+      if (check->name() == "backup") {
+        if (critical) *critical = check->critical();
+        return check->check();
+      }
+    ADD_FAILURE() << "no health check named backup";
+    return {};
+  }
+
+  std::mutex mutex_;
+  std::vector<Event> seen_;
+  Subscription events_;
+};
+
+TEST_F(ScheduledBackupTest, ABackupIsTakenEveryIntervalWithRetentionAnEventAndAHealthReport) {
+  synthorg::testing::ScopedEnv every("SYNTHORG_BACKUP_INTERVAL", "1s");
+  auto kernel = started_server();
+  auto metrics = make_metrics_registry();  // what the telemetry plugin provides in a server
+  auto metrics_registration = kernel->registry().provide<Metrics>(metrics);
+  auto fourth = wait_for("backup.created", 4);
+  ASSERT_TRUE(fourth) << "four scheduled backups within 10 s at 1 s intervals";
+  EXPECT_EQ(fourth->payload["scheduled"], true);
+  EXPECT_EQ(fourth->payload["backend"], "sqlite");
+  auto listed = backups().list();
+  EXPECT_EQ(listed.size(), 3u) << "backup.keep: 3";
+  EXPECT_TRUE(std::ranges::any_of(listed, [&](const BackupInfo& b) { return b.id == fourth->payload["id"]; }));
+  EXPECT_NO_THROW(backups().verify(fourth->payload["id"].get<std::string>()));
+  bool critical = true;
+  auto health = backup_health(*kernel, &critical);
+  EXPECT_TRUE(health.up) << health.detail;
+  EXPECT_FALSE(critical) << "a backup problem is a warning: readiness does not depend on it";
+  EXPECT_TRUE(health.data.contains("last_success")) << health.data;
+  auto text = metrics->render();
+  EXPECT_NE(text.find("synthorg_backups_total{result=\"ok\"}"), std::string::npos) << text;
+  EXPECT_NE(text.find("synthorg_backup_last_success_timestamp_seconds"), std::string::npos) << text;
+}
+
+TEST_F(ScheduledBackupTest, AFailedBackupIsAnErrorAndAWarningAndIsRetriedOnceFixed) {
+  std::ofstream(dir / "a-file") << "not a directory";
+  std::stringstream read;
+  read << std::ifstream(config).rdbuf();
+  auto text = read.str();
+  auto at = text.find((dir / "backups").string());
+  ASSERT_NE(at, std::string::npos);
+  text.replace(at, (dir / "backups").string().size(), (dir / "a-file" / "backups").string());
+  config = dir.write("company.yaml", text);
+  synthorg::testing::ScopedEnv every("SYNTHORG_BACKUP_INTERVAL", "1s");
+  auto kernel = started_server();
+  auto failed = wait_for("backup.failed");
+  ASSERT_TRUE(failed) << "the failure is published";
+  EXPECT_NE(failed->payload["error"].get<std::string>().find("backup directory"), std::string::npos) << failed->payload;
+  auto health = backup_health(*kernel);
+  EXPECT_FALSE(health.up);
+  EXPECT_NE(health.detail.find("the next try is at"), std::string::npos) << health.detail;
+  // Still serving.
+  auto store = kernel->registry().get<Store>();
+  store->ensure_collection({"still", {}, {}});
+  EXPECT_NO_THROW(store->insert("still", {{"ok", true}}, "one"));
+
+  // Fixed through the settings: the next try succeeds and the warning clears.
+  kernel->registry().get<Settings>()->set("backup", "dir", (dir / "backups").string(), "test");
+  auto created = wait_for("backup.created");
+  ASSERT_TRUE(created) << "a backup once the directory is fixed";
+  EXPECT_TRUE(backup_health(*kernel).up) << backup_health(*kernel).detail;
+  EXPECT_EQ(backups().list().size(), 1u);
+}
+
+TEST_F(ScheduledBackupTest, AnIntervalThatIsNoneIsRefusedAtStartNamingTheVariable) {
+  for (const char* bad : {"soon", "5", "1w", "-1h", "1.5h"}) {
+    synthorg::testing::ScopedEnv every("SYNTHORG_BACKUP_INTERVAL", bad);
+    try {
+      started_server();
+      ADD_FAILURE() << bad << " was accepted";
+    } catch (const std::exception& error) {
+      EXPECT_NE(std::string(error.what()).find("SYNTHORG_BACKUP_INTERVAL"), std::string::npos) << error.what();
+    }
+  }
+}
+
+TEST(BackupIntervalTest, DurationsOfSecondsToDays) {
+  EXPECT_EQ(parse_backup_interval("0"), std::chrono::seconds(0));
+  EXPECT_EQ(parse_backup_interval("6h"), std::chrono::hours(6));
+  EXPECT_EQ(parse_backup_interval("1d"), std::chrono::hours(24));
+  EXPECT_EQ(parse_backup_interval("1h30m"), std::chrono::minutes(90));
+  EXPECT_EQ(parse_backup_interval("45s"), std::chrono::seconds(45));
+  for (const char* bad : {"", "h", "5", "1w", "1h30", "-1h"}) EXPECT_FALSE(parse_backup_interval(bad)) << bad;
 }
 
 }  // namespace
