@@ -69,7 +69,8 @@ bool valid_channel(const std::string& channel) {
 std::string_view channel_role(std::string_view channel) noexcept {
   // Who changed what in the running system is for those who run it.
   if (channel == "settings" || channel == "service" || channel == "bus") return "admin";
-  if (channel == "plugin") return "operator";
+  // Plugin failures and backups (with their paths and errors) are for those who operate it.
+  if (channel == "plugin" || channel == "backup") return "operator";
   return "viewer";
 }
 

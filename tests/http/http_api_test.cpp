@@ -380,8 +380,9 @@ TEST_F(HttpApiTest, WebSocketNeedsASignedInUser) {
 TEST_F(HttpApiTest, WebSocketDeliversSubscribedChannelsByRole) {
   auto auth = kernel->registry().provide<Authenticator>(std::make_shared<RoleFromHeader>());
   WsTestClient client(port, "viewer");
-  client.send(R"({"action":"subscribe","channels":["workloads","settings"]})");
-  EXPECT_EQ(client.receive(), json({{"type", "subscribed"}, {"channels", {"workloads"}}, {"denied", {"settings"}}}));
+  client.send(R"({"action":"subscribe","channels":["workloads","settings","backup"]})");
+  EXPECT_EQ(client.receive(),
+            json({{"type", "subscribed"}, {"channels", {"workloads"}}, {"denied", {"settings", "backup"}}}));
   kernel->bus().publish("other.thing", {{"n", 0}});
   kernel->bus().publish("settings.changed", {{"n", 1}});
   kernel->bus().publish("workloads.started", {{"id", "w1"}});
