@@ -179,7 +179,10 @@ std::vector<Token> mount_probes(Router& router, PluginContext& context, std::sha
                                          {"store", registry.has("synthorg.Store/1")},
                                          {"orchestrator", registry.has("synthorg.Orchestrator/1")},
                                          {"workloads", registry.has(Workloads::service_id)},
-                                         {"telemetry", registry.has("synthorg.Tracer/1")},
+                                         // What runs, named for what it does: the telemetry plugin
+                                         // always serves metrics, and traces only with an OTLP endpoint.
+                                         {"metrics", registry.has("synthorg.Metrics/1")},
+                                         {"tracing", registry.has("synthorg.Tracer/1")},
                                          {"fine_tune", registry.has("synthorg.FineTune/1")}}));
       });
   return tokens;

@@ -22,6 +22,7 @@
 #include "kernel.hpp"
 #include "synthorg/services/health.hpp"
 #include "synthorg/services/http.hpp"
+#include "synthorg/services/metrics.hpp"
 #include "framing_cases.hpp"
 #include "http_client.hpp"
 #include "test_support.hpp"
@@ -267,6 +268,18 @@ TEST_F(HttpApiTest, TheOpenApiDocumentValidates) {
   std::string command = "python3 -c \"import json,sys; from openapi_spec_validator import validate; "
                         "validate(json.load(open(sys.argv[1])))\" " + file.string() + " 2>&1";
   EXPECT_EQ(std::system(command.c_str()), 0) << "openapi-spec-validator rejected the document";
+}
+
+TEST_F(HttpApiTest, CapabilitiesNameWhatRunsByWhatItDoes) {
+  auto before = body_of(get("/api/v1/capabilities"));
+  EXPECT_EQ(before["metrics"], false) << before;
+  EXPECT_EQ(before["tracing"], false);
+  EXPECT_FALSE(before.contains("telemetry")) << "say what is on: metrics, tracing";
+  auto metrics = kernel->registry().provide<Metrics>(make_metrics_registry());
+  auto after = body_of(get("/api/v1/capabilities"));
+  EXPECT_EQ(after["metrics"], true) << after;
+  EXPECT_EQ(after["tracing"], false) << "metrics alone are not tracing";
+  EXPECT_EQ(after["store"], true);
 }
 
 TEST_F(HttpApiTest, SettingsCanBeReadByUsersAndChangedByAdmins) {

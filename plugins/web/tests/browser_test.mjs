@@ -94,6 +94,8 @@ plugins:
   store-sqlite:
     config: {path: ${join(dir, 's.db')}}
   auth: {}
+  telemetry:
+    config: {data_dir: ${join(dir, 'telemetry')}}
   web:
     config: {address: 127.0.0.1, port: ${webPort}, access_log: false}
 ${withWorkloads ? `  orchestrator-docker:
@@ -194,6 +196,11 @@ try {
   await page.getByTestId('readiness').getByText('Ready', { exact: true }).waitFor()
   await page.getByRole('cell', { name: /^web/ }).first().waitFor()
   await page.getByTestId('live-status').getByText('Live').waitFor()
+  // The telemetry plugin runs without an OTLP endpoint: metrics on, tracing off, and no chip
+  // saying "telemetry off" beside a running telemetry plugin.
+  await page.locator('[data-feature="metrics"]').getByText('on', { exact: true }).waitFor()
+  await page.locator('[data-feature="tracing"]').getByText('SYNTHORG_TRACE_OTLP_ENDPOINT').waitFor()
+  if (await page.locator('[data-feature="telemetry"]').count()) throw new Error('a "telemetry" chip is back')
   await shot('overview')
 
   step('every page fits a phone 390 px wide: nothing scrolls the page sideways')

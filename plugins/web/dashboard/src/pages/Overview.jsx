@@ -34,6 +34,11 @@ export function Overview({ me }) {
   if (!data) return <Loading what="health" />
   const ready = data.readyStatus === 200
   const checks = data.ready?.checks || []
+  // What turns a feature on, for the ones an operator switches with one variable.
+  const offHint = {
+    tracing: 'set SYNTHORG_TRACE_OTLP_ENDPOINT to send traces',
+    metrics: 'enable the telemetry plugin for /metrics with process figures',
+  }
   const features = Object.entries(data.capabilities || {}).filter(([k]) => k !== 'version')
   return (
     <section>
@@ -60,7 +65,8 @@ export function Overview({ me }) {
 
       <h2>Features</h2>
       <ul className="features">{features.map(([name, on]) => (
-        <li key={name}><Badge tone={on ? 'good' : 'neutral'}>{on ? 'on' : 'off'}</Badge> {name.replace('_', ' ')}</li>))}
+        <li key={name} data-feature={name}><Badge tone={on ? 'good' : 'neutral'}>{on ? 'on' : 'off'}</Badge>{' '}
+          {name.replace('_', ' ')}{!on && offHint[name] ? <span className="muted"> — {offHint[name]}</span> : null}</li>))}
       </ul>
 
       <h2>Plugins</h2>
