@@ -123,7 +123,7 @@ constexpr std::string_view environment = R"(
 | `SYNTHORG_POSTGRES_SSL_MODE` | `disable`, `require` (default), `verify-ca` or `verify-full`. |
 | `SYNTHORG_DB_PATH` | The SQLite file, over `plugins.store-sqlite.config.path`. |
 | `SYNTHORG_SETTINGS_KEY` | The Fernet key for sensitive settings (`synthorg keygen fernet`). |
-| `SYNTHORG_JWT_SECRET` | The auth plugin's signing secret, at least 32 characters (`synthorg keygen jwt`). |
+| `SYNTHORG_JWT_SECRET` | The auth plugin's signing secret, at least 32 characters of URL-safe base64 (`synthorg keygen jwt`). |
 | `SYNTHORG_<NAMESPACE>_<KEY>` | Pins a setting, e.g. `SYNTHORG_BACKUP_KEEP=14`. |
 | `SYNTHORG_LOG_LEVEL` | `trace`, `debug`, `info` (default), `warn`, `error`, `critical`, `off`. |
 | `SYNTHORG_LOG_FORMAT` | `logfmt` (default) or `json`. |

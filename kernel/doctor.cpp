@@ -28,7 +28,6 @@ namespace {
 namespace fs = std::filesystem;
 using nlohmann::json;
 
-constexpr std::size_t min_jwt_secret_characters = 32;  // what the auth plugin demands
 constexpr std::string_view orchestrator_service = "synthorg.Orchestrator/1";
 
 std::string env(const char* name) {
@@ -192,11 +191,8 @@ class Doctor {
     bool auth = starts("auth");
     const std::string fix = "export SYNTHORG_JWT_SECRET=\"$(synthorg keygen jwt)\", the same value on every replica";
     if (!jwt_secret.empty()) {
-      if (jwt_secret.size() < min_jwt_secret_characters)
-        add("jwt secret", CheckStatus::fail,
-            fmt::format("SYNTHORG_JWT_SECRET is {} characters long; the auth plugin needs at least {}",
-                        jwt_secret.size(), min_jwt_secret_characters),
-            fix);
+      if (auto problem = crypto::jwt_secret_problem(jwt_secret); !problem.empty())
+        add("jwt secret", CheckStatus::fail, "SYNTHORG_JWT_SECRET " + problem, fix);
       else
         add("jwt secret", CheckStatus::ok,
             fmt::format("SYNTHORG_JWT_SECRET is set ({} characters){}", jwt_secret.size(),

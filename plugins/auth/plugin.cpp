@@ -30,14 +30,11 @@ namespace {
 
 using nlohmann::json;
 
-constexpr std::size_t min_secret_characters = 32;
-
-void check_length(const std::string& secret, const std::string& where) {
-  if (secret.size() < min_secret_characters)
+void check_secret(const std::string& secret, const std::string& where) {
+  if (auto problem = crypto::jwt_secret_problem(secret); !problem.empty())
     throw std::runtime_error(fmt::format(
-        "{} is {} characters long; it must be at least {} "
-        "(fix: export SYNTHORG_JWT_SECRET=\"$(synthorg keygen jwt)\", which gives 86)",
-        where, secret.size(), min_secret_characters));
+        "{} {} (fix: export SYNTHORG_JWT_SECRET=\"$(synthorg keygen jwt)\", 86 characters of URL-safe base64)", where,
+        problem));
 }
 
 // A secret of this install's own, for a single machine started without SYNTHORG_JWT_SECRET
@@ -95,7 +92,7 @@ std::string secret_from_file(const std::filesystem::path& path, const log::Logge
   std::getline(in, secret);
   if (!in && secret.empty())
     throw std::runtime_error(fmt::format("cannot read the JWT secret file {}", path.string()));
-  check_length(secret, "the secret in " + path.string());
+  check_secret(secret, "the secret in " + path.string());
   if (!generated)
     log.info("Sessions are signed with the secret in secret_file, as SYNTHORG_JWT_SECRET is not set",
              {{"secret_file", fs::absolute(path, error).string()}});
@@ -107,7 +104,7 @@ std::string signing_secret(const std::string& secret_file, const log::Logger& lo
   const char* value = std::getenv("SYNTHORG_JWT_SECRET");
   if (value && *value) {
     std::string secret(value);
-    check_length(secret, "SYNTHORG_JWT_SECRET");
+    check_secret(secret, "SYNTHORG_JWT_SECRET");
     return secret;
   }
   if (!secret_file.empty()) return secret_from_file(secret_file, log);

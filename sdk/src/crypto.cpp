@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cctype>
 #include <cerrno>
 #include <climits>
 #include <cstdio>
@@ -9,6 +10,7 @@
 #include <limits>
 #include <memory>
 
+#include <fmt/format.h>
 #include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
@@ -129,6 +131,19 @@ std::string base64url_encode(std::string_view bytes, bool pad) {
     while (!out.empty() && out.back() == '=') out.pop_back();
   }
   return out;
+}
+
+std::string jwt_secret_problem(std::string_view secret) {
+  if (secret.size() < min_jwt_secret_characters)
+    return fmt::format("is {} characters long; it must be at least {}", secret.size(), min_jwt_secret_characters);
+  for (std::size_t i = 0; i < secret.size(); ++i) {
+    unsigned char c = static_cast<unsigned char>(secret[i]);
+    if (!std::isalnum(c) && c != '-' && c != '_' && c != '=')
+      return fmt::format("has a character outside URL-safe base64 (A-Z, a-z, 0-9, '-', '_') at position {}; a "
+                         "secret in standard base64 becomes URL-safe with + replaced by - and / by _",
+                         i + 1);
+  }
+  return {};
 }
 
 std::optional<std::string> base64url_decode(std::string_view text) {

@@ -522,6 +522,19 @@ TEST_F(AuthStartTest, AMissingOrShortSecretStopsTheStartWithTheFix) {
   EXPECT_NE(too_short.find("synthorg keygen jwt"), std::string::npos) << too_short;
   EXPECT_EQ(too_short.find(short_secret), std::string::npos) << "never echoed";
   EXPECT_EQ(too_short.find("short-but"), std::string::npos) << "not even a prefix";
+  // The guides' rule: URL-safe base64. A standard-base64 secret (openssl rand -base64 33) is
+  // refused with how to make it URL-safe, and never echoed.
+  const char* standard = "Kq3+ZxF/9wYd2Lm0pQv7RtS1uXy4Aa8Bc5De6Gh";
+  ::setenv("SYNTHORG_JWT_SECRET", standard, 1);
+  auto not_url_safe = start_error();
+  EXPECT_NE(not_url_safe.find("outside URL-safe base64"), std::string::npos) << not_url_safe;
+  EXPECT_NE(not_url_safe.find("at position 4"), std::string::npos) << not_url_safe;
+  EXPECT_NE(not_url_safe.find("+ replaced by - and / by _"), std::string::npos) << not_url_safe;
+  EXPECT_EQ(not_url_safe.find("Kq3"), std::string::npos) << "never echoed";
+  ::setenv("SYNTHORG_JWT_SECRET", "your-secret-key-at-least-32-characters-long", 1);  // the PondPilot guide's example
+  auth_config = "{}";
+  EXPECT_EQ(start_error(), "(it started)");
+  kernel.reset();
   ::setenv("SYNTHORG_JWT_SECRET", secret, 1);
   auth_config = "{algorithms: [HS256, RS256]}";
   auto algorithm = start_error();

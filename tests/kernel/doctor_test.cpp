@@ -123,7 +123,7 @@ TEST_F(DoctorTest, BadKeysFailWithTheirFixAndAreNeverPrinted) {
   EXPECT_EQ(result.exit_code, 3) << result.output;
   EXPECT_TRUE(has(result, "FAIL  settings key     SYNTHORG_SETTINGS_KEY: the Fernet key")) << result.output;
   EXPECT_TRUE(has(result, "fix: export SYNTHORG_SETTINGS_KEY=\"$(synthorg keygen fernet)\"")) << result.output;
-  EXPECT_TRUE(has(result, "FAIL  jwt secret       SYNTHORG_JWT_SECRET is 18 characters long; the auth plugin needs at least 32"))
+  EXPECT_TRUE(has(result, "FAIL  jwt secret       SYNTHORG_JWT_SECRET is 18 characters long; it must be at least 32"))
       << result.output;
   EXPECT_TRUE(has(result, "unhealthy: 2 check(s) failed (exit 3)")) << result.output;
   EXPECT_FALSE(has(result, bad_key)) << result.output;

@@ -22,6 +22,12 @@ std::string to_hex(std::string_view bytes);
 std::string base64url_encode(std::string_view bytes, bool pad = false);
 std::optional<std::string> base64url_decode(std::string_view text);
 
+// What is wrong with an HMAC signing secret for JWTs by the deployment guides' rule — at least
+// 32 characters of URL-safe base64 (A-Z a-z 0-9 - _, '=' padding allowed) — or empty when
+// nothing is. Never quotes the secret. `synthorg keygen jwt` makes one that passes.
+inline constexpr std::size_t min_jwt_secret_characters = 32;
+std::string jwt_secret_problem(std::string_view secret);
+
 std::string sha256(std::string_view bytes);                      // 32 raw bytes
 std::string sha256_file(const std::filesystem::path& path);     // hex; throws on I/O error
 std::string hmac_sha256(std::string_view key, std::string_view message);  // 32 raw bytes
