@@ -253,6 +253,41 @@ const ConfigMap& plugin_entry_config_map() {
   return map;
 }
 
+// The PondPilot guide's `containers: {memory_limit, cpu_limit}` (its config.yaml) is the workloads
+// plugin's limits under another name: copied there, where the plugin's config map checks them.
+// Both places set to different values is an error: one of them would be silently ignored.
+namespace {
+void apply_containers_section(const json& doc, CompanyConfig& config, std::vector<ConfigIssue>& issues) {
+  if (!doc.contains("containers") || doc["containers"].is_null()) return;
+  const json& containers = doc["containers"];
+  static const std::vector<std::string> keys{"memory_limit", "cpu_limit"};
+  if (!containers.is_object()) {
+    issues.push_back({"containers", "expected a map, got " + quote(containers),
+                      "write containers: {memory_limit: 512m, cpu_limit: 0.5}"});
+    return;
+  }
+  for (const auto& [key, value] : containers.items()) {
+    if (std::find(keys.begin(), keys.end(), key) == keys.end()) {
+      auto near = did_you_mean(key, keys);
+      issues.push_back({"containers." + key, "unknown key \"" + key + "\"",
+                        near.empty() ? "the PondPilot guide's containers section holds memory_limit and cpu_limit; "
+                                       "set anything else under plugins.workloads.config"
+                                     : "did you mean \"" + near + "\"?"});
+      continue;
+    }
+    auto& workloads = config.plugins["workloads"].config;
+    if (workloads.contains(key) && workloads[key] != value) {
+      issues.push_back({"containers." + key,
+                        "set to " + quote(value) + " here and to " + quote(workloads[key]) +
+                            " in plugins.workloads.config." + key,
+                        "keep one of the two"});
+      continue;
+    }
+    workloads[key] = value;
+  }
+}
+}  // namespace
+
 CompanyConfig parse_company_config(std::string_view text, std::string file, std::filesystem::path base_dir,
                                    const std::filesystem::path& default_plugin_dir) {
   CompanyConfig config;
@@ -282,12 +317,13 @@ CompanyConfig parse_company_config(std::string_view text, std::string file, std:
     throw config.error({{"", doc.is_null() ? "the file is empty" : "the top level is not a map of keys",
                          "start from config/company.yaml: company_name, kernel, select, plugins"}});
 
-  static const std::vector<std::string> top_keys{"company_name", "kernel", "select", "plugins", "settings"};
+  static const std::vector<std::string> top_keys{"company_name", "kernel", "select", "plugins", "settings",
+                                                 "containers"};
   for (const auto& [key, value] : doc.items()) {
     if (std::find(top_keys.begin(), top_keys.end(), key) != top_keys.end()) continue;
     auto near = did_you_mean(key, top_keys);
     issues.push_back({key, "unknown key \"" + key + "\"",
-                      near.empty() ? "remove it; the top-level keys are company_name, kernel, select, plugins, settings"
+                      near.empty() ? "remove it; the top-level keys are company_name, kernel, select, plugins, settings, containers"
                                    : "did you mean \"" + near + "\"?"});
   }
 
@@ -358,6 +394,7 @@ CompanyConfig parse_company_config(std::string_view text, std::string file, std:
       config.plugins[name] = std::move(plugin);
     }
   }
+  apply_containers_section(doc, config, issues);
   if (!issues.empty()) throw config.error(issues);
   return config;
 }

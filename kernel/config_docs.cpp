@@ -111,6 +111,7 @@ unknown keys are errors everywhere.
 | `select` | map slot → plugin | `{}` | The plugin chosen for each single-provider service, e.g. `store: store-sqlite`. `SYNTHORG_DATABASE_URL`, when set, selects `store-postgres`. |
 | `plugins` | map name → entry | `{}` | The plugins to load and their configuration. |
 | `settings` | map namespace → key → value | `{}` | Values for runtime settings; the environment and the database win over these. |
+| `containers` | map | `{}` | The PondPilot guide's `memory_limit` and `cpu_limit`, applied to `plugins.workloads.config` (the same key set there to another value is an error). |
 )";
 
 constexpr std::string_view environment = R"(

@@ -312,7 +312,14 @@ int config_schema(const std::optional<std::filesystem::path>& config_path, const
         {"select", {{"type", "object"}, {"description", "The plugin chosen for each single-provider service, e.g. store: store-sqlite."},
                     {"additionalProperties", {{"type", "string"}, {"pattern", "^[a-z][a-z0-9-]*$"}}}}},
         {"plugins", {{"type", "object"}, {"properties", plugin_properties},
-                     {"additionalProperties", plugin_entry_config_map().json_schema()}}}}}};
+                     {"additionalProperties", plugin_entry_config_map().json_schema()}}},
+        {"settings", {{"type", "object"}, {"description", "Values for runtime settings, by namespace and key."},
+                      {"additionalProperties", {{"type", "object"}}}}},
+        {"containers", {{"type", "object"},
+                        {"description", "The PondPilot guide's name for the workloads plugin's memory_limit and "
+                                        "cpu_limit."},
+                        {"additionalProperties", false},
+                        {"properties", {{"memory_limit", {{"type", "string"}}}, {"cpu_limit", {{"type", "number"}}}}}}}}}};
   std::cout << schema.dump(2) << "\n";
   return exit_ok;
 }

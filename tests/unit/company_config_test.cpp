@@ -56,6 +56,25 @@ plugins:
   EXPECT_TRUE(config.plugins.at("bare").enabled) << "a listed plugin with no settings is enabled";
 }
 
+TEST(CompanyConfig, ThePondPilotContainersSectionSetsTheWorkloadsLimits) {
+  auto config = parse("company_name: Acme\ncontainers:\n  memory_limit: \"1g\"\n  cpu_limit: 1.0\n"
+                      "plugins:\n  workloads: {config: {image: duckdb}}\n");
+  EXPECT_EQ(config.plugins.at("workloads").config["memory_limit"], "1g");
+  EXPECT_EQ(config.plugins.at("workloads").config["cpu_limit"], 1.0);
+  EXPECT_EQ(config.plugins.at("workloads").config["image"], "duckdb");
+  // The same value in both places is fine; two different ones are refused, naming both.
+  EXPECT_NO_THROW(parse("company_name: A\ncontainers: {cpu_limit: 2}\nplugins:\n  workloads: {config: {cpu_limit: 2}}\n"));
+  auto conflict = error_of("company_name: A\ncontainers: {cpu_limit: 2}\nplugins:\n  workloads: {config: {cpu_limit: 1}}\n");
+  EXPECT_NE(conflict.find("containers.cpu_limit"), std::string::npos) << conflict;
+  EXPECT_NE(conflict.find("plugins.workloads.config.cpu_limit"), std::string::npos) << conflict;
+  EXPECT_NE(conflict.find("keep one of the two"), std::string::npos) << conflict;
+  auto typo = error_of("company_name: A\ncontainers: {memory_limt: 1g}\n");
+  EXPECT_NE(typo.find("did you mean \"memory_limit\""), std::string::npos) << typo;
+  auto other = error_of("company_name: A\ncontainers: {image: x}\n");
+  EXPECT_NE(other.find("plugins.workloads.config"), std::string::npos) << other;
+  EXPECT_NE(error_of("company_name: A\ncontainers: 512m\n").find("expected a map"), std::string::npos);
+}
+
 TEST(CompanyConfig, MalformedYamlNamesFileLineAndColumn) {
   auto error = error_of("company_name: x\nkernel:\n  threads: [1\n");
   EXPECT_EQ(error.rfind("company.yaml:", 0), 0u) << error;
