@@ -5,6 +5,8 @@
 
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
+#include <sstream>
 
 #include "company_config.hpp"
 #include "test_support.hpp"
@@ -29,6 +31,38 @@ TEST(CompanyConfig, EmbeddedDefaultIsValid) {
   EXPECT_FALSE(config.company_name.empty());
   EXPECT_EQ(config.kernel.plugin_dirs, std::vector<std::filesystem::path>{"/default/plugins"});
   EXPECT_EQ(config.kernel.shutdown_timeout, std::chrono::seconds(10));
+}
+
+// The PondPilot guide's CONTAINER_* variables reach the workloads plugin through the shipped
+// configurations (the embedded default and the image's), and their defaults hold when unset.
+TEST(CompanyConfig, ThePondPilotContainerVariablesReachTheWorkloadsOfEveryShippedConfig) {
+  using synthorg::testing::ScopedEnv;
+  std::ifstream image_file(std::string(SYNTHORG_SOURCE_DIR) + "/packaging/docker/company.yaml");
+  std::stringstream image_text;
+  image_text << image_file.rdbuf();
+  ASSERT_FALSE(image_text.str().empty());
+  struct Shipped {
+    std::string name, text, memory_default;
+  };
+  for (const auto& shipped : {Shipped{"embedded default", std::string(embedded_company_yaml()), "2g"},
+                              Shipped{"packaging/docker/company.yaml", image_text.str(), "512m"}}) {
+    {
+      auto defaults = parse_company_config(shipped.text, shipped.name, "/", "/default/plugins").plugins.at("workloads").config;
+      EXPECT_EQ(defaults["image"], "synthorg/flightsql-duckdb:latest") << shipped.name;
+      EXPECT_EQ(defaults["memory_limit"], shipped.memory_default) << shipped.name;
+      EXPECT_EQ(defaults["cpu_limit"], 0.5) << shipped.name;
+      EXPECT_TRUE(defaults["network"].is_null() || defaults["network"] == "") << shipped.name << ": the engine's default";
+    }
+    ScopedEnv image("CONTAINER_IMAGE", "ghcr.io/pondpilot/sqlflite:latest");
+    ScopedEnv memory("CONTAINER_MEMORY_LIMIT", "1g");
+    ScopedEnv cpu("CONTAINER_CPU_LIMIT", "1.5");
+    ScopedEnv network("CONTAINER_NETWORK", "pondpilot");
+    auto set = parse_company_config(shipped.text, shipped.name, "/", "/default/plugins").plugins.at("workloads").config;
+    EXPECT_EQ(set["image"], "ghcr.io/pondpilot/sqlflite:latest") << shipped.name;
+    EXPECT_EQ(set["memory_limit"], "1g") << shipped.name;
+    EXPECT_EQ(set["cpu_limit"], 1.5) << shipped.name;
+    EXPECT_EQ(set["network"], "pondpilot") << shipped.name;
+  }
 }
 
 TEST(CompanyConfig, ReadsEverySection) {
