@@ -1,5 +1,7 @@
 #include "config_docs.hpp"
 
+#include "guide_variables.hpp"
+
 #include <algorithm>
 
 #include <fmt/format.h>
@@ -114,22 +116,13 @@ unknown keys are errors everywhere.
 | `containers` | map | `{}` | The PondPilot guide's `memory_limit` and `cpu_limit`, applied to `plugins.workloads.config` (the same key set there to another value is an error). |
 )";
 
-constexpr std::string_view environment = R"(
+constexpr std::string_view environment_intro = R"(
 ## Environment
 
-| variable | effect |
-|---|---|
-| `SYNTHORG_CONFIG_PATH` | The configuration file, when `--config` is not given. |
-| `SYNTHORG_DATABASE_URL` | When set, `select.store` becomes `store-postgres` and this is its URL. |
-| `SYNTHORG_POSTGRES_SSL_MODE` | `disable`, `require` (default), `verify-ca` or `verify-full`. |
-| `SYNTHORG_DB_PATH` | The SQLite file, over `plugins.store-sqlite.config.path`. |
-| `SYNTHORG_SETTINGS_KEY` | The Fernet key for sensitive settings (`synthorg keygen fernet`). |
-| `SYNTHORG_JWT_SECRET` | The auth plugin's signing secret, at least 32 characters of URL-safe base64 (`synthorg keygen jwt`). |
-| `SYNTHORG_<NAMESPACE>_<KEY>` | Pins a setting, e.g. `SYNTHORG_BACKUP_KEEP=14`. |
-| `SYNTHORG_LOG_LEVEL` | `trace`, `debug`, `info` (default), `warn`, `error`, `critical`, `off`. |
-| `SYNTHORG_LOG_FORMAT` | `logfmt` (default) or `json`. |
-| `SYNTHORG_LOG_DIR` | Also write `synthorg.log` there, rotated at 10 MiB, 5 files kept. |
-| `SYNTHORG_COMPANY_NAME`, `SYNTHORG_THREADS`, `SYNTHORG_HTTP_ADDRESS`, `SYNTHORG_HTTP_PORT` | Used by the shipped `company.yaml` files through `${VAR:-default}`; any other file may use any variable the same way. |
+The variables the deployment guides name, with what this server does with each and the test that
+shows it (the same table as in [configuration](configuration.md#environment), which also lists
+this server's own variables):
+
 )";
 
 }  // namespace
@@ -189,7 +182,8 @@ its databases and secrets. A running server lists every setting, with its type, 
 value and source: `GET /api/v1/settings` (signed in). Each is pinned by the environment the same
 way, as `SYNTHORG_<NAMESPACE>_<KEY>`.
 )";
-  out += environment;
+  out += environment_intro;
+  out += guide_variables_markdown();
   return out;
 }
 

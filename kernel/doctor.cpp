@@ -20,6 +20,7 @@
 #include "http_probe.hpp"
 #include "kernel.hpp"
 #include "store_only.hpp"
+#include "guide_variables.hpp"
 #include "synthorg/crypto.hpp"
 
 namespace synthorg::kernel {
@@ -75,6 +76,7 @@ class Doctor {
   std::vector<CheckResult> run() {
     bool planned = plan();
     check_keys();
+    check_guide_variables();
     if (!planned) {
       for (auto name : {"data directory", "database", "backup directory", "http port", "web port", "grpc port",
                         "orchestrator"})
@@ -227,6 +229,27 @@ class Doctor {
       return fmt::format("{} does not exist and cannot be created: {} is not writable by uid {} ({})",
                          directory.string(), ancestor.string(), ::geteuid(), owner_and_mode(ancestor));
     return "";
+  }
+
+  // Variables from the deployment guides that nothing here reads (guide_variables.cpp): named,
+  // so an operator does not believe them in effect. Unused API keys and a NATS URL are warnings:
+  // a secret nobody reads can only leak, and replicas do not share events without the bridge.
+  void check_guide_variables() {
+    std::vector<std::string> noted, warned;
+    for (const auto& row : guide_variable_rows()) {
+      if (!row.unused) continue;
+      std::string name(row.name);
+      if (env(name.c_str()).empty()) continue;
+      bool warn = name.ends_with("_API_KEY") || name.starts_with("SYNTHORG_NATS_");
+      (warn ? warned : noted).push_back(fmt::format("{} ({})", name, row.behaviour));
+    }
+    if (noted.empty() && warned.empty()) return skip("guide variables", "none set that this server ignores");
+    std::vector<std::string> all = warned;
+    all.insert(all.end(), noted.begin(), noted.end());
+    add("guide variables", warned.empty() ? CheckStatus::ok : CheckStatus::warn,
+        fmt::format("set but not read by this server: {}", fmt::join(all, "; ")),
+        warned.empty() ? "" : "remove what nothing reads from the server's environment (docs/configuration.md lists "
+                              "every guide variable)");
   }
 
   void check_data_directory() {

@@ -18,6 +18,7 @@
 
 #include "backup_command.hpp"
 #include "config_docs.hpp"
+#include "guide_variables.hpp"
 #include "doctor.hpp"
 #include "http_probe.hpp"
 #include "kernel.hpp"
@@ -446,6 +447,9 @@ int main(int argc, char** argv) {
   schema_cmd->add_option("--plugin", schema_plugin, "Only this plugin's config");
   auto* docs_cmd = config_cmd->add_subcommand(
       "docs", "Print the configuration reference (Markdown) from the config maps of the kernel and every installed plugin");
+  bool guide_table = false;
+  docs_cmd->add_flag("--guide-variables", guide_table,
+                     "Print only the table of the deployment guides' variables (docs/configuration.md carries it)");
 
   DoctorRequest doctor;
   auto* doctor_cmd = app.add_subcommand(
@@ -516,6 +520,10 @@ int main(int argc, char** argv) {
     if (check_cmd->parsed()) return plugins_check(check_files, check_kind, check_config, check_with, check_kit_image);
     if (validate_cmd->parsed()) return config_validate(config_path);
     if (schema_cmd->parsed()) return config_schema(config_path, schema_plugin);
+    if (docs_cmd->parsed() && guide_table) {
+      std::cout << guide_variables_markdown();
+      return exit_ok;
+    }
     if (docs_cmd->parsed()) return config_docs(config_path);
     if (probe_cmd->parsed()) return probe(probe_request);
     if (doctor_cmd->parsed()) {

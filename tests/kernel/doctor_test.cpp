@@ -81,6 +81,30 @@ class DoctorTest : public ::testing::Test {
   TempDir dir;
 };
 
+TEST_F(DoctorTest, TheGuidesVariablesWithNoCounterpartHereAreNamed) {
+  int port = free_port();
+  auto config = sqlite_config(port, dir / "data/s.db");
+  auto quiet = run_synthorg({"-c", config, "doctor"}, env());
+  EXPECT_TRUE(has(quiet, "SKIP  guide variables  none set that this server ignores")) << quiet.output;
+  auto noted = run_synthorg({"-c", config, "doctor"}, env({{"SYNTHORG_MEMORY_DIR", "/data/memory"}, {"MEM0_TELEMETRY", "false"}}));
+  EXPECT_EQ(noted.exit_code, 0) << noted.output;
+  EXPECT_TRUE(has(noted, "OK    guide variables  set but not read by this server: SYNTHORG_MEMORY_DIR (Ignored: SynthOrg's "
+                         "agent memory has no counterpart here.)"))
+      << noted.output;
+  EXPECT_TRUE(has(noted, "MEM0_TELEMETRY")) << noted.output;
+  auto warned = run_synthorg({"-c", config, "doctor"},
+                             env({{"CLAUDE_API_KEY", "sk-ant-not-a-real-key"}, {"SYNTHORG_NATS_URL", "nats://nats:4222"}}));
+  EXPECT_TRUE(has(warned, "WARN  guide variables  set but not read by this server: SYNTHORG_NATS_URL")) << warned.output;
+  EXPECT_TRUE(has(warned, "CLAUDE_API_KEY (Ignored: there is no AI integration here")) << warned.output;
+  EXPECT_FALSE(has(warned, "sk-ant-not-a-real-key")) << "never the value";
+  EXPECT_FALSE(has(warned, "nats://nats:4222"));
+  // And the server starts with them all set (they are accepted, not errors).
+  auto validated = run_synthorg({"-c", config, "config", "validate"},
+                                env({{"SYNTHORG_MEMORY_DIR", "/x"}, {"SYNTHORG_WORKERS", "4"}, {"OPENAI_API_KEY", "sk-x"},
+                                     {"SYNTHORG_MEMORY_BACKEND", "mem0"}, {"SYNTHORG_NATS_STREAM_PREFIX", "X"}}));
+  EXPECT_EQ(validated.exit_code, 0) << validated.output;
+}
+
 TEST_F(DoctorTest, AHealthyInstallPassesAndSaysWhatItChecked) {
   int port = free_port();
   auto config = sqlite_config(port, dir / "data/s.db");
