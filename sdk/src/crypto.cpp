@@ -10,7 +10,6 @@
 #include <limits>
 #include <memory>
 
-#include <fmt/format.h>
 #include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
@@ -134,14 +133,15 @@ std::string base64url_encode(std::string_view bytes, bool pad) {
 }
 
 std::string jwt_secret_problem(std::string_view secret) {
+  // No fmt here: this file is also built alone into the Fernet fuzzer.
   if (secret.size() < min_jwt_secret_characters)
-    return fmt::format("is {} characters long; it must be at least {}", secret.size(), min_jwt_secret_characters);
+    return "is " + std::to_string(secret.size()) + " characters long; it must be at least " +
+           std::to_string(min_jwt_secret_characters);
   for (std::size_t i = 0; i < secret.size(); ++i) {
     unsigned char c = static_cast<unsigned char>(secret[i]);
     if (!std::isalnum(c) && c != '-' && c != '_' && c != '=')
-      return fmt::format("has a character outside URL-safe base64 (A-Z, a-z, 0-9, '-', '_') at position {}; a "
-                         "secret in standard base64 becomes URL-safe with + replaced by - and / by _",
-                         i + 1);
+      return "has a character outside URL-safe base64 (A-Z, a-z, 0-9, '-', '_') at position " + std::to_string(i + 1) +
+             "; a secret in standard base64 becomes URL-safe with + replaced by - and / by _";
   }
   return {};
 }

@@ -13,11 +13,14 @@ namespace {
 // never shorter.
 constexpr std::size_t abi_1_0_size = offsetof(synthorg_plugin_descriptor, last_error) + sizeof(void*);
 
+// Boost wraps dlerror() as "...(dlerror system message: MESSAGE): STRERROR", where STRERROR is
+// whatever errno held, unrelated to the failure: keep MESSAGE alone.
 std::string dlerror_text(const std::exception& e) {
   std::string what = e.what();
   auto marker = what.find("dlerror system message: ");
   if (marker == std::string::npos) return what;
   auto text = what.substr(marker + 24);
+  if (auto close = text.rfind("): "); close != std::string::npos) return text.substr(0, close);
   if (!text.empty() && text.back() == ')') text.pop_back();
   return text;
 }

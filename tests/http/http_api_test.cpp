@@ -55,7 +55,7 @@ TEST_F(HttpApiTest, ProbesAnswerAndReadinessFollowsTheHealthChecks) {
   EXPECT_EQ(body_of(alias)["ready"], false);
   auto detailed = body_of(get("/health/detailed"));
   EXPECT_EQ(detailed["status"], "unhealthy");
-  ASSERT_EQ(detailed["checks"].size(), 3u) << "kernel, store, fixture";
+  ASSERT_EQ(detailed["checks"].size(), 4u) << "kernel, store, backup (the schedule's, not critical), fixture";
   EXPECT_EQ(detailed["checks"][0], json({{"name", "kernel"}, {"status", "up"}, {"critical", true}}))
       << "the kernel finished starting every plugin";
   down.reset();

@@ -43,6 +43,10 @@ TEST(Loader, RefusesEachBadFileWithItsReason) {
   EXPECT_NE(refusal(fixture("bad-name")).find("plugin name \"Bad_Name\" is invalid"), std::string::npos);
   EXPECT_NE(refusal(fixture("no-entry")).find("missing the entry symbol synthorg_plugin_v1"), std::string::npos);
   EXPECT_NE(refusal(fixture("not-a-plugin")).find("not a loadable shared object"), std::string::npos);
+  // dlopen's own words, without the stale errno text Boost appends to them.
+  auto undefined = refusal(fixture("undefined-symbol"));
+  EXPECT_NE(undefined.find("undefined symbol: synthorg_fixture_symbol_nobody_defines"), std::string::npos) << undefined;
+  EXPECT_TRUE(undefined.ends_with("synthorg_fixture_symbol_nobody_defines")) << undefined;
   EXPECT_NE(refusal(fixture("no-such-plugin")).find("no such file"), std::string::npos);
   EXPECT_NE(refusal(SYNTHORG_FIXTURE_DIR).find("not a regular file"), std::string::npos);
 }
