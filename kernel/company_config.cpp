@@ -236,7 +236,8 @@ ConfigFileError CompanyConfig::error(const std::vector<ConfigIssue>& issues) con
 const ConfigMap& kernel_config_map() {
   static const ConfigMap map = ConfigMap{}
       .string_list("plugin_dirs", {}, "Directories searched for plugin files (*.so). Relative paths are relative to "
-                                      "this file. Empty: the plugin directory installed next to the synthorg binary.")
+                                      "this file. Empty: the plugin directory installed next to the synthorg binary. SYNTHORG_PLUGIN_PATH adds "
+                                      "more, searched after these.")
       .integer("threads", 0, "I/O threads running the shared io_context; 0 means one per core.").range(0, 256)
       .integer("blocking_threads", 4, "Threads of the bounded pool for blocking work (database, orchestrator calls).").range(1, 256)
       .integer("blocking_queue", 1024, "Blocking tasks accepted beyond the running ones; more are refused as busy.").range(1, 1'000'000)
@@ -454,6 +455,24 @@ CompanyConfig load_company_config(const std::optional<std::filesystem::path>& ex
     }
   }
   if (database_url) config.select["store"] = "store-postgres";
+  // SYNTHORG_PLUGIN_PATH: more plugin directories, searched after the configured (or installed)
+  // ones, so a third-party plugin is deployed by dropping it in its own directory; a built-in
+  // keeps its name (a later file of the same name is refused as a duplicate).
+  if (const char* extra = std::getenv("SYNTHORG_PLUGIN_PATH"); extra && *extra) {
+    std::string_view rest(extra);
+    while (!rest.empty()) {
+      auto colon = rest.find(':');
+      std::filesystem::path dir(std::string(rest.substr(0, colon)));
+      rest = colon == std::string_view::npos ? std::string_view{} : rest.substr(colon + 1);
+      if (dir.empty()) continue;
+      std::error_code error;
+      if (!dir.is_absolute() || !std::filesystem::is_directory(dir, error))
+        throw ConfigFileError("SYNTHORG_PLUGIN_PATH: " + quote(dir.string()) + " is " +
+                              (dir.is_absolute() ? "not a directory" : "not an absolute path") +
+                              " (fix: absolute directories separated by ':', e.g. /opt/synthorg/plugins)");
+      config.kernel.plugin_dirs.push_back(dir.lexically_normal());
+    }
+  }
   if (auto slot = config.select.find("orchestrator"); slot != config.select.end() && slot->second == "auto")
     slot->second = auto_orchestrator();
   return config;

@@ -285,6 +285,29 @@ TEST(Cli, PluginsListShowsManifestsAndRefusals) {
   EXPECT_EQ(parsed["refused"].size(), 2u);
 }
 
+// A third-party plugin is deployed by putting it in a directory of its own named by
+// SYNTHORG_PLUGIN_PATH: the installed plugins are still found, and a bad entry is named.
+TEST(Cli, SynthorgPluginPathAddsDirectoriesBesideTheInstalledOnes) {
+  TempDir dir;
+  auto extra = dir.path() / "third-party";
+  std::filesystem::create_directories(extra);
+  std::filesystem::create_symlink(std::filesystem::path(SYNTHORG_FIXTURE_DIR) / "greeter.so", extra / "greeter.so");
+  auto config = dir.write("company.yaml", "company_name: Test\n");  // plugin_dirs empty: the installed directory
+  auto listed = run_synthorg({"-c", config.string(), "plugins", "list"},
+                             {{"SYNTHORG_PLUGIN_PATH", "::" + extra.string() + ":"}});
+  EXPECT_EQ(listed.exit_code, 0) << listed.output;
+  EXPECT_NE(listed.output.find("greeter"), std::string::npos) << listed.output;
+  EXPECT_NE(listed.output.find("http-api"), std::string::npos) << "the installed plugins too: " << listed.output;
+  for (auto [value, expected] : {std::pair{"relative/dir", "not an absolute path"},
+                                 std::pair{"/no/such/synthorg/dir", "not a directory"}}) {
+    auto refused = run_synthorg({"-c", config.string(), "plugins", "list"}, {{"SYNTHORG_PLUGIN_PATH", value}});
+    EXPECT_NE(refused.exit_code, 0) << value;
+    EXPECT_NE(refused.output.find(std::string("SYNTHORG_PLUGIN_PATH: \"") + value + "\" is " + expected),
+              std::string::npos)
+        << refused.output;
+  }
+}
+
 TEST(Cli, ConfigSchemaIncludesEveryPluginsMap) {
   TempDir dir;
   auto result = run_synthorg({"-c", config_for(dir, {"greeter"}, "  greeter: {}\n"), "config", "schema"});
