@@ -429,11 +429,13 @@ int main(int argc, char** argv) {
   auto* list_cmd = plugins_cmd->add_subcommand("list", "List the plugins found in the plugin directories");
   list_cmd->add_flag("--json", list_json, "Print JSON");
   std::vector<std::string> check_files, check_with;
-  std::string check_kind = "generic", check_config, check_kit_image;
+  std::string check_kind = "auto", check_config, check_kit_image;
   auto* check_cmd = plugins_cmd->add_subcommand("check", "Run the conformance kit on plugin files");
   check_cmd->add_option("files", check_files, "Plugin files (.so)")->required()->check(CLI::ExistingFile);
-  check_cmd->add_option("--kind", check_kind, "Which kit: generic, store or orchestrator (each adds its contract to generic)")
-      ->check(CLI::IsMember({"generic", "store", "orchestrator"}));
+  check_cmd->add_option("--kind", check_kind,
+                        "Which kit: auto (default: every kit the plugin's manifest calls for), generic, store or "
+                        "orchestrator (each adds its contract to generic); a kind narrows, and says what it leaves out")
+      ->check(CLI::IsMember({"auto", "generic", "store", "orchestrator"}));
   check_cmd->add_option("--kit-image", check_kit_image,
                         "Image the orchestrator kit's workloads run (default: $SYNTHORG_KIT_IMAGE, else synthorg-test/busybox:latest)");
   check_cmd->add_option("--config", check_config, "The plugin's configuration as JSON");

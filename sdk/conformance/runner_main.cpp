@@ -1,6 +1,9 @@
 // synthorg-conformance: runs the conformance kit on plugin files.
 //   synthorg-conformance --plugin FILE [--plugin FILE...] [--config JSON] [--with FILE...]
-//                        [--kind generic|store|orchestrator] [--kit-image IMAGE] [gtest flags]
+//                        [--kind auto|generic|store|orchestrator] [--kit-image IMAGE] [gtest flags]
+// --kind auto (the default) runs every kit the plugins' manifests call for: the generic kit
+// always, the Store kit for a plugin that provides synthorg.Store/1, the orchestrator kit for one
+// that provides synthorg.Orchestrator/1. A kind given by hand narrows that, and says what it leaves out.
 #include <gtest/gtest.h>
 
 #include <cstdlib>
@@ -8,20 +11,25 @@
 #include <CLI/CLI.hpp>
 
 #include "kit.hpp"
+#include "synthorg/host/plugin_file.hpp"
 #include "synthorg/log.hpp"
+#include "synthorg/services/orchestrator.hpp"
+#include "synthorg/services/store.hpp"
 
 int main(int argc, char** argv) {
   CLI::App app{"SynthOrg conformance kit: checks that plugin files behave as the kernel requires"};
   app.allow_extras();  // GoogleTest's own flags pass through
   std::vector<std::string> plugins, providers;
-  std::string config = "{}", kind = "generic";
+  std::string config = "{}", kind = "auto";
   const char* image_from_env = std::getenv("SYNTHORG_KIT_IMAGE");
   std::string kit_image = image_from_env && *image_from_env ? image_from_env : "synthorg-test/busybox:latest";
   app.add_option("--plugin", plugins, "Plugin file to check (repeatable)")->required()->check(CLI::ExistingFile);
   app.add_option("--config", config, "The plugin's configuration as JSON");
   app.add_option("--with", providers, "Provider plugin file to load and start first (repeatable)")->check(CLI::ExistingFile);
-  app.add_option("--kind", kind, "Which kit: generic, store (generic plus the Store contract) or orchestrator (generic plus the Orchestrator contract)")
-      ->check(CLI::IsMember({"generic", "store", "orchestrator"}));
+  app.add_option("--kind", kind,
+                 "Which kit: auto (default: every kit the plugins' manifests call for), generic, store (generic plus "
+                 "the Store contract) or orchestrator (generic plus the Orchestrator contract)")
+      ->check(CLI::IsMember({"auto", "generic", "store", "orchestrator"}));
   app.add_option("--kit-image", kit_image, "Image the orchestrator kit's workloads run (default: $SYNTHORG_KIT_IMAGE, else synthorg-test/busybox:latest)");
   try {
     app.parse(argc, argv);
@@ -41,9 +49,33 @@ int main(int argc, char** argv) {
   auto level = synthorg::log::Options{synthorg::log::Level::warn};
   synthorg::log::configure(synthorg::log::options_from_env(level));
 
+  // What the manifests call for. A file the host refuses gets the generic kit, which reports why.
+  bool store = false, orchestrator = false;
+  for (const auto& plugin : plugins) {
+    try {
+      for (const auto& service : synthorg::host::load_plugin_file(plugin).manifest.provides) {
+        store = store || service == synthorg::Store::service_id;
+        orchestrator = orchestrator || service == synthorg::Orchestrator::service_id;
+      }
+    } catch (const std::exception&) {
+    }
+  }
+  if (kind == "auto") {
+    kind = orchestrator && store ? "all" : orchestrator ? "orchestrator" : store ? "store" : "generic";
+    std::printf("synthorg-conformance: running the %s kit%s, from the plugins' manifests\n",
+                kind == "all" ? "generic, store and orchestrator" : kind.c_str(), kind == "all" ? "s" : "");
+  } else {
+    for (auto [provided, needed] : {std::pair{orchestrator, "orchestrator"}, std::pair{store, "store"}})
+      if (provided && kind != needed)
+        std::printf("synthorg-conformance: note: a plugin provides the %s service, whose contract --kind %s leaves "
+                    "unchecked; drop --kind to run every kit it calls for\n",
+                    needed, kind.c_str());
+  }
+
   std::vector<std::string> rest = app.remaining();
   // Each kind runs its own suites unless the caller picks tests with --gtest_filter.
-  std::string filter = kind == "store"          ? "--gtest_filter=*GenericKit*:StoreKit.*"
+  std::string filter = kind == "all"            ? "--gtest_filter=*GenericKit*:StoreKit.*:OrchestratorKit.*"
+                       : kind == "store"        ? "--gtest_filter=*GenericKit*:StoreKit.*"
                        : kind == "orchestrator" ? "--gtest_filter=*GenericKit*:OrchestratorKit.*"
                                                 : "--gtest_filter=*GenericKit*";
   std::vector<char*> gtest_argv{argv[0], filter.data()};

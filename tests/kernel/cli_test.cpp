@@ -327,6 +327,24 @@ TEST(Cli, PluginsCheckRunsTheKit) {
   EXPECT_EQ(run_synthorg({"plugins", "check", "/no/such/file.so"}).exit_code, 2);
 }
 
+// No --kind: every kit the manifest calls for. A broken orchestrator must not pass on the generic
+// kit alone, and a kind given by hand says what it leaves unchecked.
+TEST(Cli, PluginsCheckRunsEveryKitTheManifestCallsFor) {
+  auto automatic = run_synthorg({"plugins", "check", fixture("broken-orchestrator").string()}, {}, 240s);
+  EXPECT_NE(automatic.output.find("running the orchestrator kit, from the plugins' manifests"), std::string::npos)
+      << automatic.output;
+  EXPECT_NE(automatic.output.find("OrchestratorKit."), std::string::npos) << automatic.output;
+  EXPECT_NE(automatic.exit_code, 0) << "the broken orchestrator fails its contract";
+  auto narrowed = run_synthorg({"plugins", "check", "--kind", "generic", fixture("broken-orchestrator").string()}, {}, 60s);
+  EXPECT_NE(narrowed.output.find("a plugin provides the orchestrator service, whose contract --kind generic leaves "
+                                 "unchecked"),
+            std::string::npos)
+      << narrowed.output;
+  EXPECT_EQ(narrowed.output.find("OrchestratorKit."), std::string::npos);
+  auto plain = run_synthorg({"plugins", "check", fixture("greeter").string()}, {}, 60s);
+  EXPECT_NE(plain.output.find("running the generic kit"), std::string::npos) << plain.output;
+}
+
 TEST(Cli, KeygenPrintsOnlyAFreshSecret) {
   auto fernet = run_synthorg({"keygen", "fernet"});
   ASSERT_EQ(fernet.exit_code, 0) << fernet.output;
