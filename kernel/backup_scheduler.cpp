@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 
 #include "backup.hpp"
+#include "synthorg/config_map.hpp"
 #include "synthorg/services/metrics.hpp"
 #include "synthorg/services/store.hpp"
 
@@ -40,24 +41,10 @@ std::optional<std::chrono::system_clock::time_point> parse_created_at(const std:
 
 std::optional<std::chrono::seconds> parse_backup_interval(std::string_view text) {
   if (text == "0") return std::chrono::seconds(0);
-  if (text.empty()) return std::nullopt;
-  std::int64_t total = 0;
-  std::size_t i = 0;
-  while (i < text.size()) {
-    std::int64_t number = 0;
-    std::size_t digits = 0;
-    for (; i < text.size() && text[i] >= '0' && text[i] <= '9' && digits < 9; ++i, ++digits)
-      number = number * 10 + (text[i] - '0');
-    if (digits == 0 || i == text.size()) return std::nullopt;
-    switch (text[i++]) {
-      case 's': total += number; break;
-      case 'm': total += number * 60; break;
-      case 'h': total += number * 3600; break;
-      case 'd': total += number * 86400; break;
-      default: return std::nullopt;
-    }
-  }
-  return std::chrono::seconds(total);
+  if (text.find("ms") != std::string_view::npos) return std::nullopt;  // whole seconds at least
+  auto parsed = parse_duration(text);
+  if (!parsed) return std::nullopt;
+  return std::chrono::duration_cast<std::chrono::seconds>(*parsed);
 }
 
 class BackupScheduler::Health final : public HealthCheck {

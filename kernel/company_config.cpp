@@ -242,7 +242,10 @@ const ConfigMap& kernel_config_map() {
       .integer("blocking_threads", 4, "Threads of the bounded pool for blocking work (database, orchestrator calls).").range(1, 256)
       .integer("blocking_queue", 1024, "Blocking tasks accepted beyond the running ones; more are refused as busy.").range(1, 1'000'000)
       .duration("shutdown_timeout", "10s", "Time all plugins together get to stop on SIGTERM/SIGINT before the kernel gives up on them.")
-      .range(100, 600'000);
+      .range(100, 600'000)
+      .duration("start_timeout", "60s", "Time each plugin's start() may take; one that overruns it stops the start, "
+                                        "naming the plugin (plugins.<name>.start_timeout overrides it per plugin).")
+      .range(100, 3'600'000);
   return map;
 }
 
@@ -250,6 +253,7 @@ const ConfigMap& plugin_entry_config_map() {
   static const ConfigMap map = ConfigMap{}
       .boolean("enabled", true, "Load and start this plugin.")
       .boolean("optional", false, "When the plugin cannot be loaded, configured or started, log it and carry on without it.")
+      .duration("start_timeout", "0s", "Time this plugin's start() may take; 0s: kernel.start_timeout.").range(0, 3'600'000)
       .object("config", "The plugin's own settings; see its section of the configuration reference.");
   return map;
 }
@@ -341,6 +345,7 @@ CompanyConfig parse_company_config(std::string_view text, std::string file, std:
   if (kernel.contains("blocking_threads")) config.kernel.blocking_threads = kernel["blocking_threads"].get<std::size_t>();
   if (kernel.contains("blocking_queue")) config.kernel.blocking_queue = kernel["blocking_queue"].get<std::size_t>();
   if (kernel.contains("shutdown_timeout")) config.kernel.shutdown_timeout = std::chrono::milliseconds(kernel["shutdown_timeout"].get<std::int64_t>());
+  if (kernel.contains("start_timeout")) config.kernel.start_timeout = std::chrono::milliseconds(kernel["start_timeout"].get<std::int64_t>());
   for (const auto& dir : kernel.value("plugin_dirs", json::array())) {
     std::filesystem::path path(dir.get<std::string>());
     config.kernel.plugin_dirs.push_back(path.is_absolute() ? path : (config.document.base_dir / path).lexically_normal());
@@ -391,6 +396,7 @@ CompanyConfig parse_company_config(std::string_view text, std::string file, std:
       PluginEntry plugin;
       plugin.enabled = applied.value("enabled", true);
       plugin.optional = applied.value("optional", false);
+      plugin.start_timeout = std::chrono::milliseconds(applied.value("start_timeout", std::int64_t{0}));
       plugin.config = applied.value("config", json::object());
       config.plugins[name] = std::move(plugin);
     }

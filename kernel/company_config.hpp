@@ -35,6 +35,7 @@ class ConfigFileError : public std::runtime_error {
 struct PluginEntry {
   bool enabled = true;
   bool optional = false;  // when it cannot load or start, carry on without it
+  std::chrono::milliseconds start_timeout{0};  // 0: kernel.start_timeout
   nlohmann::json config = nlohmann::json::object();
 };
 
@@ -44,6 +45,7 @@ struct KernelSettings {
   std::size_t blocking_threads = 4;
   std::size_t blocking_queue = 1024;
   std::chrono::milliseconds shutdown_timeout{10'000};
+  std::chrono::milliseconds start_timeout{60'000};  // each plugin's start(), unless its entry says
 };
 
 struct CompanyConfig {

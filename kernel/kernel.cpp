@@ -6,6 +6,8 @@
 #include <set>
 #include <thread>
 
+#include <fmt/format.h>
+
 #include "backup.hpp"
 #include "backup_scheduler.hpp"
 #include "synthorg/events.hpp"
@@ -74,7 +76,8 @@ struct Kernel::Loaded {
   bool optional = false;
   std::shared_ptr<PluginContext> context;
   std::unique_ptr<host::PluginInstance> instance;
-  bool abandoned = false;  // its stop() overran the deadline and may still be running
+  bool abandoned = false;  // its start() or stop() overran its limit and may still be running
+  std::chrono::milliseconds start_timeout{0};  // plugins.<name>.start_timeout; 0: the kernel's
 
   const std::string& name() const { return file.manifest.name; }
   bool provides(std::string_view service) const {
@@ -389,6 +392,7 @@ void Kernel::prepare() {
   for (auto* plugin : order_) {
     plugin->optional = is_optional(plugin->name());
     auto entry = config_.plugins.find(plugin->name());
+    if (entry != config_.plugins.end()) plugin->start_timeout = entry->second.start_timeout;
     nlohmann::json given = entry != config_.plugins.end() ? entry->second.config : nlohmann::json::object();
     std::vector<ConfigIssue> plugin_issues;
     plugin->file.manifest.config.apply(given, "plugins." + plugin->name() + ".config", plugin_issues);
@@ -456,17 +460,38 @@ bool Kernel::start(const std::atomic<bool>* stop_requested) {
       }
     }
     auto started_at = Clock::now();
+    bool overran = false;
     if (failure.empty()) {
-      try {
-        plugin->instance->start();
-      } catch (const host::PluginFailed& e) {
-        failure = e.what();
+      // On a thread of its own, so a start() that hangs is refused after its limit instead of
+      // holding the whole server; it is left running (abandoned), as a stop() that overruns is.
+      auto limit = plugin->start_timeout.count() > 0 ? plugin->start_timeout : config_.kernel.start_timeout;
+      auto outcome = std::make_shared<std::promise<std::string>>();
+      auto finished = outcome->get_future();
+      std::thread starter([instance = plugin->instance.get(), outcome] {
+        try {
+          instance->start();
+          outcome->set_value({});
+        } catch (const std::exception& e) {
+          outcome->set_value(e.what());
+        }
+      });
+      if (finished.wait_for(limit) == std::future_status::timeout) {
+        starter.detach();
+        plugin->abandoned = true;
+        overran = true;
+        failure = fmt::format("plugin '{}': start() did not return within {} ms (kernel.start_timeout, or "
+                              "plugins.{}.start_timeout); refused",
+                              plugin->name(), limit.count(), plugin->name());
+      } else {
+        starter.join();
+        failure = finished.get();
       }
     }
     if (!failure.empty()) {
       bus_.publish(events::PluginFailed{plugin->name(), "start", failure});
       logger().error("Plugin failed to start", {{"plugin", plugin->name()}, {"error", failure}});
-      if (plugin->optional) {
+      // An overrun start() may still register services later: never carry on beside it.
+      if (plugin->optional && !overran) {
         drop_optional(*plugin, "start", failure);
         continue;
       }

@@ -390,7 +390,7 @@ int keygen_jwt() {
 }
 
 int plugins_check(const std::vector<std::string>& files, const std::string& kind, const std::string& config,
-                  const std::vector<std::string>& with, const std::string& kit_image) {
+                  const std::vector<std::string>& with, const std::string& kit_image, const std::string& call_timeout) {
   auto runner = executable_dir() / "synthorg-conformance";
   if (access(runner.c_str(), X_OK) != 0) {
     std::fprintf(stderr, "synthorg: the conformance runner %s is not installed (fix: install the SDK component)\n",
@@ -401,6 +401,7 @@ int plugins_check(const std::vector<std::string>& files, const std::string& kind
   if (!config.empty()) args.insert(args.end(), {"--config", config});
   for (const auto& provider : with) args.insert(args.end(), {"--with", provider});
   if (!kit_image.empty()) args.insert(args.end(), {"--kit-image", kit_image});
+  if (!call_timeout.empty()) args.insert(args.end(), {"--call-timeout", call_timeout});
   for (const auto& file : files) args.insert(args.end(), {"--plugin", file});
   std::vector<char*> argv;
   for (auto& arg : args) argv.push_back(arg.data());
@@ -429,7 +430,7 @@ int main(int argc, char** argv) {
   auto* list_cmd = plugins_cmd->add_subcommand("list", "List the plugins found in the plugin directories");
   list_cmd->add_flag("--json", list_json, "Print JSON");
   std::vector<std::string> check_files, check_with;
-  std::string check_kind = "auto", check_config, check_kit_image;
+  std::string check_kind = "auto", check_config, check_kit_image, check_call_timeout;
   auto* check_cmd = plugins_cmd->add_subcommand("check", "Run the conformance kit on plugin files");
   check_cmd->add_option("files", check_files, "Plugin files (.so)")->required()->check(CLI::ExistingFile);
   check_cmd->add_option("--kind", check_kind,
@@ -439,6 +440,8 @@ int main(int argc, char** argv) {
   check_cmd->add_option("--kit-image", check_kit_image,
                         "Image the orchestrator kit's workloads run (default: $SYNTHORG_KIT_IMAGE, else synthorg-test/busybox:latest)");
   check_cmd->add_option("--config", check_config, "The plugin's configuration as JSON");
+  check_cmd->add_option("--call-timeout", check_call_timeout,
+                        "Milliseconds one start() or stop() may take (default 60000, as kernel.start_timeout)");
   check_cmd->add_option("--with", check_with, "Provider plugin files to load first")->check(CLI::ExistingFile);
 
   auto* config_cmd = app.add_subcommand("config", "Check the configuration and print its schema");
@@ -519,7 +522,7 @@ int main(int argc, char** argv) {
   try {
     if (serve_cmd->parsed()) return serve(config_path, exit_after_start);
     if (list_cmd->parsed()) return plugins_list(config_path, list_json);
-    if (check_cmd->parsed()) return plugins_check(check_files, check_kind, check_config, check_with, check_kit_image);
+    if (check_cmd->parsed()) return plugins_check(check_files, check_kind, check_config, check_with, check_kit_image, check_call_timeout);
     if (validate_cmd->parsed()) return config_validate(config_path);
     if (schema_cmd->parsed()) return config_schema(config_path, schema_plugin);
     if (docs_cmd->parsed() && guide_table) {

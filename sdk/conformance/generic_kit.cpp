@@ -1,8 +1,12 @@
 // The generic conformance kit: what every plugin must do, whatever it provides.
 #include <gtest/gtest.h>
 
+#include <cstdio>
+#include <cstdlib>
+#include <future>
 #include <map>
 #include <stdexcept>
+#include <thread>
 
 #include "kit.hpp"
 
@@ -11,6 +15,33 @@ namespace synthorg::conformance {
 Options& options() {
   static Options instance;
   return instance;
+}
+
+void within_limit(std::string_view call, std::string_view plugin, const std::function<void()>& body) {
+  auto outcome = std::make_shared<std::promise<std::exception_ptr>>();
+  auto finished = outcome->get_future();
+  std::thread runner([body, outcome] {
+    try {
+      body();
+      outcome->set_value(nullptr);
+    } catch (...) {
+      outcome->set_value(std::current_exception());
+    }
+  });
+  auto limit = options().call_timeout;
+  if (finished.wait_for(limit) == std::future_status::timeout) {
+    runner.detach();
+    std::fprintf(stderr,
+                 "\nsynthorg-conformance: FAILED: %.*s of plugin '%.*s' did not return within %lld ms (--call-timeout; "
+                 "the kernel refuses it the same way, after kernel.start_timeout). The kit stops here: the call is "
+                 "still running.\n",
+                 static_cast<int>(call.size()), call.data(), static_cast<int>(plugin.size()), plugin.data(),
+                 static_cast<long long>(limit.count()));
+    std::fflush(nullptr);
+    std::_Exit(1);
+  }
+  runner.join();
+  if (auto error = finished.get()) std::rethrow_exception(error);
 }
 
 const host::PluginFile& load(const std::filesystem::path& path) {
@@ -109,9 +140,9 @@ TEST_P(GenericKit, LifecycleCanRepeat) {
   auto instance = configured();
   for (int round = 1; round <= 2; ++round) {
     auto when = "start #" + std::to_string(round);
-    ASSERT_NO_THROW(instance->start()) << when;
+    ASSERT_NO_THROW(within_limit("start()", file_->manifest.name, [&] { instance->start(); })) << when;
     expect_provides_registered(when);
-    ASSERT_NO_THROW(instance->stop()) << "stop #" << round;
+    ASSERT_NO_THROW(within_limit("stop()", file_->manifest.name, [&] { instance->stop(); })) << "stop #" << round;
   }
   EXPECT_NO_THROW(instance.reset()) << "destroy";
 }
@@ -123,8 +154,8 @@ TEST_P(GenericKit, NothingSurvivesStop) {
   auto watch = host_.registry().watch_all([&](ServiceEvent event, const ServiceInfo& info) {
     if (info.owner == file_->manifest.name) ++(event == ServiceEvent::arrived ? arrivals : departures);
   });
-  ASSERT_NO_THROW(instance->start());
-  ASSERT_NO_THROW(instance->stop());
+  ASSERT_NO_THROW(within_limit("start()", file_->manifest.name, [&] { instance->start(); }));
+  ASSERT_NO_THROW(within_limit("stop()", file_->manifest.name, [&] { instance->stop(); }));
   EXPECT_EQ(context.live_registrations(), 0u)
       << "registrations or trackers still held after stop(); release their tokens in stop(), not in the destructor";
   EXPECT_EQ(context.live_subscriptions(), 0u)
@@ -154,9 +185,9 @@ TEST_P(GenericKit, FailedStartLeavesNothingBehind) {
   int mutations = 0;
   {
     auto probe = configured();
-    ASSERT_NO_THROW(probe->start());
+    ASSERT_NO_THROW(within_limit("start()", file_->manifest.name, [&] { probe->start(); }));
     mutations = probe->context().mutations();
-    ASSERT_NO_THROW(probe->stop());
+    ASSERT_NO_THROW(within_limit("stop()", file_->manifest.name, [&] { probe->stop(); }));
   }
   RecordProperty("registrations_and_subscriptions_in_start", mutations);
   // Fail the start at every registration or subscription it makes, one at a time.

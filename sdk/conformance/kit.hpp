@@ -2,8 +2,11 @@
 // the kernel would (Executor, registry, bus, and provider plugins for its required services).
 #pragma once
 
+#include <chrono>
 #include <filesystem>
+#include <functional>
 #include <memory>
+#include <string_view>
 #include <string>
 #include <vector>
 
@@ -23,9 +26,17 @@ struct Options {
   // The image the orchestrator kit's workloads run (--kit-image); empty: $SYNTHORG_KIT_IMAGE,
   // else synthorg-test/busybox:latest.
   std::string kit_image;
+  // How long one lifecycle call (start, stop) may take: the kernel's kernel.start_timeout default.
+  std::chrono::milliseconds call_timeout{60'000};
 };
 // Set by the runner before GoogleTest registers the parameterised suites.
 Options& options();
+
+// Runs one lifecycle call of plugin `plugin` (start(), stop()) within options().call_timeout, its
+// exception coming out as it is. A call that overruns is reported, naming the call and the limit,
+// and the kit ends there with exit code 1: the call still runs and holds the plugin, which
+// nothing may free under it (the kernel refuses such a plugin the same way).
+void within_limit(std::string_view call, std::string_view plugin, const std::function<void()>& body);
 
 // Plugin files are loaded once per process and never unloaded, like the kernel does.
 const host::PluginFile& load(const std::filesystem::path& path);

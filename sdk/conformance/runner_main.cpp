@@ -30,6 +30,11 @@ int main(int argc, char** argv) {
                  "Which kit: auto (default: every kit the plugins' manifests call for), generic, store (generic plus "
                  "the Store contract) or orchestrator (generic plus the Orchestrator contract)")
       ->check(CLI::IsMember({"auto", "generic", "store", "orchestrator"}));
+  long long call_timeout_ms = 60'000;
+  app.add_option("--call-timeout", call_timeout_ms,
+                 "Milliseconds one start() or stop() of the plugin may take (default 60000, the kernel's "
+                 "kernel.start_timeout); an overrun fails the kit naming the call")
+      ->check(CLI::Range(100LL, 3'600'000LL));
   app.add_option("--kit-image", kit_image, "Image the orchestrator kit's workloads run (default: $SYNTHORG_KIT_IMAGE, else synthorg-test/busybox:latest)");
   try {
     app.parse(argc, argv);
@@ -40,6 +45,7 @@ int main(int argc, char** argv) {
   for (const auto& plugin : plugins) options.plugins.emplace_back(plugin);
   for (const auto& provider : providers) options.providers.emplace_back(provider);
   options.kit_image = kit_image;
+  options.call_timeout = std::chrono::milliseconds(call_timeout_ms);
   try {
     options.config = nlohmann::json::parse(config);
   } catch (const std::exception& e) {

@@ -345,6 +345,18 @@ TEST(Cli, PluginsCheckRunsEveryKitTheManifestCallsFor) {
   EXPECT_NE(plain.output.find("running the generic kit"), std::string::npos) << plain.output;
 }
 
+// A start() that hangs fails the kit within its limit, naming the call, instead of holding it.
+TEST(Cli, PluginsCheckFailsAStartThatOverrunsNamingTheCall) {
+  auto began = std::chrono::steady_clock::now();
+  auto hung = run_synthorg({"plugins", "check", fixture("slow").string(), "--config", R"({"start_delay": "20s"})",
+                            "--call-timeout", "500"},
+                           {}, 60s);
+  EXPECT_LT(std::chrono::steady_clock::now() - began, 15s) << "not the 20 s start";
+  EXPECT_EQ(hung.exit_code, 1) << hung.output;
+  EXPECT_NE(hung.output.find("FAILED: start() of plugin 'slow' did not return within 500 ms"), std::string::npos)
+      << hung.output;
+}
+
 TEST(Cli, KeygenPrintsOnlyAFreshSecret) {
   auto fernet = run_synthorg({"keygen", "fernet"});
   ASSERT_EQ(fernet.exit_code, 0) << fernet.output;

@@ -205,6 +205,34 @@ TEST_F(KernelTest, APluginThatOverrunsTheShutdownDeadlineIsAbandoned) {
   EXPECT_TRUE(saw("plugin.failed:slow"));
 }
 
+// A start() that hangs is refused after its limit, naming the plugin and the limit, and what had
+// started is stopped again; optional or not (an overrun start may still register later).
+TEST_F(KernelTest, AStartThatOverrunsItsLimitIsRefusedNamingThePlugin) {
+  auto kernel = make({"slow", "greeter"}, "  start_timeout: 300ms\nplugins:\n  greeter: {}\n"
+                                          "  slow: {optional: true, config: {start_delay: 3s}}\n");
+  kernel->discover();
+  kernel->prepare();
+  auto began = std::chrono::steady_clock::now();
+  std::string error;
+  try {
+    kernel->start();
+  } catch (const KernelError& refused) {
+    error = refused.what();
+  }
+  EXPECT_LT(std::chrono::steady_clock::now() - began, std::chrono::milliseconds(2500)) << "not the 3 s it would take";
+  EXPECT_NE(error.find("plugin 'slow': start() did not return within 300 ms"), std::string::npos) << error;
+  EXPECT_NE(error.find("plugins.slow.start_timeout"), std::string::npos) << error;
+  EXPECT_TRUE(saw("plugin.failed:slow"));
+}
+
+TEST_F(KernelTest, APluginsOwnStartTimeoutWinsOverTheKernels) {
+  auto patient = make({"slow", "greeter"}, "  start_timeout: 300ms\nplugins:\n  greeter: {}\n"
+                                           "  slow: {start_timeout: 5s, config: {start_delay: 500ms}}\n");
+  patient->discover();
+  patient->prepare();
+  EXPECT_TRUE(patient->start());
+}
+
 TEST_F(KernelTest, LeftoversAfterStopAreSweptAndCounted) {
   auto kernel = make({"leaky"}, "plugins:\n  leaky: {}\n");
   nlohmann::json stopped;
