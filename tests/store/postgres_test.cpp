@@ -23,6 +23,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
+#include <functional>
 #include <fstream>
 #include <random>
 #include <thread>
@@ -239,6 +240,65 @@ TEST_F(PostgresTest, AnUnknownSslModeIsRefusedWithTheValidOnes) {
                        "verify-ca, verify-full"),
             std::string::npos)
       << error;
+}
+
+// A full disk under PostgreSQL (SQLSTATE 53100, disk_full) is StoreErrc::full, which every route
+// answers 507 store_full (tested end to end on SQLite, FullStoreTest): the collection's table is
+// moved into a tablespace on a 1 MiB tmpfs and filled. Reads go on.
+TEST_F(PostgresTest, AFullDiskIsStoreFullAndReadsGoOn) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root, to mount a 1 MiB tmpfs and create a tablespace as postgres";
+  // Under the server's own home: a directory postgres can reach (a test temp dir is root's, 0700).
+  std::filesystem::path where = fmt::format("/var/lib/postgresql/synthorg-full-{}", ::getpid());
+  std::error_code created;
+  if (!std::filesystem::create_directories(where, created))
+    GTEST_SKIP() << "cannot create " << where << ": " << created.message() << " (PostgreSQL from Debian's package "
+                 << "keeps its home there)";
+  if (std::system(("mount -t tmpfs -o size=1m tmpfs " + where.string() + " 2>/dev/null").c_str()) != 0) {
+    std::filesystem::remove(where);
+    GTEST_SKIP() << "cannot mount a tmpfs here (a container without CAP_SYS_ADMIN)";
+  }
+  const auto space = fmt::format("synthorg_full_{}", ::getpid());
+  auto as_postgres = [](const std::string& statement, const std::string& database) {
+    return std::system(fmt::format("cd / && runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1 -d {} -c \"{}\" >&2",
+                                   database, statement)
+                           .c_str());
+  };
+  struct Cleanup {
+    std::function<void()> run;
+    ~Cleanup() { run(); }
+  } cleanup{[&] {
+    as_postgres(fmt::format("DROP TABLE IF EXISTS doc_fill"), db().name);
+    as_postgres(fmt::format("DROP TABLESPACE IF EXISTS {}", space), "postgres");
+    std::system(("umount " + where.string()).c_str());
+    std::filesystem::remove(where);
+  }};
+  ASSERT_EQ(std::system(("chown postgres:postgres " + where.string()).c_str()), 0);
+  ASSERT_EQ(as_postgres(fmt::format("CREATE TABLESPACE {} LOCATION '{}'", space, where.string()), "postgres"), 0);
+
+  auto instance = host_.configured(config(db().url()));
+  instance->start();
+  auto s = store();
+  s->ensure_collection({"fill", {}, {}});
+  ASSERT_EQ(as_postgres(fmt::format("ALTER TABLE doc_fill SET TABLESPACE {}", space), db().name), 0);
+  std::mt19937 random{7};
+  std::string error;
+  StoreErrc code = StoreErrc::failed;
+  int inserted = 0;
+  for (int i = 0; i < 5000 && error.empty(); ++i) {
+    std::string pad(3000, ' ');
+    for (char& c : pad) c = static_cast<char>('a' + random() % 26);  // incompressible enough: TOAST gains little
+    try {
+      s->insert("fill", {{"pad", pad}}, "k" + std::to_string(i));
+      ++inserted;
+    } catch (const StoreError& full) {
+      code = full.code();
+      error = full.what();
+    }
+  }
+  EXPECT_EQ(code, StoreErrc::full) << "after " << inserted << " documents: " << error;
+  EXPECT_GT(inserted, 10);
+  EXPECT_EQ(s->count("fill"), inserted) << "what was written stays, what was refused is not half there";
+  instance->stop();
 }
 
 TEST_F(PostgresTest, TheDefaultSslModeRequiresTls) {
