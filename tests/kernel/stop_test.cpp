@@ -1,4 +1,5 @@
-// Stopping, from the client's side, with a real `synthorg serve` on orchestrator-process:
+// Stopping, from the client's side, with a real `synthorg serve` on orchestrator-process (and,
+// for the first case, on orchestrator-docker too):
 // - a stop that finishes what is in flight: the workload answers slowly and the kernel is sent
 //   SIGTERM while a proxied request waits on it. The kernel drains its listeners before it stops
 //   the workloads and the orchestrator, so the request is answered 200, not 502;
@@ -35,21 +36,31 @@ class H(http.server.BaseHTTPRequestHandler):
 http.server.ThreadingHTTPServer((os.environ['SYNTHORG_LISTEN_HOST'], 8080), H).serve_forever()
 )";
 
-// A kernel with auth, workloads and orchestrator-process whose workload runs `command`.
+// A kernel with auth and workloads on orchestrator-process (or, given `docker_instance`,
+// orchestrator-docker) whose workload runs `command` in `image`.
 class ServeWithProcessWorkloads {
  public:
-  explicit ServeWithProcessWorkloads(const json& command) : port_(free_port()) {
-    link_plugins(dir_ / "plugins", {"http-api.so", "store-sqlite.so", "auth.so", "workloads.so", "orchestrator-process.so"});
+  explicit ServeWithProcessWorkloads(const json& command, const std::string& docker_instance = "",
+                                     const std::string& image = "slow")
+      : port_(free_port()) {
+    bool docker = !docker_instance.empty();
+    std::string orchestrator = docker ? "orchestrator-docker" : "orchestrator-process";
+    link_plugins(dir_ / "plugins", {"http-api.so", "store-sqlite.so", "auth.so", "workloads.so",
+                                    docker ? "orchestrator-docker.so" : "orchestrator-process.so"});
     config_ = dir_.write(
         "company.yaml",
         "company_name: Test\nkernel:\n  plugin_dirs: [" + (dir_ / "plugins").string() +
-            "]\n  shutdown_timeout: 10s\nselect: {orchestrator: orchestrator-process}\nplugins:\n"
+            "]\n  shutdown_timeout: 10s\nselect: {orchestrator: " + orchestrator + "}\nplugins:\n"
             "  http-api: {config: {address: 127.0.0.1, port: " + std::to_string(port_) + ", drain_timeout: 8s}}\n"
             "  store-sqlite: {config: {path: " + (dir_ / "s.db").string() + "}}\n"
-            "  auth: {config: {argon2_memory_kib: 4096, argon2_iterations: 1}}\n"
-            "  orchestrator-process: {config: {state_dir: " + (dir_ / "process-workloads").string() + "}}\n"
-            "  workloads: {config: {image: slow, command: " + command.dump() +
-            ", port: 8080, memory_limit: \"0\", pids_limit: 0, user: \"\", stop_on_shutdown: true, stop_grace: 0s}}\n");
+            "  auth: {config: {argon2_memory_kib: 4096, argon2_iterations: 1}}\n" +
+            (docker ? "  orchestrator-docker: {config: {pull_missing: false}}\n"
+                    : "  orchestrator-process: {config: {state_dir: " + (dir_ / "process-workloads").string() + "}}\n") +
+            "  workloads: {config: {image: \"" + image + "\", command: " + command.dump() +
+            ", port: 8080, stop_on_shutdown: true, stop_grace: 0s" +
+            (docker ? ", instance: " + docker_instance
+                    : ", memory_limit: \"0\", pids_limit: 0, user: \"\"") +
+            "}}\n");
   }
   std::unique_ptr<Process> start() {
     auto server = std::make_unique<Process>(std::vector<std::string>{"--config", config_.string(), "serve"},
@@ -96,6 +107,46 @@ TEST(StopTest, SigtermLetsAProxiedRequestInFlightFinishBeforeItsWorkloadStops) {
   ASSERT_NE(drained, std::string::npos) << output;
   ASSERT_NE(stopped, std::string::npos) << output;
   EXPECT_LT(drained, stopped) << "the listeners drain before the workloads stop";
+}
+
+// The same on Docker: the workload is busybox nc in the test image, each connection answered by
+// a shell that waits two seconds before answering /slow.
+TEST(StopTest, OnDockerSigtermLetsAProxiedRequestInFlightFinishBeforeItsContainerStops) {
+  if (const char* skip = std::getenv("SYNTHORG_TEST_NO_DOCKER"); skip && std::string(skip) == "1")
+    GTEST_SKIP() << "SYNTHORG_TEST_NO_DOCKER=1";
+  const std::string image = "synthorg-test/busybox:latest";
+  if (shell("docker image inspect --format ok " + image) != "ok")
+    FAIL() << image << " is missing or the engine is down: run scripts/services docker";
+  auto instance = test_instance("stop");
+  const std::string answer_one =
+      R"sh(read line; while read h; do case "$h" in "$(printf '\r')"|"") break;; esac; done; )sh"
+      R"sh(case "$line" in *slow*) sleep 2;; esac; )sh"
+      R"sh(printf 'HTTP/1.1 200 OK\r\nContent-Length: 4\r\nConnection: close\r\n\r\ndone')sh";
+  const json command = {"/bin/busybox", "nc", "-ll", "-p", "8080", "-e", "/bin/busybox", "sh", "-c", answer_one};
+  {
+    ServeWithProcessWorkloads kernel(command, instance, image);
+    auto port = kernel.port();
+    auto server = kernel.start();
+    auto token = kernel.sign_in();
+    ASSERT_FALSE(token.empty()) << server->output();
+    auto created = request(port, "POST", "/api/v1/workloads", "", token);
+    ASSERT_EQ(status_of(created), 201) << created << server->output();
+    auto slow = std::async(std::launch::async,
+                           [&] { return request(port, "GET", "/api/v1/workloads/me/proxy/slow", "", token); });
+    std::this_thread::sleep_for(700ms);
+    server->signal(SIGTERM);
+    auto answer = slow.get();
+    EXPECT_EQ(status_of(answer), 200) << "answered, not cut off by the stop:\n" << answer << "\n" << server->output();
+    EXPECT_NE(answer.find("done"), std::string::npos) << answer;
+    EXPECT_EQ(server->wait(30s), 0) << server->output();
+    auto output = server->output();
+    auto drained = output.find("Listeners drained");
+    auto stopped = output.find("msg=\"Plugin stopped\" plugin=workloads");
+    ASSERT_NE(drained, std::string::npos) << output;
+    ASSERT_NE(stopped, std::string::npos) << output;
+    EXPECT_LT(drained, stopped) << "the listeners drain before the workloads stop";
+  }
+  EXPECT_EQ(remove_instance_containers(instance), "") << "stop_on_shutdown left containers behind";
 }
 
 // Field 3 of /proc/PID/stat: R, S, Z...; 0 when there is no such process.
