@@ -595,7 +595,11 @@ TEST_F(OrchestratorKit, FollowHonoursItsStopToken) {
     std::unique_lock lock(capture->mutex);
     capture->changed.wait_for(lock, ready_limit, [&] { return !capture->lines.empty(); });
   }
-  if (result.wait_for(0s) == std::future_status::ready) {
+  // The token is triggered while the stream is open and silent (the workload sleeps): a follow
+  // that looks at its token only when lines arrive is then blocked waiting for the next line and
+  // fails the bound below, however busy the machine. Triggering it right after the first line
+  // would let such a follow notice it on its way out of that batch, and pass by luck.
+  if (result.wait_for(1500ms) == std::future_status::ready) {
     follower.join();
     ADD_FAILURE() << "logs(\"" << id << "\", follow=true) returned while the workload still runs: "
                   << result.get().description;
