@@ -469,8 +469,15 @@ TEST_F(OrchestratorKit, LabelsAndListFilters) {
   expect_list(with_group("none"), {});
   expect_list(case_labels("labels"), {made[0].status.id, made[1].status.id, made[2].status.id});
   // No filter: every managed workload, ours among them.
+  // Only managed ones: a backend shared with other tenants (other containers on the engine,
+  // other pods in the namespace) must never hand theirs to the kernel, which would reap them.
   std::set<std::string> everything;
-  for (const auto& status : orchestrator_->list({})) everything.insert(status.id);
+  for (const auto& status : orchestrator_->list({})) {
+    everything.insert(status.id);
+    EXPECT_TRUE(has_label(status.labels, std::string(orchestrator::managed_label), "true"))
+        << "list({}) returned " << status.id << " without " << orchestrator::managed_label
+        << "=true (labels " << show(status.labels) << "): list() must return only the workloads this backend manages";
+  }
   for (const auto& [group, status] : made)
     EXPECT_TRUE(everything.count(status.id)) << "list({}) should include " << status.id;
   for (const auto& status : orchestrator_->list(with_group("a"))) {
