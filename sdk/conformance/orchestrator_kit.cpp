@@ -542,6 +542,22 @@ TEST_F(OrchestratorKit, OneShotExitCodes) {
   }
 }
 
+// spec.env reaches the workload as given, spaces and '=' included: the workload checks it itself
+// and says so by its exit code, so backends without logs are held to it too.
+TEST_F(OrchestratorKit, SpecEnvReachesTheWorkload) {
+  auto request = spec("env", R"sh([ "$KIT_PLAIN" = "kit-value-42" ] || exit 5; [ "$KIT_SPACED" = "a b=c; d" ] || exit 6; exit 0)sh");
+  request.env = {{"KIT_PLAIN", "kit-value-42"}, {"KIT_SPACED", "a b=c; d"}};
+  request.one_shot = true;
+  auto status = spawn(request);
+  ASSERT_FALSE(status.id.empty());
+  WaitResult waited;
+  ASSERT_NO_THROW(waited = orchestrator_->wait(status.id, 30s)) << "wait(\"" << status.id << "\")";
+  ASSERT_TRUE(waited.exited) << status.id << " did not exit within 30 s";
+  EXPECT_EQ(show(waited.exit_code), "0")
+      << "spec.env did not reach the workload as given (exit 5: KIT_PLAIN, exit 6: KIT_SPACED, a value with a "
+         "space, '=' and ';')";
+}
+
 TEST_F(OrchestratorKit, WaitTimesOut) {
   auto status = spawn(spec("waittimeout", "exec /bin/busybox sleep 30"));
   ASSERT_FALSE(status.id.empty());
