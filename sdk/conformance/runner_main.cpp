@@ -56,6 +56,7 @@ int main(int argc, char** argv) {
   synthorg::log::configure(synthorg::log::options_from_env(level));
 
   // What the manifests call for. A file the host refuses gets the generic kit, which reports why.
+  // A file the host refuses is reported once, here, rather than by every test of every kit.
   bool store = false, orchestrator = false;
   for (const auto& plugin : plugins) {
     try {
@@ -63,7 +64,10 @@ int main(int argc, char** argv) {
         store = store || service == synthorg::Store::service_id;
         orchestrator = orchestrator || service == synthorg::Orchestrator::service_id;
       }
-    } catch (const std::exception&) {
+    } catch (const std::exception& refused) {
+      std::fprintf(stderr, "synthorg-conformance: FAILED: the host refuses this file, so no kit can run: %s\n",
+                   refused.what());
+      return 1;
     }
   }
   if (kind == "auto") {

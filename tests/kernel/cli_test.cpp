@@ -325,6 +325,14 @@ TEST(Cli, PluginsCheckRunsTheKit) {
   EXPECT_NE(bad.exit_code, 0);
   EXPECT_NE(bad.output.find("release their tokens in stop()"), std::string::npos) << bad.output;
   EXPECT_EQ(run_synthorg({"plugins", "check", "/no/such/file.so"}).exit_code, 2);
+  // A file the host refuses: said once, with the loader's reason, and no kit runs.
+  auto refused = run_synthorg({"plugins", "check", fixture("undefined-symbol").string()}, {}, 60s);
+  EXPECT_EQ(refused.exit_code, 1) << refused.output;
+  auto said = refused.output.find("FAILED: the host refuses this file, so no kit can run:");
+  EXPECT_NE(said, std::string::npos) << refused.output;
+  EXPECT_EQ(refused.output.find("FAILED: the host refuses", said + 1), std::string::npos) << "once: " << refused.output;
+  EXPECT_NE(refused.output.find("undefined symbol: synthorg_fixture_symbol_nobody_defines"), std::string::npos);
+  EXPECT_EQ(refused.output.find("[ RUN"), std::string::npos) << refused.output;
 }
 
 // No --kind: every kit the manifest calls for. A broken orchestrator must not pass on the generic
