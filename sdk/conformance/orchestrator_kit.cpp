@@ -558,6 +558,31 @@ TEST_F(OrchestratorKit, SpecEnvReachesTheWorkload) {
          "space, '=' and ';')";
 }
 
+// The contract's answer on names: a spec.name already in use is OrchestratorError(conflict), or a
+// second workload of its own (a derived name); never the first one handed back, never another error.
+TEST_F(OrchestratorKit, ANameInUseIsAConflictOrASecondWorkload) {
+  auto first_spec = spec("samename", "exec /bin/busybox sleep 300");
+  auto first = spawn(first_spec);
+  ASSERT_FALSE(first.id.empty());
+  auto again = spec("samename", "exec /bin/busybox sleep 300");
+  again.name = first_spec.name;
+  Outcome outcome;
+  auto orchestrator = orchestrator_;
+  auto second = std::make_shared<WorkloadStatus>();
+  ASSERT_TRUE(finishes_within(call_limit, [orchestrator, again, second] { *second = orchestrator->spawn(again); }, &outcome))
+      << "spawn(" << again.name << ") a second time did not return within " << call_limit.count() << " s";
+  if (outcome.threw) {
+    EXPECT_TRUE(outcome.orchestrator_error && outcome.code == OrchestratorErrc::conflict)
+        << "spawn(" << again.name << ") with a name in use " << outcome.description
+        << "; the contract: OrchestratorError(conflict), or a workload of its own";
+    return;
+  }
+  if (second->id != first.id) remember(second->id);  // removed with the rest
+  EXPECT_NE(second->id, first.id) << "spawn(" << again.name << ") with a name in use handed back the first workload";
+  EXPECT_NO_THROW(orchestrator_->inspect(first.id)) << "the first workload is gone after a second spawn of its name";
+  EXPECT_NO_THROW(orchestrator_->inspect(second->id));
+}
+
 TEST_F(OrchestratorKit, WaitTimesOut) {
   auto status = spawn(spec("waittimeout", "exec /bin/busybox sleep 30"));
   ASSERT_FALSE(status.id.empty());

@@ -162,6 +162,9 @@ class Orchestrator {
 
   // Creates and starts a workload; returns once it is running (or, for a one-shot that ended
   // already, exited). Throws invalid_spec before touching the backend when the spec is wrong.
+  // A spec.name already in use: throw conflict, or create a workload of its own under a derived
+  // name (Docker does the first, the process and Kubernetes backends the second); never hand back
+  // the existing one. spec.env reaches the workload exactly as given.
   virtual WorkloadStatus spawn(const WorkloadSpec& spec) = 0;
   virtual WorkloadStatus inspect(const std::string& id) = 0;
   // Managed workloads carrying every given label; exited ones included.
