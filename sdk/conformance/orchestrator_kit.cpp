@@ -583,6 +583,20 @@ TEST_F(OrchestratorKit, ANameInUseIsAConflictOrASecondWorkload) {
   EXPECT_NO_THROW(orchestrator_->inspect(second->id));
 }
 
+// The contract's answer on stop(): it returns once the workload has exited (after its grace,
+// killed if need be), so a caller may remove it or reuse its resources at once.
+TEST_F(OrchestratorKit, StopReturnsOnceTheWorkloadHasExited) {
+  auto status = spawn(spec("stopblocks", "trap '/bin/busybox sleep 1; exit 0' TERM; "
+                                         "while :; do /bin/busybox sleep 1; done"));
+  ASSERT_FALSE(status.id.empty());
+  ASSERT_NO_THROW(orchestrator_->stop(status.id, grace)) << "stop(\"" << status.id << "\")";
+  WorkloadStatus inspected;
+  ASSERT_NO_THROW(inspected = orchestrator_->inspect(status.id)) << "inspect(\"" << status.id << "\") after stop()";
+  EXPECT_EQ(to_string(inspected.state), to_string(WorkloadState::exited))
+      << "stop(\"" << status.id << "\") returned while the workload was still " << to_string(inspected.state)
+      << ": stop() must return once it has exited";
+}
+
 TEST_F(OrchestratorKit, WaitTimesOut) {
   auto status = spawn(spec("waittimeout", "exec /bin/busybox sleep 30"));
   ASSERT_FALSE(status.id.empty());

@@ -169,7 +169,8 @@ class Orchestrator {
   virtual WorkloadStatus inspect(const std::string& id) = 0;
   // Managed workloads carrying every given label; exited ones included.
   virtual std::vector<WorkloadStatus> list(const std::map<std::string, std::string>& labels) = 0;
-  // Asks the workload to stop, then kills it after `grace`. Stopping an exited one is a no-op.
+  // Asks the workload to stop, then kills it after `grace`, and returns once it has exited
+  // (inspect() then says exited). Stopping an exited one is a no-op.
   virtual void stop(const std::string& id, std::chrono::seconds grace) = 0;
   // Removes it, killing it if it still runs. Removing one already gone is a no-op (an id the
   // backend never knew included: it cannot tell the two apart); one that exists but is not
