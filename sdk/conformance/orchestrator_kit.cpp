@@ -635,6 +635,48 @@ TEST_F(OrchestratorKit, FollowEndsWhenTheWorkloadExits) {
       << capture->dump();
 }
 
+// The contract's answer on tail with follow: the last `tail` lines written so far, then every new
+// line until the workload exits.
+TEST_F(OrchestratorKit, TailWithFollowGivesTheLastLinesThenTheNewOnes) {
+  if (logs_unsupported_) GTEST_SKIP() << "health().info says logs: unsupported (SpawnServeLogStopWaitRemove checks that logs() says so)";
+  auto request = spec("tailfollow", "for n in 1 2 3 4 5; do echo kit-tail-$n; done; /bin/busybox sleep 3; "
+                                    "echo kit-tail-after; exit 0");
+  request.one_shot = true;
+  auto status = spawn(request);
+  ASSERT_FALSE(status.id.empty());
+  auto orchestrator = orchestrator_;
+  auto id = status.id;
+  // Once the first five are written (and before the last one is), follow with tail 2.
+  bool written = false;
+  for (auto end = Clock::now() + ready_limit; !written && Clock::now() < end; std::this_thread::sleep_for(100ms)) {
+    auto so_far = std::make_shared<LogCapture>();
+    finishes_within(ready_limit, [orchestrator, id, so_far] {
+      orchestrator->logs(id, {0, false, {}}, [so_far](LogStream stream, std::string_view line) {
+        so_far->add(stream, line);
+        return true;
+      });
+    });
+    written = so_far->stream_of("kit-tail-5").has_value();
+  }
+  ASSERT_TRUE(written) << "logs(\"" << id << "\") never showed the first five lines";
+  auto capture = std::make_shared<LogCapture>();
+  Outcome outcome;
+  ASSERT_TRUE(finishes_within(ready_limit + 20s, [orchestrator, id, capture] {
+    orchestrator->logs(id, {2, true, {}}, [capture](LogStream stream, std::string_view line) {
+      capture->add(stream, line);
+      return true;
+    });
+  }, &outcome)) << "logs(\"" << id << "\", tail=2, follow=true) did not return after the workload exited";
+  EXPECT_FALSE(outcome.threw) << outcome.description;
+  std::vector<std::string> seen;
+  {
+    std::lock_guard lock(capture->mutex);
+    for (const auto& [stream, line] : capture->lines) seen.push_back(line);
+  }
+  EXPECT_EQ(seen, (std::vector<std::string>{"kit-tail-4", "kit-tail-5", "kit-tail-after"}))
+      << "logs(\"" << id << "\", tail=2, follow=true) delivered:\n" << capture->dump();
+}
+
 TEST_F(OrchestratorKit, FollowHonoursItsStopToken) {
   if (logs_unsupported_) GTEST_SKIP() << "health().info says logs: unsupported (SpawnServeLogStopWaitRemove checks that logs() says so)";
   auto status = spawn(spec("followstop", "echo kit-follow-ready; exec /bin/busybox sleep 300"));

@@ -177,6 +177,9 @@ class Orchestrator {
   // managed is refused with not_found.
   virtual void remove(const std::string& id) = 0;
   virtual WaitResult wait(const std::string& id, std::chrono::milliseconds timeout) = 0;
+  // The last `tail` lines written so far (0: all), then, with `follow`, every new line until the
+  // workload exits, the sink returns false, or the stop token is triggered (looked at while the
+  // stream is silent too, not only when lines arrive).
   virtual void logs(const std::string& id, const LogOptions& options, const LogSink& sink) = 0;
   // Where the kernel reaches `container_port` of a running workload. Throws invalid_spec when
   // the port was not requested in the spec, and failed when the workload is not running.
