@@ -122,6 +122,7 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
   std::shared_ptr<WebSocketHub> websocket;
   Unrouted unrouted;
   std::atomic<std::shared_ptr<const CorsPolicy>> cors;
+  std::atomic<bool> cors_configured{false};  // a non-empty list is set: every answer needs its headers
   std::atomic<bool> draining{false};
   asio::steady_timer sweeper{io};  // after `io`, which it is built from
   http_relay::AcceptGuard accept_guard{"http-api", log, acceptor.get_executor(), stats.connections_refused};
@@ -349,9 +350,12 @@ class Session : public std::enable_shared_from_this<Session> {
     method_ = request->method;
     path_ = request->path;
 
-    // Cross-origin: the policy of this moment, kept for this request's answer.
-    cors_ = server_->cors.load(std::memory_order_acquire);
+    // Cross-origin: the policy of this moment, kept for this request's answer. Loaded only when
+    // it can matter (a list is set, or a preflight may need its refusal): not on every request.
+    cors_.reset();
     cors_origin_.clear();
+    if (server_->cors_configured.load(std::memory_order_relaxed) || request->method == "OPTIONS")
+      cors_ = server_->cors.load(std::memory_order_acquire);
     if (cors_) {
       if (!cors_->empty()) cors_origin_ = std::string(request->header("origin"));
       // With no origin allowed too: the refusal says how to allow one.
@@ -631,7 +635,11 @@ void Server::set_websocket(std::shared_ptr<WebSocketHub> hub) { impl_->websocket
 
 void Server::set_unrouted(Unrouted unrouted) { impl_->unrouted = std::move(unrouted); }
 
-void Server::set_cors(std::shared_ptr<const CorsPolicy> policy) { impl_->cors.store(std::move(policy), std::memory_order_release); }
+void Server::set_cors(std::shared_ptr<const CorsPolicy> policy) {
+  bool configured = policy && !policy->empty();
+  impl_->cors.store(std::move(policy), std::memory_order_release);
+  impl_->cors_configured.store(configured, std::memory_order_relaxed);
+}
 
 void Server::start() {
   bound_port_ = http_relay::listen_on(impl_->acceptor, impl_->options.address, impl_->options.port);
