@@ -23,6 +23,7 @@
 #include "http_probe.hpp"
 #include "kernel.hpp"
 #include "synthorg/crypto.hpp"
+#include "synthorg/host/call_in_flight.hpp"
 #include "synthorg/log.hpp"
 #include "synthorg/toolchain.hpp"
 
@@ -190,6 +191,8 @@ int serve(const std::optional<std::filesystem::path>& config_path, bool exit_aft
   const auto began = Clock::now();
   ShutdownSignal signal;
   log::Logger logger("kernel");
+  // A plugin that crashes the process is named on stderr, beside the log, before it dies.
+  host::report_fatal_signals(STDERR_FILENO, "synthorg: ");
   try {
     auto config = load_company_config(config_path, default_plugin_dir());
     logger.info("Starting SynthOrg Kernel", {{"version", SYNTHORG_SDK_VERSION}, {"company", config.company_name},

@@ -38,7 +38,7 @@ void within_limit(std::string_view call, std::string_view plugin, const std::fun
                  static_cast<int>(call.size()), call.data(), static_cast<int>(plugin.size()), plugin.data(),
                  static_cast<long long>(limit.count()));
     std::fflush(nullptr);
-    std::_Exit(1);
+    std::_Exit(abandoned_exit_code);
   }
   runner.join();
   if (auto error = finished.get()) std::rethrow_exception(error);

@@ -28,13 +28,27 @@ struct Options {
   std::string kit_image;
   // How long one lifecycle call (start, stop) may take: the kernel's kernel.start_timeout default.
   std::chrono::milliseconds call_timeout{60'000};
+  // Set in a process the runner starts after another one crashed: the orchestrator kit first
+  // removes the workloads the crashed test left (runner_main.cpp, crash isolation).
+  bool after_crash = false;
 };
 // Set by the runner before GoogleTest registers the parameterised suites.
 Options& options();
 
+// Crash isolation. The runner runs the kits in a child process and, when a plugin kills it,
+// reports the test and the call in flight and runs the remaining tests in a new one. These are
+// the pieces the kits and the runner share.
+// The orchestrator kit's run label, shared by every process of one run.
+inline constexpr std::string_view run_environment = "SYNTHORG_KIT_RUN";
+// within_limit's exit code: a call overran its limit and still runs, so the whole kit stops.
+inline constexpr int abandoned_exit_code = 3;
+// Registers OrchestratorKit.CleanUpAfterACrash, which only starts the plugin and removes what a
+// crashed last test left behind.
+void register_crash_cleanup();
+
 // Runs one lifecycle call of plugin `plugin` (start(), stop()) within options().call_timeout, its
 // exception coming out as it is. A call that overruns is reported, naming the call and the limit,
-// and the kit ends there with exit code 1: the call still runs and holds the plugin, which
+// and the kit ends there with abandoned_exit_code: the call still runs and holds the plugin, which
 // nothing may free under it (the kernel refuses such a plugin the same way).
 void within_limit(std::string_view call, std::string_view plugin, const std::function<void()>& body);
 

@@ -70,7 +70,9 @@ std::string kit_image() {
 class OrchestratorKit : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    run_ = "r" + random_hex(12);
+    // One label for the whole run, even when the runner splits it over processes (isolation).
+    const char* shared_run = std::getenv(std::string(run_environment).c_str());
+    run_ = shared_run && *shared_run ? shared_run : "r" + random_hex(12);
     if (options().plugins.empty()) return;
     try {
       host_ = new KitHost();
@@ -78,13 +80,32 @@ class OrchestratorKit : public ::testing::Test {
       const auto& file = load(options().plugins.front());
       instance_ = new host::PluginInstance(file, host_->context_for(file));
       instance_->configure(options().config);
-      instance_->start();
-      orchestrator_ = host_->registry().get<Orchestrator>();
+      within_limit("start()", file.manifest.name, [] { instance_->start(); });
+      orchestrator_ = marking_calls(host_->registry().get<Orchestrator>());
       if (!orchestrator_)
         setup_error_ = "the plugin under test registered no " + std::string(Orchestrator::service_id);
+      else if (options().after_crash)
+        remove_what_a_crash_left();
     } catch (const std::exception& error) {
       setup_error_ = std::string("the plugin under test did not start: ") + error.what();
     }
+  }
+
+  // A test that crashed its process left its workloads behind; this process removes them before
+  // its own tests run, so none of them is blamed for another's leftovers.
+  static void remove_what_a_crash_left() {
+    auto orchestrator = orchestrator_;
+    auto removed = std::make_shared<std::size_t>(0);
+    finishes_within(call_limit, [orchestrator, removed] {
+      for (const auto& status : orchestrator->list({{std::string(run_label), run_}})) {
+        try {
+          orchestrator->remove(status.id);
+          ++*removed;
+        } catch (...) {
+        }
+      }
+    });
+    std::printf("synthorg-conformance: removed %zu workload(s) that a crashed test left behind\n", *removed);
   }
 
   static void TearDownTestSuite() {
@@ -103,7 +124,7 @@ class OrchestratorKit : public ::testing::Test {
     orchestrator_.reset();
     if (instance_) {
       try {
-        instance_->stop();
+        within_limit("stop()", instance_->name(), [] { instance_->stop(); });
       } catch (const std::exception& error) {
         ADD_FAILURE() << "stopping the plugin after the kit: " << error.what();
       }
@@ -833,5 +854,15 @@ TEST_F(OrchestratorKit, NothingIsLeftBehind) {
   EXPECT_TRUE(left.empty()) << "workloads labelled " << run_label << "=" << run_ << " outlived the kit: " << show(left);
 }
 
+class CrashCleanup final : public OrchestratorKit {
+  void TestBody() override {}  // SetUpTestSuite removes the leftovers; this only brings it about
+};
+
 }  // namespace
+
+void register_crash_cleanup() {
+  ::testing::RegisterTest("OrchestratorKit", "CleanUpAfterACrash", nullptr, nullptr, __FILE__, __LINE__,
+                          []() -> OrchestratorKit* { return new CrashCleanup; });
+}
+
 }  // namespace synthorg::conformance

@@ -2,6 +2,8 @@
 // with a time limit, a minimal HTTP GET, and collecting log lines.
 #include "orchestrator_kit_support.hpp"
 
+#include "synthorg/host/call_in_flight.hpp"
+
 #include <cxxabi.h>
 #include <netdb.h>
 #include <poll.h>
@@ -161,6 +163,64 @@ std::string LogCapture::dump() {
   for (const auto& [stream, line] : lines)
     out += std::string(stream == LogStream::stdout_stream ? "  out| " : "  err| ") + line + "\n";
   return out.empty() ? "  (no lines)\n" : out;
+}
+
+namespace {
+
+using host::CallInFlight;
+
+class MarkedOrchestrator final : public Orchestrator {
+ public:
+  explicit MarkedOrchestrator(std::shared_ptr<Orchestrator> inner) : inner_(std::move(inner)) {}
+  std::string backend() const override {
+    CallInFlight mark({"backend()"});
+    return inner_->backend();
+  }
+  WorkloadStatus spawn(const WorkloadSpec& spec) override {
+    CallInFlight mark({"spawn(", spec.name, ")"});
+    return inner_->spawn(spec);
+  }
+  WorkloadStatus inspect(const std::string& id) override {
+    CallInFlight mark({"inspect(", id, ")"});
+    return inner_->inspect(id);
+  }
+  std::vector<WorkloadStatus> list(const std::map<std::string, std::string>& labels) override {
+    CallInFlight mark({"list(", show(labels), ")"});
+    return inner_->list(labels);
+  }
+  void stop(const std::string& id, std::chrono::seconds grace) override {
+    CallInFlight mark({"stop(", id, ")"});
+    inner_->stop(id, grace);
+  }
+  void remove(const std::string& id) override {
+    CallInFlight mark({"remove(", id, ")"});
+    inner_->remove(id);
+  }
+  WaitResult wait(const std::string& id, std::chrono::milliseconds timeout) override {
+    CallInFlight mark({"wait(", id, ")"});
+    return inner_->wait(id, timeout);
+  }
+  void logs(const std::string& id, const LogOptions& options, const LogSink& sink) override {
+    CallInFlight mark({"logs(", id, ")"});
+    inner_->logs(id, options, sink);
+  }
+  Endpoint endpoint(const std::string& id, std::uint16_t container_port) override {
+    CallInFlight mark({"endpoint(", id, ")"});
+    return inner_->endpoint(id, container_port);
+  }
+  OrchestratorHealth health() override {
+    CallInFlight mark({"health()"});
+    return inner_->health();
+  }
+
+ private:
+  std::shared_ptr<Orchestrator> inner_;
+};
+
+}  // namespace
+
+std::shared_ptr<Orchestrator> marking_calls(std::shared_ptr<Orchestrator> inner) {
+  return inner ? std::make_shared<MarkedOrchestrator>(std::move(inner)) : nullptr;
 }
 
 const char* stream_name(LogStream stream) { return stream == LogStream::stdout_stream ? "stdout" : "stderr"; }

@@ -5,6 +5,7 @@
 #include <condition_variable>
 #include <functional>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <set>
@@ -45,6 +46,10 @@ bool finishes_within(std::chrono::milliseconds limit, std::function<void()> call
 // GET / over plain TCP; the status line, or "" with `error` set. Any HTTP status will do: the
 // kit only proves that the endpoint reaches the workload.
 std::string http_status_line(const Endpoint& endpoint, std::chrono::milliseconds timeout, std::string& error);
+
+// `inner` with every call marked in flight (synthorg/host/call_in_flight.hpp), so a crash inside
+// the plugin is reported with the call that caused it, e.g. "spawn(kit-x-1f2e3d)".
+std::shared_ptr<Orchestrator> marking_calls(std::shared_ptr<Orchestrator> inner);
 
 // Lines a logs() call delivered, shared with the thread that makes the call.
 struct LogCapture {

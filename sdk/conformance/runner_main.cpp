@@ -6,10 +6,12 @@
 // that provides synthorg.Orchestrator/1. A kind given by hand narrows that, and says what it leaves out.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdlib>
 
 #include <CLI/CLI.hpp>
 
+#include "isolation.hpp"
 #include "kit.hpp"
 #include "synthorg/host/plugin_file.hpp"
 #include "synthorg/log.hpp"
@@ -35,7 +37,13 @@ int main(int argc, char** argv) {
                  "Milliseconds one start() or stop() of the plugin may take (default 60000, the kernel's "
                  "kernel.start_timeout); an overrun fails the kit naming the call")
       ->check(CLI::Range(100LL, 3'600'000LL));
+  bool in_process = false;
+  app.add_flag("--in-process", in_process,
+               "Run every test in this process, as under a debugger; a plugin that crashes then ends the kit "
+               "without its report (by default the tests run in a child process and a crash is reported and survived)");
   app.add_option("--kit-image", kit_image, "Image the orchestrator kit's workloads run (default: $SYNTHORG_KIT_IMAGE, else synthorg-test/busybox:latest)");
+  const std::vector<std::string> command_line(argv, argv + argc);
+  const bool child = synthorg::conformance::report_progress_if_child();
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -72,9 +80,10 @@ int main(int argc, char** argv) {
   }
   if (kind == "auto") {
     kind = orchestrator && store ? "all" : orchestrator ? "orchestrator" : store ? "store" : "generic";
-    std::printf("synthorg-conformance: running the %s kit%s, from the plugins' manifests\n",
+    if (!child)
+      std::printf("synthorg-conformance: running the %s kit%s, from the plugins' manifests\n",
                 kind == "all" ? "generic, store and orchestrator" : kind.c_str(), kind == "all" ? "s" : "");
-  } else {
+  } else if (!child) {
     for (auto [provided, needed] : {std::pair{orchestrator, "orchestrator"}, std::pair{store, "store"}})
       if (provided && kind != needed)
         std::printf("synthorg-conformance: note: a plugin provides the %s service, whose contract --kind %s leaves "
@@ -83,6 +92,8 @@ int main(int argc, char** argv) {
   }
 
   std::vector<std::string> rest = app.remaining();
+  bool listing = std::find(rest.begin(), rest.end(), "--gtest_list_tests") != rest.end();
+  if (!child && !in_process && !listing) return synthorg::conformance::run_isolated(command_line);
   // Each kind runs its own suites unless the caller picks tests with --gtest_filter.
   std::string filter = kind == "all"            ? "--gtest_filter=*GenericKit*:StoreKit.*:OrchestratorKit.*"
                        : kind == "store"        ? "--gtest_filter=*GenericKit*:StoreKit.*"

@@ -26,12 +26,12 @@ class StoreKit : public ::testing::Test {
     const auto& file = load(options().plugins.front());
     instance_ = new host::PluginInstance(file, host_->context_for(file));
     instance_->configure(options().config);
-    instance_->start();
+    within_limit("start()", file.manifest.name, [] { instance_->start(); });
     store_ = host_->registry().get<Store>();
   }
   static void TearDownTestSuite() {
     store_.reset();
-    if (instance_) instance_->stop();
+    if (instance_) within_limit("stop()", instance_->name(), [] { instance_->stop(); });
     delete instance_;
     delete host_;
     instance_ = nullptr;

@@ -1,4 +1,5 @@
 #include "synthorg/bus.hpp"
+#include "synthorg/host/call_in_flight.hpp"
 #include "synthorg/trace_context.hpp"
 
 #include <atomic>
@@ -181,6 +182,7 @@ struct EventBus::Core : std::enable_shared_from_this<EventBus::Core> {
 
   // The caller has put `subscriber` on handlers_on_this_thread. True when the handler returned.
   bool call_handler(Subscriber& subscriber, const Event& event) {
+    host::CallInFlight in_flight({"the event handler of '", subscriber.owner->name, "' for ", event.topic});
     try {
       subscriber.handler(event);
       return true;

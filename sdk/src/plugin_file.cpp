@@ -1,5 +1,7 @@
 #include "synthorg/host/plugin_file.hpp"
 
+#include "synthorg/host/call_in_flight.hpp"
+
 #include <cstddef>
 #include <mutex>
 #include <vector>
@@ -26,6 +28,11 @@ std::string dlerror_text(const std::exception& e) {
 }
 
 std::string text_or_empty(const char* text) { return text ? text : ""; }
+
+// Names a lifecycle call for the fatal-signal report (call_in_flight.hpp).
+CallInFlight mark(std::string_view call, const PluginFile& file) {
+  return CallInFlight({call, " of plugin '", file.manifest.name, "'"});
+}
 
 // A loaded plugin is never unloaded while the process lives (see ARCHITECTURE.md): its
 // handle goes into a table that is never destroyed, not even at exit, when unloading code
@@ -135,6 +142,7 @@ PluginFile load_plugin_file(const std::filesystem::path& given) {
 
 PluginInstance::PluginInstance(const PluginFile& file, std::shared_ptr<PluginContext> context)
     : file_(file), context_(std::move(context)) {
+  auto in_flight = mark("create()", file_);
   instance_ = file_.descriptor->create(context_.get());
   if (!instance_)
     throw PluginFailed("plugin '" + name() + "' (" + file_.path.string() +
@@ -142,6 +150,7 @@ PluginInstance::PluginInstance(const PluginFile& file, std::shared_ptr<PluginCon
 }
 
 PluginInstance::~PluginInstance() {
+  auto in_flight = mark(started_ ? "stop() and destroy()" : "destroy()", file_);
   if (started_) {
     file_.descriptor->stop(instance_);
     context_->sweep();
@@ -156,11 +165,13 @@ void PluginInstance::fail(std::string_view call) const {
 }
 
 void PluginInstance::configure(const nlohmann::json& config) {
+  auto in_flight = mark("configure()", file_);
   if (file_.descriptor->configure(instance_, config.dump().c_str()) != SYNTHORG_OK) fail("configure");
 }
 
 void PluginInstance::start() {
   if (started_) return;
+  auto in_flight = mark("start()", file_);
   if (file_.descriptor->start(instance_) != SYNTHORG_OK) {
     context_->sweep();  // a failed start leaves nothing registered or subscribed
     fail("start");
@@ -171,6 +182,7 @@ void PluginInstance::start() {
 void PluginInstance::stop() {
   if (!started_) return;
   started_ = false;
+  auto in_flight = mark("stop()", file_);
   if (file_.descriptor->stop(instance_) != SYNTHORG_OK) fail("stop");
 }
 

@@ -245,6 +245,17 @@ TEST(Cli, StartFailureExitsOneWithTheReason) {
   EXPECT_NE(result.output.find("msg=\"Plugin stopped\" plugin=greeter"), std::string::npos) << "rolled back: " << result.output;
 }
 
+// A plugin that crashes the process is named before the process dies, with the call it was in.
+TEST(Cli, AFatalSignalNamesThePluginCallInFlight) {
+  TempDir dir;
+  auto result = run_synthorg({"-c", config_for(dir, {"greeter", "crashing-start"}, "  greeter: {}\n  crashing-start: {}\n"), "serve"});
+  EXPECT_NE(result.exit_code, 0);
+  EXPECT_NE(result.output.find("synthorg: fatal SIGSEGV (invalid memory access) while start() of plugin 'crashing-start' "
+                               "was in flight on the crashing thread"),
+            std::string::npos)
+      << result.output;
+}
+
 TEST(Cli, ConfigurationErrorsExitOneWithPositions) {
   TempDir dir;
   auto bad = dir.write("bad.yaml", "company_name: x\nkernel:\n  threads: [1\n");
