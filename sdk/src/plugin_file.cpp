@@ -2,8 +2,13 @@
 
 #include "synthorg/host/call_in_flight.hpp"
 
+#include <elf.h>
+
 #include <cstddef>
+#include <cstring>
+#include <fstream>
 #include <mutex>
+#include <optional>
 #include <vector>
 
 #include <boost/dll/shared_library.hpp>
@@ -32,6 +37,40 @@ std::string text_or_empty(const char* text) { return text ? text : ""; }
 // Names a lifecycle call for the fatal-signal report (call_in_flight.hpp).
 CallInFlight mark(std::string_view call, const PluginFile& file) {
   return CallInFlight({call, " of plugin '", file.manifest.name, "'"});
+}
+
+// The toolchain signature SYNTHORG_PLUGIN stores in its own section, read from the file without
+// loading it (64-bit little-endian ELF, as every host we build for); nullopt when absent.
+std::optional<std::string> embedded_toolchain(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  auto read_at = [&](std::uint64_t offset, void* into, std::size_t size) {
+    in.seekg(static_cast<std::streamoff>(offset));
+    return static_cast<bool>(in.read(static_cast<char*>(into), static_cast<std::streamsize>(size)));
+  };
+  Elf64_Ehdr header{};
+  if (!read_at(0, &header, sizeof header) || std::memcmp(header.e_ident, ELFMAG, SELFMAG) != 0 ||
+      header.e_ident[EI_CLASS] != ELFCLASS64 || header.e_ident[EI_DATA] != ELFDATA2LSB ||
+      header.e_shentsize != sizeof(Elf64_Shdr) || header.e_shstrndx >= header.e_shnum || header.e_shnum > 4096)
+    return std::nullopt;
+  std::vector<Elf64_Shdr> sections(header.e_shnum);
+  if (!read_at(header.e_shoff, sections.data(), sections.size() * sizeof(Elf64_Shdr))) return std::nullopt;
+  const auto& names = sections[header.e_shstrndx];
+  if (names.sh_size > (1u << 20)) return std::nullopt;
+  std::string name_table(names.sh_size, '\0');
+  if (!read_at(names.sh_offset, name_table.data(), name_table.size())) return std::nullopt;
+  for (const auto& section : sections) {
+    if (section.sh_name >= name_table.size() || section.sh_size == 0 || section.sh_size > 4096) continue;
+    if (std::strcmp(name_table.c_str() + section.sh_name, SYNTHORG_TOOLCHAIN_SECTION) != 0) continue;
+    std::string text(section.sh_size, '\0');
+    if (!read_at(section.sh_offset, text.data(), text.size())) return std::nullopt;
+    return text.substr(0, text.find('\0'));
+  }
+  return std::nullopt;
+}
+
+std::string rebuild_advice(const std::string& plugin_toolchain) {
+  return "built with another toolchain: " + toolchain_difference(plugin_toolchain, host_toolchain_signature()) +
+         "; rebuild the plugin with the same compiler, standard library and SDK as the host";
 }
 
 // A loaded plugin is never unloaded while the process lives (see ARCHITECTURE.md): its
@@ -85,6 +124,10 @@ PluginFile load_plugin_file(const std::filesystem::path& given) {
   try {
     library->load(path, boost::dll::load_mode::rtld_now | boost::dll::load_mode::rtld_local);
   } catch (const std::exception& e) {
+    // A plugin built with another std::string ABI (or Boost) references SDK symbols that do not
+    // exist here, so dlopen fails before its descriptor can be read: the section says why.
+    if (auto toolchain = embedded_toolchain(path); toolchain && *toolchain != host_toolchain_signature())
+      refuse("cannot be loaded (" + dlerror_text(e) + "): " + rebuild_advice(*toolchain));
     refuse("not a loadable shared object: " + dlerror_text(e));
   }
   auto& loaded = *library;
@@ -106,9 +149,7 @@ PluginFile load_plugin_file(const std::filesystem::path& given) {
            " but this host speaks only " + std::to_string(SYNTHORG_ABI_MAJOR) + "." + std::to_string(SYNTHORG_ABI_MINOR) +
            "; upgrade SynthOrg or rebuild the plugin against this SDK");
   const std::string toolchain = text_or_empty(d->toolchain);
-  if (toolchain != host_toolchain_signature())
-    refuse("toolchain signature \"" + toolchain + "\" differs from the host's \"" + host_toolchain_signature() +
-           "\"; rebuild the plugin with the same compiler, standard library and SDK as the host");
+  if (toolchain != host_toolchain_signature()) refuse(rebuild_advice(toolchain));
   const std::string name = text_or_empty(d->name);
   if (!valid_plugin_name(name))
     refuse("plugin name \"" + name + "\" is invalid; use lower-case letters, digits and '-', starting with a letter");

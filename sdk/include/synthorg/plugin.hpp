@@ -223,8 +223,11 @@ struct Entry {
 }  // namespace synthorg
 
 // Exports the plugin's descriptor under the Boost.DLL alias SYNTHORG_PLUGIN_ENTRY.
+// The toolchain signature also goes into its own ELF section, readable without loading the file.
 #define SYNTHORG_PLUGIN(Class)                                                 \
   namespace {                                                                  \
+  [[gnu::used, gnu::section(SYNTHORG_TOOLCHAIN_SECTION)]] const char           \
+      synthorg_toolchain_note[] = SYNTHORG_TOOLCHAIN_SIGNATURE;                \
   const synthorg_plugin_descriptor* synthorg_plugin_entry() noexcept {         \
     return ::synthorg::detail::Entry<Class>::describe();                       \
   }                                                                            \

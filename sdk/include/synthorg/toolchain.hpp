@@ -35,7 +35,18 @@
   ";json=" SYNTHORG_STRINGIFY(NLOHMANN_JSON_VERSION_MAJOR) "." SYNTHORG_STRINGIFY( \
       NLOHMANN_JSON_VERSION_MINOR) ";json_diag=" SYNTHORG_JSON_DIAGNOSTICS
 
+// Every plugin also carries its signature in an ELF section of this name (SYNTHORG_PLUGIN puts
+// it there), so a host can read it from a file that dlopen refuses: a plugin built with another
+// std::string ABI cannot even be loaded, and its signature is what says why.
+#define SYNTHORG_TOOLCHAIN_SECTION "synthorg_toolchain"
+
+#include <string>
+#include <string_view>
+
 namespace synthorg {
 // The signature libsynthorg-sdk.so was built with: what the host compares plugins against.
 const char* host_toolchain_signature() noexcept;
+// The fields of two signatures that differ, e.g. `cxx11abi=0 (the host: cxx11abi=1)`, joined
+// with "; "; empty when they are equal.
+std::string toolchain_difference(std::string_view plugin, std::string_view host);
 }  // namespace synthorg
