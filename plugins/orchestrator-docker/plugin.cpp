@@ -10,19 +10,6 @@
 namespace synthorg::orchestrator_docker {
 namespace {
 
-class EngineHealth final : public HealthCheck {
- public:
-  explicit EngineHealth(std::shared_ptr<DockerOrchestrator> orchestrator) : orchestrator_(std::move(orchestrator)) {}
-  std::string name() const override { return "orchestrator"; }
-  HealthReport check() override {
-    auto health = orchestrator_->health();
-    return {health.up, health.detail, health.info};
-  }
-
- private:
-  std::shared_ptr<DockerOrchestrator> orchestrator_;
-};
-
 class DockerPlugin final : public Plugin {
  public:
   static PluginManifest manifest() {
@@ -70,10 +57,12 @@ class DockerPlugin final : public Plugin {
 
   void start() override {
     auto orchestrator = std::make_shared<DockerOrchestrator>(options_, context_.log());
-    auto provided = context_.registry().provide<Orchestrator>(orchestrator);
-    auto health = context_.registry().provide<HealthCheck>(std::make_shared<EngineHealth>(orchestrator));
+    auto closable = std::make_shared<orchestrator::ClosableOrchestrator>(orchestrator);
+    auto provided = context_.registry().provide<Orchestrator>(closable);
+    auto health = context_.registry().provide<HealthCheck>(orchestrator::health_check(orchestrator));
     orchestrator_registration_ = std::move(provided);
     health_registration_ = std::move(health);
+    closable_ = std::move(closable);
     // Not reaching the engine now is not fatal: readiness reports it until the engine answers.
     auto status = orchestrator->health();
     if (status.up)
@@ -86,11 +75,14 @@ class DockerPlugin final : public Plugin {
   void stop() override {
     health_registration_.reset();
     orchestrator_registration_.reset();
+    if (closable_) closable_->close();  // a lease still held now gets `unavailable`
+    closable_.reset();
   }
 
  private:
   PluginContext& context_;
   DockerOptions options_;
+  std::shared_ptr<orchestrator::ClosableOrchestrator> closable_;
   Registration orchestrator_registration_;
   Registration health_registration_;
 };

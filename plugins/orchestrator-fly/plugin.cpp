@@ -18,19 +18,6 @@ const char* environment(const char* name) {
   return value && *value ? value : nullptr;
 }
 
-class FlyHealth final : public HealthCheck {
- public:
-  explicit FlyHealth(std::shared_ptr<FlyOrchestrator> orchestrator) : orchestrator_(std::move(orchestrator)) {}
-  std::string name() const override { return "orchestrator"; }
-  HealthReport check() override {
-    auto health = orchestrator_->health();
-    return {health.up, health.detail, health.info};
-  }
-
- private:
-  std::shared_ptr<FlyOrchestrator> orchestrator_;
-};
-
 class FlyPlugin final : public Plugin {
  public:
   static PluginManifest manifest() {
@@ -99,10 +86,12 @@ class FlyPlugin final : public Plugin {
   void start() override {
     if (!configured_) throw std::logic_error("orchestrator-fly was started before it was configured");
     auto orchestrator = std::make_shared<FlyOrchestrator>(options_, context_.log());
-    auto provided = context_.registry().provide<Orchestrator>(orchestrator);
-    auto health = context_.registry().provide<HealthCheck>(std::make_shared<FlyHealth>(orchestrator));
+    auto closable = std::make_shared<orchestrator::ClosableOrchestrator>(orchestrator);
+    auto provided = context_.registry().provide<Orchestrator>(closable);
+    auto health = context_.registry().provide<HealthCheck>(orchestrator::health_check(orchestrator));
     orchestrator_registration_ = std::move(provided);
     health_registration_ = std::move(health);
+    closable_ = std::move(closable);
     // Not reaching the API now is not fatal: readiness reports it until Fly answers.
     auto status = orchestrator->health();
     if (status.up)
@@ -115,11 +104,14 @@ class FlyPlugin final : public Plugin {
   void stop() override {
     health_registration_.reset();
     orchestrator_registration_.reset();
+    if (closable_) closable_->close();  // a lease still held now gets `unavailable`
+    closable_.reset();
   }
 
  private:
   PluginContext& context_;
   FlyOptions options_;
+  std::shared_ptr<orchestrator::ClosableOrchestrator> closable_;
   bool configured_ = false;
   Registration orchestrator_registration_;
   Registration health_registration_;

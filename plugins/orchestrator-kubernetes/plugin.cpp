@@ -13,20 +13,6 @@
 namespace synthorg::orchestrator_kubernetes {
 namespace {
 
-class OrchestratorHealthCheck final : public HealthCheck {
- public:
-  explicit OrchestratorHealthCheck(std::shared_ptr<KubernetesOrchestrator> orchestrator)
-      : orchestrator_(std::move(orchestrator)) {}
-  std::string name() const override { return "orchestrator"; }
-  HealthReport check() override {
-    auto health = orchestrator_->health();
-    return {health.up, health.detail, health.info};
-  }
-
- private:
-  std::shared_ptr<KubernetesOrchestrator> orchestrator_;
-};
-
 class KubernetesPlugin final : public Plugin {
  public:
   static PluginManifest manifest() {
@@ -94,12 +80,13 @@ class KubernetesPlugin final : public Plugin {
     if (!configured_) throw std::logic_error("orchestrator-kubernetes was started before it was configured");
     auto api = std::make_shared<ApiClient>(cluster_, context_.log(), request_timeout_);
     auto orchestrator = std::make_shared<KubernetesOrchestrator>(api, options_, context_.log());
+    auto closable = std::make_shared<orchestrator::ClosableOrchestrator>(orchestrator);
     auto orchestrator_registration = context_.registry().provide<Orchestrator>(
-        orchestrator, ServiceProperties{0, {{"backend", "kubernetes"}}});
-    auto health_registration =
-        context_.registry().provide<HealthCheck>(std::make_shared<OrchestratorHealthCheck>(orchestrator));
+        closable, ServiceProperties{0, {{"backend", "kubernetes"}}});
+    auto health_registration = context_.registry().provide<HealthCheck>(orchestrator::health_check(orchestrator));
     orchestrator_registration_ = std::move(orchestrator_registration);
     health_registration_ = std::move(health_registration);
+    closable_ = std::move(closable);
     context_.log().info("Kubernetes orchestrator ready", {{"server", api->describe()},
                                                           {"namespace", api->namespace_name()},
                                                           {"config", cluster_.source},
@@ -109,11 +96,14 @@ class KubernetesPlugin final : public Plugin {
   void stop() override {
     health_registration_.reset();
     orchestrator_registration_.reset();
+    if (closable_) closable_->close();  // a lease still held now gets `unavailable`
+    closable_.reset();
   }
 
  private:
   PluginContext& context_;
   ClusterConfig cluster_;
+  std::shared_ptr<orchestrator::ClosableOrchestrator> closable_;
   OrchestratorOptions options_;
   std::chrono::milliseconds request_timeout_{30000};
   bool configured_ = false;

@@ -42,6 +42,7 @@
 
 #include "kit.hpp"
 #include "orchestrator_kit_support.hpp"
+#include "synthorg/services/health.hpp"
 #include "synthorg/services/orchestrator.hpp"
 
 namespace synthorg::conformance {
@@ -839,6 +840,81 @@ TEST_F(OrchestratorKit, ConcurrentSpawns) {
     std::string seen;
     EXPECT_TRUE(await_gone(id, case_labels("concurrent"), seen)) << "after remove(\"" << id << "\"): " << seen;
   }
+}
+
+// The contract's answer on health: beside its Orchestrator a plugin registers a HealthCheck named
+// "orchestrator.<backend()>" (orchestrator::health_check), which /readyz and /health/detailed show.
+TEST_F(OrchestratorKit, AHealthCheckIsNamedAfterTheBackend) {
+  auto expected = "orchestrator." + orchestrator_->backend();
+  std::string registered;
+  bool found = false;
+  for (const auto& check : host_->registry().all<HealthCheck>()) {
+    registered += (registered.empty() ? "" : ", ") + check->name();
+    found = found || check->name() == expected;
+  }
+  EXPECT_TRUE(found) << "the plugin registered no HealthCheck named " << expected << " (registered: "
+                     << (registered.empty() ? "none" : registered)
+                     << "); register orchestrator::health_check(backend) beside the Orchestrator";
+}
+
+// The contract's answer on capacity: a backend that declares health().info["max_workloads"]
+// counts every workload it holds, running or exited, until remove(); past it, spawn() is
+// OrchestratorError(capacity), and a remove() makes room again.
+TEST_F(OrchestratorKit, ExitedWorkloadsCountTowardCapacityUntilRemoved) {
+  auto info = orchestrator_->health().info;
+  if (!info.contains("max_workloads") || !info["max_workloads"].is_number_unsigned())
+    GTEST_SKIP() << "health().info declares no max_workloads: the backend's capacity is not its own to count";
+  auto max = info["max_workloads"].get<std::size_t>();
+  auto held = orchestrator_->list({}).size();
+  if (max > 64 || held >= max)
+    GTEST_SKIP() << "max_workloads " << max << " with " << held << " held: run the kit with a limit of 64 or less";
+  std::vector<std::string> ids;
+  for (std::size_t i = held; i < max; ++i) {
+    auto request = spec("capacity", "exit 0");
+    request.one_shot = true;
+    auto status = spawn(request);
+    ASSERT_FALSE(status.id.empty()) << "spawn " << i + 1 << " of max_workloads " << max;
+    ids.push_back(status.id);
+  }
+  for (const auto& id : ids) ASSERT_TRUE(orchestrator_->wait(id, 30s).exited) << id << " did not exit within 30 s";
+  auto orchestrator = orchestrator_;
+  auto one_more = spec("capacity", "exit 0");
+  one_more.one_shot = true;
+  auto extra = std::make_shared<WorkloadStatus>();
+  Outcome outcome;
+  ASSERT_TRUE(finishes_within(call_limit, [orchestrator, one_more, extra] { *extra = orchestrator->spawn(one_more); }, &outcome));
+  if (!outcome.threw) remember(extra->id);
+  EXPECT_TRUE(outcome.threw && outcome.orchestrator_error && outcome.code == OrchestratorErrc::capacity)
+      << "spawn() with " << max << " exited workloads held (max_workloads " << max << ") " << outcome.description
+      << "; exited workloads count until they are removed, so this must be OrchestratorError(capacity)";
+  ASSERT_NO_THROW(orchestrator_->remove(ids.front()));
+  auto after = spawn(one_more);
+  EXPECT_FALSE(after.id.empty()) << "spawn() after a remove() made room";
+}
+
+// The contract's answer on leases: a caller may hold the Orchestrator after its plugin stopped
+// (a request in flight, the workloads plugin's lease). Every call on it then throws
+// OrchestratorError(unavailable), promptly: no crash, no hang, no work done on a stopped backend.
+// The plugin then starts again with a working provider. Runs late: it restarts the plugin.
+TEST_F(OrchestratorKit, ALeaseHeldAfterStopAnswersUnavailable) {
+  auto lease = orchestrator_;
+  auto name = instance_->name();
+  within_limit("stop()", name, [] { instance_->stop(); });
+  expect_error(OrchestratorErrc::unavailable, "list({}) on an Orchestrator held after its plugin stopped",
+               [lease] { lease->list({}); });
+  auto request = spec("afterstop", "exit 0");
+  auto stray = std::make_shared<WorkloadStatus>();
+  Outcome outcome;
+  ASSERT_TRUE(finishes_within(call_limit, [lease, request, stray] { *stray = lease->spawn(request); }, &outcome))
+      << "spawn() on an Orchestrator held after its plugin stopped did not return within " << call_limit.count() << " s";
+  EXPECT_TRUE(outcome.threw && outcome.orchestrator_error && outcome.code == OrchestratorErrc::unavailable)
+      << "spawn() on an Orchestrator held after its plugin stopped " << outcome.description
+      << "; it should throw OrchestratorError(unavailable)";
+  within_limit("start()", name, [] { instance_->start(); });
+  orchestrator_ = marking_calls(host_->registry().get<Orchestrator>());
+  ASSERT_TRUE(orchestrator_) << "after stop() and start() again, the plugin registered no Orchestrator";
+  if (!outcome.threw && !stray->id.empty()) remember(stray->id);
+  EXPECT_NO_THROW(orchestrator_->list({})) << "list({}) after the plugin started again";
 }
 
 // Defined last, so it runs last: every test above removed what it made.

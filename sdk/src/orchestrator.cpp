@@ -197,5 +197,45 @@ nlohmann::json to_json(const WorkloadStatus& status) {
   return out;
 }
 
+
+Orchestrator& ClosableOrchestrator::open() {
+  if (closed_.load())
+    throw OrchestratorError(OrchestratorErrc::unavailable,
+                            "the " + backend_->backend() + " orchestrator plugin has stopped; retry once it runs again");
+  return *backend_;
+}
+
+OrchestratorHealth ClosableOrchestrator::health() {
+  if (closed_.load()) return {false, "the " + backend_->backend() + " orchestrator plugin has stopped", {}};
+  return backend_->health();
+}
+
+namespace {
+class BackendHealth final : public HealthCheck {
+ public:
+  BackendHealth(std::shared_ptr<Orchestrator> backend, bool critical)
+      : backend_(std::move(backend)), name_("orchestrator." + backend_->backend()), critical_(critical) {}
+  std::string name() const override { return name_; }
+  bool critical() const override { return critical_; }
+  HealthReport check() override {
+    try {
+      auto health = backend_->health();
+      return {health.up, health.detail, health.info};
+    } catch (const std::exception& error) {
+      return {false, error.what(), nlohmann::json::object()};
+    }
+  }
+
+ private:
+  std::shared_ptr<Orchestrator> backend_;
+  std::string name_;
+  bool critical_;
+};
+}  // namespace
+
+std::shared_ptr<HealthCheck> health_check(std::shared_ptr<Orchestrator> backend, bool critical) {
+  return std::make_shared<BackendHealth>(std::move(backend), critical);
+}
+
 }  // namespace orchestrator
 }  // namespace synthorg

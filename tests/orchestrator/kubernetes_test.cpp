@@ -468,7 +468,7 @@ TEST_F(KubernetesTest, ThePodSentIsTheSpecAndItRuns) {
   EXPECT_TRUE(health.up) << health.detail;
   EXPECT_EQ(health.data["namespace"], test_namespace);
   EXPECT_EQ(health.data["log_streams"], "combined");
-  EXPECT_EQ(host_.get<HealthCheck>()->name(), "orchestrator");
+  EXPECT_EQ(host_.get<HealthCheck>()->name(), "orchestrator.kubernetes");
 }
 
 TEST_F(KubernetesTest, UnauthorizedNamesTheTokenFileNeverTheToken) {

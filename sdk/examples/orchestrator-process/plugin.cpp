@@ -31,22 +31,6 @@ std::filesystem::path installation_prefix() {
   return error ? std::filesystem::current_path() : binary.parent_path().parent_path();
 }
 
-// For /readyz and /health/detailed: what health() says, as a HealthCheck.
-class ProcessHealth final : public HealthCheck {
- public:
-  explicit ProcessHealth(std::shared_ptr<ProcessOrchestrator> orchestrator) : orchestrator_(std::move(orchestrator)) {}
-  std::string name() const override { return "orchestrator.process"; }
-  // The fallback backend: when it cannot run, the rest of the kernel is still ready.
-  bool critical() const override { return false; }
-  HealthReport check() override {
-    auto health = orchestrator_->health();
-    return {health.up, health.detail, health.info};
-  }
-
- private:
-  std::shared_ptr<ProcessOrchestrator> orchestrator_;
-};
-
 class ProcessOrchestratorPlugin final : public Plugin {
  public:
   static PluginManifest manifest() {
@@ -108,7 +92,9 @@ class ProcessOrchestratorPlugin final : public Plugin {
     orchestrator->stop_orphans();  // before anyone can ask: list() then shows none of them
     // Held in locals until both succeed: a start that fails half-way leaves nothing registered.
     auto provided = context_.registry().provide<Orchestrator>(orchestrator, {0, {{"backend", "process"}}});
-    auto health = context_.registry().provide<HealthCheck>(std::make_shared<ProcessHealth>(orchestrator));
+    // "orchestrator.process", not critical: the fallback backend; when it cannot run, the rest
+    // of the kernel is still ready. (shutdown() in stop() makes a held lease answer unavailable.)
+    auto health = context_.registry().provide<HealthCheck>(orchestrator::health_check(orchestrator, false));
     orchestrator_registration_ = std::move(provided);
     health_registration_ = std::move(health);
     orchestrator_ = std::move(orchestrator);

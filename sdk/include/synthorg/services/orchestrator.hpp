@@ -8,10 +8,12 @@
 // logs and endpoint throw not_found for an id the backend does not know or does not manage.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <memory>
 #include <optional>
 #include <stdexcept>
 #include <stop_token>
@@ -20,6 +22,8 @@
 #include <vector>
 
 #include <nlohmann/json.hpp>
+
+#include "synthorg/services/health.hpp"
 
 namespace synthorg {
 
@@ -153,6 +157,20 @@ struct OrchestratorHealth {
   nlohmann::json info = nlohmann::json::object();
 };
 
+// The contract's answers, each held by a test of the orchestrator conformance kit:
+//   - Calls arrive concurrently, from any thread (ConcurrentSpawns).
+//   - stop() returns once the workload has exited (StopReturnsOnceTheWorkloadHasExited).
+//   - A spec.name in use: conflict, or a workload of its own (ANameInUseIsAConflictOrASecondWorkload).
+//   - logs() with tail and follow: the last lines, then the new ones; the stop token is honoured
+//     while the stream is silent (TailWithFollow..., FollowHonoursItsStopToken).
+//   - After the plugin stopped, a caller may still hold this object: every call then throws
+//     unavailable, promptly (ALeaseHeldAfterStopAnswersUnavailable). Register a
+//     orchestrator::ClosableOrchestrator and close() it in stop().
+//   - Beside it the plugin registers a HealthCheck named "orchestrator.<backend()>"
+//     (orchestrator::health_check; AHealthCheckIsNamedAfterTheBackend).
+//   - Capacity: a backend that declares health().info["max_workloads"] counts every workload it
+//     holds, running or exited, until remove(); past it spawn() throws capacity
+//     (ExitedWorkloadsCountTowardCapacityUntilRemoved).
 class Orchestrator {
  public:
   static constexpr std::string_view service_id = "synthorg.Orchestrator/1";
@@ -204,6 +222,40 @@ std::int64_t parse_memory(std::string_view text);
 std::map<std::string, std::string> managed_labels(const WorkloadSpec& spec);
 
 nlohmann::json to_json(const WorkloadStatus& status);
+
+// What a plugin registers in place of its backend, so that a caller still holding a lease after
+// the plugin stopped gets OrchestratorError(unavailable) from every call, never a backend torn
+// down under it. The plugin calls close() in stop(), after dropping its registration.
+class ClosableOrchestrator final : public Orchestrator {
+ public:
+  explicit ClosableOrchestrator(std::shared_ptr<Orchestrator> backend) : backend_(std::move(backend)) {}
+  void close() noexcept { closed_.store(true); }
+
+  std::string backend() const override { return backend_->backend(); }
+  WorkloadStatus spawn(const WorkloadSpec& spec) override { return open().spawn(spec); }
+  WorkloadStatus inspect(const std::string& id) override { return open().inspect(id); }
+  std::vector<WorkloadStatus> list(const std::map<std::string, std::string>& labels) override { return open().list(labels); }
+  void stop(const std::string& id, std::chrono::seconds grace) override { open().stop(id, grace); }
+  void remove(const std::string& id) override { open().remove(id); }
+  WaitResult wait(const std::string& id, std::chrono::milliseconds timeout) override { return open().wait(id, timeout); }
+  void logs(const std::string& id, const LogOptions& options, const LogSink& sink) override {
+    open().logs(id, options, sink);
+  }
+  Endpoint endpoint(const std::string& id, std::uint16_t container_port) override {
+    return open().endpoint(id, container_port);
+  }
+  OrchestratorHealth health() override;
+
+ private:
+  Orchestrator& open();  // the backend, or throws unavailable once closed
+  std::shared_ptr<Orchestrator> backend_;
+  std::atomic<bool> closed_{false};
+};
+
+// The HealthCheck every orchestrator plugin registers beside its Orchestrator: named
+// "orchestrator.<backend()>", reporting health() (up, detail, info). `critical`: whether
+// /readyz waits for the backend (false for a fallback such as local processes).
+std::shared_ptr<HealthCheck> health_check(std::shared_ptr<Orchestrator> backend, bool critical = true);
 
 }  // namespace orchestrator
 }  // namespace synthorg
