@@ -259,7 +259,10 @@ OrchestratorHealth FlyOrchestrator::health() {
                  {"api_url", api_.describe()},
                  {"app", options_.api.app},
                  {"logs", "unsupported"},
-                 {"limits", "rounded_up"}};
+                 {"limits", "rounded_up"},
+                 // A Machine is a microVM: that is its isolation. The Machines API has no read-only
+                 // root, capability set or no-new-privileges for the process inside it.
+                 {"not_isolated", {"read_only_root", "drop_capabilities", "no_new_privileges"}}};
   if (!options_.mapping.region.empty()) health.info["region"] = options_.mapping.region;
   try {
     auto answer = api_.call("GET", "", nullptr, {}, 1500ms, "checking the Fly app " + options_.api.app, false);

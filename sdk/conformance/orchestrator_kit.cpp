@@ -564,6 +564,48 @@ TEST_F(OrchestratorKit, OneShotExitCodes) {
   }
 }
 
+// The hardening every kit spec asks for is applied, or the backend declares in
+// health().info["not_isolated"] that it cannot apply it: never silently ignored. The workload
+// looks at itself (/proc/self/status, /proc/self/mounts) and reports by its exit code, one bit
+// per promise, so backends without logs are held to it too.
+TEST_F(OrchestratorKit, HardeningIsAppliedOrDeclared) {
+  std::set<std::string> declared;
+  auto info = orchestrator_->health().info;
+  if (info.contains("not_isolated") && info["not_isolated"].is_array())
+    for (const auto& field : info["not_isolated"])
+      if (field.is_string()) declared.insert(field.get<std::string>());
+  auto request = spec("hardening", R"sh(s=/proc/self/status; c=0
+[ "$(/bin/busybox awk '/^Uid:/{print $2 $3}' $s)" = 6553465534 ] || c=$((c|1))
+[ "$(/bin/busybox awk '/^Gid:/{print $2 $3}' $s)" = 6553465534 ] || c=$((c|1))
+/bin/busybox grep -q '^NoNewPrivs:[[:space:]]*1$' $s || c=$((c|2))
+/bin/busybox grep -q '^CapEff:[[:space:]]*0*$' $s || c=$((c|4))
+/bin/busybox grep -q '^CapBnd:[[:space:]]*0*$' $s || c=$((c|4))
+/bin/busybox awk '$2 == "/" { o = $4 } END { exit !(o ~ /^ro(,|$)/) }' /proc/self/mounts || c=$((c|8))
+exit $c)sh");
+  request.one_shot = true;
+  auto status = spawn(request);
+  ASSERT_FALSE(status.id.empty());
+  WaitResult waited;
+  ASSERT_NO_THROW(waited = orchestrator_->wait(status.id, 30s)) << "wait(\"" << status.id << "\")";
+  ASSERT_TRUE(waited.exited && waited.exit_code) << status.id << " did not exit with a code within 30 s";
+  int code = *waited.exit_code;
+  ASSERT_LT(code, 16) << status.id << " exited " << code << ": the check itself did not run (is /bin/busybox in the image?)";
+  struct Promise {
+    int bit;
+    const char* field;
+    const char* what;
+  };
+  for (auto [bit, field, what] : {Promise{1, "user", "spec.user 65534:65534 (real and effective uid and gid)"},
+                                  Promise{2, "no_new_privileges", "spec.no_new_privileges (NoNewPrivs: 1)"},
+                                  Promise{4, "drop_capabilities", "spec.drop_all_capabilities (CapEff and CapBnd empty)"},
+                                  Promise{8, "read_only_root", "spec.read_only_root (/ mounted ro)"}}) {
+    RecordProperty(field, (code & bit) ? (declared.contains(field) ? "declared not applied" : "IGNORED") : "applied");
+    EXPECT_TRUE(!(code & bit) || declared.contains(field))
+        << what << " was not applied to " << status.id << ", and health().info[\"not_isolated\"] does not declare \""
+        << field << "\": apply it, or declare that this backend cannot (never ignore it silently)";
+  }
+}
+
 // spec.env reaches the workload as given, spaces and '=' included: the workload checks it itself
 // and says so by its exit code, so backends without logs are held to it too.
 TEST_F(OrchestratorKit, SpecEnvReachesTheWorkload) {

@@ -513,8 +513,15 @@ OrchestratorHealth ProcessOrchestrator::health() {
         {"memory", tools_.prlimit.empty() ? "no" : "RLIMIT_AS (address space per process)"},
         {"pids", tools_.prlimit.empty() || !tools_.root ? "no" : "RLIMIT_NPROC (per user; only when a user is switched to)"},
         {"environment", "only the spec's env, PATH, HOME and SYNTHORG_LISTEN_HOST"}}},
-      {"not_isolated", {"read_only_root", "tmpfs", "mounts", "network", "gpu", "cpus", "image"}},
   };
+  // What a spec may ask for and a process here does not get (the kit holds backends to this).
+  auto not_isolated = nlohmann::json::array({"read_only_root", "tmpfs", "mounts", "network", "gpu", "cpus", "image"});
+  if (!hardening) not_isolated.push_back("no_new_privileges");
+  if (!hardening || !tools_.root) {
+    not_isolated.push_back("user");               // no user switch without setpriv and root
+    not_isolated.push_back("drop_capabilities");  // the bounding set needs root to clear
+  }
+  health.info["not_isolated"] = std::move(not_isolated);
   // Hardening that specs asked for and this host could not apply, so far.
   auto skipped = nlohmann::json::array();
   for (const auto& note : noted_)

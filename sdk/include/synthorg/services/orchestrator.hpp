@@ -154,6 +154,9 @@ struct OrchestratorHealth {
   //   "log_streams": "combined"  every log line comes as stdout_stream
   //   "logs": "unsupported"      logs() throws failed, naming where the logs are instead
   //   "limits": "rounded_up"     inspect reports limits at least as large as requested
+  //   "not_isolated": [...]      spec fields the backend cannot apply, of "user",
+  //                              "read_only_root", "drop_capabilities", "no_new_privileges"
+  //                              (and others it names); anything not listed is applied
   nlohmann::json info = nlohmann::json::object();
 };
 
