@@ -606,6 +606,35 @@ exit $c)sh");
   }
 }
 
+// A memory limit is enforced: a workload that allocates well past it is killed (a cgroup's OOM
+// kill) or refused the memory (an address-space limit), unless the backend declares "memory" in
+// health().info["not_isolated"]. The same workload first proves it can allocate a little.
+TEST_F(OrchestratorKit, AMemoryLimitIsEnforced) {
+  auto info = orchestrator_->health().info;
+  if (info.contains("not_isolated") && info["not_isolated"].is_array())
+    for (const auto& field : info["not_isolated"])
+      if (field == "memory") GTEST_SKIP() << "health().info[\"not_isolated\"] declares memory";
+  constexpr std::int64_t limit = 64 << 20;
+  // A backend may round the limit up (health().info limits: rounded_up; Fly sizes guests in
+  // 256 MiB steps): allocate four times the larger, at once, as one buffer.
+  const std::int64_t big = 4 * std::max(limit, limits_rounded_up_ ? std::int64_t{256} << 20 : limit);
+  auto probe = spec("memory", "/bin/busybox dd if=/dev/zero of=/dev/null bs=1048576 count=4 2>/dev/null || exit 100; "
+                              "exec /bin/busybox dd if=/dev/zero of=/dev/null bs=" + std::to_string(big) + " count=1");
+  probe.memory_bytes = limit;
+  probe.one_shot = true;
+  auto status = spawn(probe);
+  ASSERT_FALSE(status.id.empty());
+  WaitResult waited;
+  ASSERT_NO_THROW(waited = orchestrator_->wait(status.id, 60s)) << "wait(\"" << status.id << "\")";
+  ASSERT_TRUE(waited.exited && waited.exit_code) << status.id << " did not exit with a code within 60 s";
+  ASSERT_NE(*waited.exit_code, 100) << status.id << " could not allocate 4 MiB under a limit of 64 MiB";
+  EXPECT_NE(*waited.exit_code, 0) << status.id << " allocated " << (big >> 20)
+                                  << " MiB at once under a memory limit of 64 MiB and ran to completion: the limit "
+                                     "is not enforced; enforce it, or declare \"memory\" in "
+                                     "health().info[\"not_isolated\"]";
+  RecordProperty("exit_code", std::to_string(*waited.exit_code));
+}
+
 // spec.env reaches the workload as given, spaces and '=' included: the workload checks it itself
 // and says so by its exit code, so backends without logs are held to it too.
 TEST_F(OrchestratorKit, SpecEnvReachesTheWorkload) {

@@ -152,6 +152,11 @@ class Simulator:
             machine.requested_stop = False
         time.sleep(0.05)  # starting is a state clients can see
         argv, user, process_env = command_of(machine.config)
+        # A Machine's memory is its VM's; this stand-in caps the process's address space at the
+        # guest's memory_mb, so a workload allocating past it is refused all the same.
+        memory_mb = (machine.config.get("guest") or {}).get("memory_mb")
+        if memory_mb and os.path.exists("/usr/bin/prlimit"):
+            argv = ["/usr/bin/prlimit", f"--as={int(memory_mb) * 1048576}", "--", *argv]
         env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
                "FLY_APP_NAME": machine.app, "FLY_MACHINE_ID": machine.id, "FLY_REGION": machine.region,
                "FLY_PRIVATE_IP": machine.private_ip, "FLY_IMAGE_REF": machine.config.get("image", ""),

@@ -17,6 +17,7 @@ import ctypes
 import datetime
 import json
 import os
+import resource
 import re
 import shutil
 import signal
@@ -117,6 +118,9 @@ def launch(spec):
         if not argv:
             sys.stderr.write("kubelet (contract server): the container has no command\n")
             os._exit(128)
+        if spec.get("memory_limit"):
+            limit = int(spec["memory_limit"])
+            resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         os.execvpe(argv[0], argv, env)
     except OSError as error:
@@ -420,7 +424,11 @@ class Cluster:
                        "read_only_root": bool(security.get("readOnlyRootFilesystem")),
                        "drop_all_capabilities": "ALL" in ((security.get("capabilities") or {}).get("drop") or []),
                        "no_new_privileges": security.get("allowPrivilegeEscalation") is False,
-                       "uid": security.get("runAsUser"), "gid": security.get("runAsGroup")}
+                       "uid": security.get("runAsUser"), "gid": security.get("runAsGroup"),
+                       # A runtime enforces limits.memory with a cgroup; this stand-in caps the
+                       # address space, so a workload allocating past it is refused all the same.
+                       "memory_limit": parse_quantity(((container.get("resources") or {}).get("limits") or {})
+                                                      .get("memory", "0"))}
         if security.get("runAsNonRoot") and not security.get("runAsUser"):
             # The kubelet refuses to start a container that would run as root.
             with self.cond:
