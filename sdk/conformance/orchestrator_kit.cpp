@@ -210,6 +210,22 @@ class OrchestratorKit : public ::testing::Test {
     return status;
   }
 
+  // Runs `request` as a one-shot to its end: its exit code, or nullopt after failing the test.
+  std::optional<int> exit_code_of(WorkloadSpec request, std::string& id) {
+    request.one_shot = true;
+    id = spawn(request).id;
+    if (id.empty()) return std::nullopt;
+    WaitResult waited;
+    try {
+      waited = orchestrator_->wait(id, 60s);
+    } catch (const std::exception& error) {
+      ADD_FAILURE() << "wait(\"" << id << "\") threw: " << error.what();
+      return std::nullopt;
+    }
+    if (!waited.exited || !waited.exit_code) ADD_FAILURE() << id << " did not exit with a code within 60 s";
+    return waited.exit_code;
+  }
+
   void remember(const std::string& id) {
     std::lock_guard lock(created_mutex_);
     created_.push_back(id);
@@ -582,14 +598,11 @@ TEST_F(OrchestratorKit, HardeningIsAppliedOrDeclared) {
 /bin/busybox grep -q '^CapBnd:[[:space:]]*0*$' $s || c=$((c|4))
 /bin/busybox awk '$2 == "/" { o = $4 } END { exit !(o ~ /^ro(,|$)/) }' /proc/self/mounts || c=$((c|8))
 exit $c)sh");
-  request.one_shot = true;
-  auto status = spawn(request);
-  ASSERT_FALSE(status.id.empty());
-  WaitResult waited;
-  ASSERT_NO_THROW(waited = orchestrator_->wait(status.id, 30s)) << "wait(\"" << status.id << "\")";
-  ASSERT_TRUE(waited.exited && waited.exit_code) << status.id << " did not exit with a code within 30 s";
-  int code = *waited.exit_code;
-  ASSERT_LT(code, 16) << status.id << " exited " << code << ": the check itself did not run (is /bin/busybox in the image?)";
+  std::string id;
+  auto exited = exit_code_of(request, id);
+  ASSERT_TRUE(exited);
+  int code = *exited;
+  ASSERT_LT(code, 16) << id << " exited " << code << ": the check itself did not run (is /bin/busybox in the image?)";
   struct Promise {
     int bit;
     const char* field;
@@ -601,7 +614,7 @@ exit $c)sh");
                                   Promise{8, "read_only_root", "spec.read_only_root (/ mounted ro)"}}) {
     RecordProperty(field, (code & bit) ? (declared.contains(field) ? "declared not applied" : "IGNORED") : "applied");
     EXPECT_TRUE(!(code & bit) || declared.contains(field))
-        << what << " was not applied to " << status.id << ", and health().info[\"not_isolated\"] does not declare \""
+        << what << " was not applied to " << id << ", and health().info[\"not_isolated\"] does not declare \""
         << field << "\": apply it, or declare that this backend cannot (never ignore it silently)";
   }
 }
@@ -621,18 +634,15 @@ TEST_F(OrchestratorKit, AMemoryLimitIsEnforced) {
   auto probe = spec("memory", "/bin/busybox dd if=/dev/zero of=/dev/null bs=1048576 count=4 2>/dev/null || exit 100; "
                               "exec /bin/busybox dd if=/dev/zero of=/dev/null bs=" + std::to_string(big) + " count=1");
   probe.memory_bytes = limit;
-  probe.one_shot = true;
-  auto status = spawn(probe);
-  ASSERT_FALSE(status.id.empty());
-  WaitResult waited;
-  ASSERT_NO_THROW(waited = orchestrator_->wait(status.id, 60s)) << "wait(\"" << status.id << "\")";
-  ASSERT_TRUE(waited.exited && waited.exit_code) << status.id << " did not exit with a code within 60 s";
-  ASSERT_NE(*waited.exit_code, 100) << status.id << " could not allocate 4 MiB under a limit of 64 MiB";
-  EXPECT_NE(*waited.exit_code, 0) << status.id << " allocated " << (big >> 20)
+  std::string id;
+  auto exited = exit_code_of(probe, id);
+  ASSERT_TRUE(exited);
+  ASSERT_NE(*exited, 100) << id << " could not allocate 4 MiB under a limit of 64 MiB";
+  EXPECT_NE(*exited, 0) << id << " allocated " << (big >> 20)
                                   << " MiB at once under a memory limit of 64 MiB and ran to completion: the limit "
                                      "is not enforced; enforce it, or declare \"memory\" in "
                                      "health().info[\"not_isolated\"]";
-  RecordProperty("exit_code", std::to_string(*waited.exit_code));
+  RecordProperty("exit_code", std::to_string(*exited));
 }
 
 // spec.env reaches the workload as given, spaces and '=' included: the workload checks it itself
