@@ -13,6 +13,9 @@ cmake --install "$build_dir" --prefix "$work/prefix" >/dev/null
 # The kit's image builder comes with the SDK, so an author's CI can build the kit's image too.
 "$work/prefix/bin/synthorg-kit-image" --help | grep -q "synthorg plugins check" ||
   { echo "sdk example: synthorg-kit-image is not installed with the SDK" >&2; exit 1; }
+# Kit failures name the kit's files as installed (synthorg/conformance/orchestrator_kit.cpp:N).
+[[ -f $work/prefix/include/synthorg/conformance/orchestrator_kit.cpp ]] ||
+  { echo "sdk example: the kit's sources are not installed beside kit.hpp" >&2; exit 1; }
 launcher=()
 command -v ccache >/dev/null && launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
 cmake -S "$source_dir/sdk/examples/hello-plugin" -B "$work/example" -G Ninja \
