@@ -71,7 +71,10 @@ say "image size: $size bytes ($((size / 1000000)) MB)"
 [[ "$(docker image inspect --format '{{.Config.User}}' "$tag")" == 65532:65532 ]] || fail "the image does not run as 65532"
 [[ "$(docker image inspect --format '{{json .Config.Entrypoint}}' "$tag")" == '["synthorg","serve"]' ]] ||
   fail "entrypoint is $(docker image inspect --format '{{json .Config.Entrypoint}}' "$tag")"
-[[ "$(docker image inspect --format '{{json .Config.Healthcheck}}' "$tag")" == null ]] || fail "the image declares a HEALTHCHECK"
+# Its own HEALTHCHECK, exec form (no shell), with the SynthOrg guide's timings for the backend.
+healthcheck=$(docker image inspect --format '{{json .Config.Healthcheck}}' "$tag")
+[[ "$healthcheck" == '{"Test":["CMD","synthorg","probe","--port","3001","--path","/api/v1/readyz"],"Interval":10000000000,"Timeout":5000000000,"StartPeriod":30000000000,"Retries":3}' ]] ||
+  fail "the image's HEALTHCHECK is $healthcheck"
 image_env=$(docker image inspect --format '{{json .Config.Env}}' "$tag")
 for expected in SYNTHORG_HTTP_ADDRESS=0.0.0.0 SYNTHORG_WEB_ADDRESS=0.0.0.0 SYNTHORG_GRPC_ADDRESS=0.0.0.0 \
   SYNTHORG_DB_PATH=/data/synthorg.db SYNTHORG_BACKUP_DIR=/data/backups SYNTHORG_LOG_DIR=/data/logs; do
@@ -156,6 +159,15 @@ fi
 grep -q '^OK    database' <<<"$doctor" || fail "doctor did not reach the database: $doctor"
 grep -q '^WARN  http port .*answers /api/v1/healthz' <<<"$doctor" || fail "doctor did not recognise the running server: $doctor"
 say "synthorg doctor inside the container: healthy"
+# The image's own HEALTHCHECK (exec form, no shell): a bare `docker run` becomes healthy.
+health=
+for _ in $(seq 1 60); do
+  health=$(docker inspect --format '{{.State.Health.Status}}' "$current")
+  [[ "$health" == healthy ]] && break
+  sleep 1
+done
+[[ "$health" == healthy ]] || fail "$current: Docker's health status is '$health', not healthy, 60 s after start"
+say "the image's HEALTHCHECK: $current is healthy (Docker's own status)"
 mountpoint=$(docker volume inspect --format '{{.Mountpoint}}' "$volume")
 if [[ -d "$mountpoint" ]]; then
   [[ "$(stat -c %u "$mountpoint/synthorg.db")" == 65532 ]] || fail "the database on the volume is not owned by 65532"
