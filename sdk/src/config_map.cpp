@@ -120,7 +120,10 @@ std::optional<std::chrono::milliseconds> parse_duration(std::string_view text) n
     else if (unit == "h") scale = 3'600'000;
     else if (unit == "d") scale = 86'400'000;
     else return std::nullopt;
-    total += amount * scale;
+    // A duration past what milliseconds in 64 bits hold is not one (found by fuzzing:
+    // "240713881645d" overflowed the multiplication).
+    std::int64_t part = 0;
+    if (__builtin_mul_overflow(amount, scale, &part) || __builtin_add_overflow(total, part, &total)) return std::nullopt;
   }
   return std::chrono::milliseconds(total);
 }

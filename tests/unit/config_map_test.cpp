@@ -129,7 +129,9 @@ TEST(Durations, ParseUnitsAndCompounds) {
   EXPECT_EQ(parse_duration("2h")->count(), 7200000);
   EXPECT_EQ(parse_duration("1d")->count(), 86400000);
   EXPECT_EQ(parse_duration("1m30s")->count(), 90000);
-  for (auto bad : {"", "10", "s", "10x", "1.5s", "-1s", "10 s", "99999999999999999999s"})
+  // Each number fits, its product with the unit (or the sum) does not: refused, not wrapped.
+  for (auto bad : {"", "10", "s", "10x", "1.5s", "-1s", "10 s", "99999999999999999999s", "240713881645d",
+                   "2562047788016h", "106751991167d1d"})
     EXPECT_FALSE(parse_duration(bad)) << bad;
 }
 
