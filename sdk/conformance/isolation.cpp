@@ -52,7 +52,6 @@ struct Progress {
   std::vector<std::string> ended;
   std::string in_flight_test;   // started and not ended
   std::string in_flight_suite;  // set up and no test started yet (a crash in SetUpTestSuite)
-  std::string last_ended;
   std::vector<std::string> crash_lines;
 };
 
@@ -70,7 +69,6 @@ Progress read_progress(const std::string& path) {
       progress.in_flight_suite.clear();
     } else if (line.rfind("end ", 0) == 0) {
       progress.ended.push_back(line.substr(4));
-      progress.last_ended = progress.ended.back();
       progress.in_flight_test.clear();
     }
   }
@@ -224,8 +222,8 @@ int run_isolated(const std::vector<std::string>& argv) {
     } else if (!progress.in_flight_suite.empty()) {
       where = "the set-up of " + progress.in_flight_suite + " (its tests cannot run)";
       std::erase_if(pending, [&](const std::string& test) { return suite_of(test) == progress.in_flight_suite; });
-    } else if (!progress.last_ended.empty()) {
-      where = "the clean-up after test " + progress.last_ended;
+    } else if (!progress.ended.empty()) {
+      where = "the clean-up after test " + progress.ended.back();
     } else {
       where = "the kit's start";
     }
